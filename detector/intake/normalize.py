@@ -1,0 +1,531 @@
+"""Turn a Sentry event payload (a parsed JSON object) into a :class:`NormalizedEvent`.
+
+Only what grouping, counting and blame need is kept, in one shape whatever the SDK: the exception (the
+last of ``exception.values``, which Sentry orders oldest to newest, so the last one is the exception that
+was finally raised), its frames (innermost last, as Sentry sends them), the release and environment, who
+and where (user, page route, browser, OS), and the SDK's grouping hints. Validation follows relay where
+it matters for counting: a timestamp too far in the future is clamped to the receive time, a missing one
+is the receive time, and absurd ones are rejected.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = [
+    "Frame",
+    "InvalidEvent",
+    "NormalizedEvent",
+    "event_from_dict",
+    "event_to_dict",
+    "normalize_event",
+    "parse_user_agent",
+    "route_from_url",
+]
+
+_MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+_LEVELS = {"fatal", "error", "warning", "info", "debug"}
+_LEVEL_ALIASES = {"critical": "fatal", "warn": "warning", "log": "info", "exception": "error"}
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+# Browser SDKs run in the page; server-side JavaScript SDKs have no page session to key on.
+_SERVER_JS_SDKS = ("sentry.javascript.node", "sentry.javascript.bun", "sentry.javascript.deno")
+
+
+class InvalidEvent(ValueError):
+    """The payload is not a usable event; the message names the field and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One stack frame as the SDK (or, after symbolication, the source map) describes it."""
+
+    filename: str | None = None
+    abs_path: str | None = None
+    function: str | None = None
+    module: str | None = None
+    lineno: int | None = None
+    colno: int | None = None
+    in_app: bool | None = None
+    context_line: str | None = None
+    pre_context: list[str] = field(default_factory=list)
+    post_context: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedEvent:
+    """An event reduced to the fields the detector uses. ``frames`` are innermost last.
+
+    ``timestamp`` is timezone-aware UTC; text fields the event lacks are None, except ``release`` ('')
+    and ``environment`` ('production'). ``handled`` comes from the exception's mechanism (None if unknown).
+    """
+
+    event_id: str
+    timestamp: datetime
+    level: str = "error"
+    platform: str = "other"
+    release: str = ""
+    environment: str = "production"
+    exception_type: str | None = None
+    exception_value: str | None = None
+    message: str | None = None
+    frames: list[Frame] = field(default_factory=list)
+    handled: bool | None = None
+    user_key: str | None = None
+    session_key: str | None = None
+    url: str | None = None
+    route: str | None = None
+    browser: str | None = None
+    os: str | None = None
+    is_bot: bool = False
+    fingerprint: list[str] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    sdk_name: str | None = None
+    debug_ids: list[dict[str, str | None]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# small typed accessors: payloads are untrusted JSON, so every field is checked before use
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value != "" else None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _str_list(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ids and time
+
+
+def _event_id(value: Any) -> str:
+    if value is None or value == "":
+        # relay assigns an id when the SDK sent none; so do we.
+        return uuid.uuid4().hex
+    if not isinstance(value, str):
+        raise InvalidEvent(f"event_id must be a string, got {type(value).__name__}")
+    candidate = value.strip().lower().replace("-", "")
+    if not _HEX32.match(candidate):
+        raise InvalidEvent(f"event_id must be 32 hex digits (a UUID), got {value[:64]!r}")
+    return candidate
+
+
+def _parse_iso(text: str) -> datetime:
+    candidate = text.strip()
+    try:
+        return datetime.fromtimestamp(float(candidate), UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    # Python 3.11 accepts "Z" and offsets; JavaScript's toISOString has millisecond precision.
+    try:
+        parsed = datetime.fromisoformat(candidate)
+    except ValueError:
+        raise InvalidEvent(f"timestamp is not a date: {text[:64]!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_timestamp(value: Any, what: str = "timestamp") -> datetime:
+    """A UTC datetime from unix seconds (int/float) or an ISO 8601 string (naive means UTC).
+
+    Raises :class:`InvalidEvent` for non-finite, negative, pre-2000, post-9999 or unparseable values.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidEvent(f"{what} must be a number or an ISO 8601 string, got {type(value).__name__}")
+    if isinstance(value, str):
+        parsed = _parse_iso(value)
+    else:
+        if not math.isfinite(value):
+            raise InvalidEvent(f"{what} is not finite: {value!r}")
+        if value < 0:
+            raise InvalidEvent(f"{what} is negative: {value!r}")
+        try:
+            parsed = datetime.fromtimestamp(value, UTC)
+        except (ValueError, OverflowError, OSError):
+            raise InvalidEvent(f"{what} is past year 9999: {value!r}") from None
+    parsed = parsed.astimezone(UTC)
+    if parsed < _MIN_TIMESTAMP:
+        raise InvalidEvent(f"{what} is before 2000-01-01: {parsed.isoformat()}")
+    return parsed
+
+
+def _event_timestamp(value: Any, received_at: datetime, max_future: timedelta) -> datetime:
+    if value is None:
+        return received_at
+    timestamp = parse_timestamp(value)
+    if timestamp - received_at > max_future:
+        # A client clock running ahead would put the event in a minute that has not happened yet.
+        return received_at
+    return timestamp
+
+
+# ---------------------------------------------------------------------------------------------------------
+# exception, message, frames
+
+
+def _exception_values(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    raw = payload.get("exception")
+    values = raw
+    if isinstance(raw, dict):
+        # {"values": [...]} is the protocol; a bare exception object is the legacy single form.
+        values = raw.get("values") if "values" in raw else [raw]
+    if not isinstance(values, list):
+        return []
+    return [v for v in values if isinstance(v, dict) and (_str(v.get("type")) or _str(v.get("value")))]
+
+
+def _message(payload: dict[str, Any]) -> str | None:
+    logentry = _obj(payload.get("logentry"))
+    message = payload.get("message")
+    if isinstance(message, dict):
+        # Some SDKs send the logentry interface under "message".
+        logentry = logentry or message
+        message = None
+    return _str(logentry.get("formatted")) or _str(message) or _str(logentry.get("message"))
+
+
+def _frame(raw: dict[str, Any]) -> Frame:
+    return Frame(
+        filename=_str(raw.get("filename")),
+        abs_path=_str(raw.get("abs_path")),
+        function=_str(raw.get("function")),
+        module=_str(raw.get("module")),
+        lineno=_int(raw.get("lineno")),
+        colno=_int(raw.get("colno")),
+        in_app=_bool(raw.get("in_app")),
+        context_line=_str(raw.get("context_line")),
+        pre_context=_str_list(raw.get("pre_context")),
+        post_context=_str_list(raw.get("post_context")),
+    )
+
+
+def _frames(stacktrace: Any) -> list[Frame]:
+    raw = _obj(stacktrace).get("frames")
+    if not isinstance(raw, list):
+        return []
+    return [_frame(f) for f in raw if isinstance(f, dict)]
+
+
+def _message_frames(payload: dict[str, Any]) -> list[Frame]:
+    """Frames of a message event: the event's own stacktrace, else the crashed or first thread's."""
+    frames = _frames(payload.get("stacktrace"))
+    if frames:
+        return frames
+    threads = payload.get("threads")
+    values = _obj(threads).get("values") if isinstance(threads, dict) else threads
+    if not isinstance(values, list):
+        return []
+    threads_with_stack = [t for t in values if isinstance(t, dict) and _frames(t.get("stacktrace"))]
+    for thread in threads_with_stack:
+        if thread.get("crashed") is True or thread.get("current") is True:
+            return _frames(thread.get("stacktrace"))
+    return _frames(threads_with_stack[0].get("stacktrace")) if threads_with_stack else []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# who and where
+
+
+def _header(headers: Any, name: str) -> str | None:
+    """A request header, case-insensitively, from the dict or list-of-pairs form."""
+    pairs = headers.items() if isinstance(headers, dict) else headers if isinstance(headers, list) else []
+    wanted = name.lower()
+    for pair in pairs:
+        if isinstance(pair, tuple | list) and len(pair) == 2 and str(pair[0]).lower() == wanted:
+            return _str(pair[1])
+    return None
+
+
+def _user_key(user: dict[str, Any]) -> str | None:
+    for name in ("id", "email"):
+        value = user.get(name)
+        if isinstance(value, int | str) and not isinstance(value, bool) and str(value):
+            return str(value)
+    ip = _str(user.get("ip_address"))
+    return ip if ip and ip != "{{auto}}" else None
+
+
+_ROUTE_ID_SEGMENT = re.compile(
+    r"""^(?:
+        \d+                                                    # numbers
+      | [0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}  # uuids
+      | [0-9a-fA-F]{12,}                                       # long hex (object ids, hashes)
+      | (?=[A-Za-z_-]*\d)(?=\d*[A-Za-z_-])[A-Za-z0-9_-]{16,}   # long opaque tokens with digits
+      | [A-Za-z]{1,4}[_-]\d+[A-Za-z0-9_-]*                      # prefixed ids: u-17, cus_123abc
+      | [\w.+-]+@[\w-]+\.[\w.-]+                               # emails
+    )$""",
+    re.VERBOSE,
+)
+
+
+def _parameterise_path(path: str) -> str:
+    segments = path.split("/")
+    return "/".join(
+        ":id" if segment and _ROUTE_ID_SEGMENT.match(segment) else segment for segment in segments
+    )
+
+
+def route_from_url(url: str | None) -> str | None:
+    """The URL's path with ids parameterised: ``https://x/billing/123?a=1`` -> ``/billing/:id``.
+
+    Numbers, UUIDs, long hex strings, long opaque tokens, prefixed ids (``u-17``) and emails become
+    ``:id``. A hash route (``#/users/7``) is kept as ``/#/users/:id`` because single-page apps route on it.
+    """
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    route = _parameterise_path(parts.path or "/")
+    fragment = parts.fragment
+    if fragment.startswith(("/", "!/")):
+        route = f"{route}#{_parameterise_path(fragment)}"
+    return route
+
+
+_BOT_PATTERN = re.compile(
+    r"bot\b|bot/|crawler|crawl|spider|slurp|archiver|facebookexternalhit|embedly|preview|lighthouse|"
+    r"pingdom|uptime|monitor|phantomjs|python-requests|python-urllib|aiohttp|"
+    r"httpx|curl/|wget/|go-http-client|java/|okhttp|axios/|node-fetch|scrapy|ahrefs|semrush|yandex(?!browser)|"
+    r"baiduspider|bytespider|petalbot|gptbot|claudebot|ccbot|applebot",
+    re.IGNORECASE,
+)
+
+# Order matters: Edge and Opera also say "Chrome/", Chrome also says "Safari/".
+_BROWSER_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("Edge", re.compile(r"\b(?:Edg|Edge|EdgA|EdgiOS)/(\d+)")),
+    ("Opera", re.compile(r"\b(?:OPR|Opera)/(\d+)")),
+    ("Samsung Internet", re.compile(r"\bSamsungBrowser/(\d+)")),
+    ("Firefox", re.compile(r"\b(?:Firefox|FxiOS)/(\d+)")),
+    ("Chrome", re.compile(r"\b(?:HeadlessChrome|Chrome|CriOS|Chromium)/(\d+)")),
+    ("Safari", re.compile(r"\bVersion/(\d+)(?:\.\d+)*.*\bSafari/")),
+    ("Mobile Safari", re.compile(r"\b(?:iPhone|iPad).*\bAppleWebKit/")),
+    ("IE", re.compile(r"\b(?:MSIE |Trident/.*rv:)(\d+)")),
+]
+
+_WINDOWS_VERSIONS = {"10.0": "10", "6.3": "8.1", "6.2": "8", "6.1": "7", "6.0": "Vista", "5.1": "XP"}
+
+
+def _os_from_user_agent(ua: str) -> str | None:
+    windows = re.search(r"Windows NT (\d+\.\d+)", ua)
+    if windows:
+        version = _WINDOWS_VERSIONS.get(windows.group(1))
+        return f"Windows {version}" if version else "Windows"
+    checks = [
+        (r"iPhone|iPad|iPod", "iOS"),
+        (r"Android", "Android"),
+        (r"CrOS", "Chrome OS"),
+        (r"Mac OS X|Macintosh", "Mac OS X"),
+        (r"Linux|X11", "Linux"),
+        (r"Windows", "Windows"),
+    ]
+    for pattern, name in checks:
+        if re.search(pattern, ua):
+            return name
+    return None
+
+
+def parse_user_agent(ua: str | None) -> tuple[str | None, str | None, bool]:
+    """``(browser, os, is_bot)`` from a User-Agent, e.g. ``("Chrome 156", "Linux", False)``.
+
+    HeadlessChrome counts as Chrome and not as a bot (tests and synthetic checks run real pages in it);
+    crawlers, link previewers, uptime monitors and HTTP libraries count as bots.
+    """
+    if not ua:
+        return None, None, False
+    is_bot = bool(_BOT_PATTERN.search(ua))
+    browser = None
+    for name, pattern in _BROWSER_PATTERNS:
+        match = pattern.search(ua)
+        if match:
+            version = match.group(1) if match.groups() else None
+            browser = f"{name} {version}" if version else name
+            break
+    return browser, _os_from_user_agent(ua), is_bot
+
+
+def _browser_from_context(context: dict[str, Any]) -> str | None:
+    name = _str(context.get("name"))
+    if not name:
+        return None
+    version = context.get("version")
+    major = str(version).split(".")[0] if isinstance(version, str | int) and str(version) else None
+    return f"{name} {major}" if major else name
+
+
+_OS_NAME_ALIASES = {
+    "macos": "Mac OS X",
+    "mac os x": "Mac OS X",
+    "darwin": "Mac OS X",
+    "ios": "iOS",
+    "ipados": "iOS",
+}
+
+
+def _os_from_context(context: dict[str, Any]) -> str | None:
+    name = _str(context.get("name"))
+    if not name:
+        return None
+    name = _OS_NAME_ALIASES.get(name.lower(), name)
+    if name == "Windows":
+        version = _str(context.get("version"))
+        return (
+            f"Windows {version.split('.')[0] if version and version[0].isdigit() else version}"
+            if version
+            else name
+        )
+    return name
+
+
+def _tags(value: Any) -> dict[str, str]:
+    pairs = value.items() if isinstance(value, dict) else value if isinstance(value, list) else []
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            continue
+        key, val = pair
+        if isinstance(key, str) and key and val is not None and not isinstance(val, dict | list):
+            tags[key] = str(val).lower() if isinstance(val, bool) else str(val)
+    return tags
+
+
+def _fingerprint(value: Any) -> list[str] | None:
+    if not isinstance(value, list) or not value:
+        return None
+    parts = [str(v) for v in value if isinstance(v, str | int | float) and not isinstance(v, bool)]
+    return parts or None
+
+
+def _debug_ids(debug_meta: dict[str, Any]) -> list[dict[str, str | None]]:
+    images = debug_meta.get("images")
+    if not isinstance(images, list):
+        return []
+    return [
+        {"debug_id": image["debug_id"].lower(), "code_file": _str(image.get("code_file"))}
+        for image in images
+        if isinstance(image, dict) and _str(image.get("debug_id"))
+    ]
+
+
+def _level(value: Any) -> str:
+    level = value.strip().lower() if isinstance(value, str) else "error"
+    level = _LEVEL_ALIASES.get(level, level)
+    return level if level in _LEVELS else "error"
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def normalize_event(
+    payload: Any, *, received_at: datetime, max_future: timedelta = timedelta(minutes=1)
+) -> NormalizedEvent:
+    """Validate ``payload`` (a decoded event item or ``/store/`` body) and reduce it to a NormalizedEvent.
+
+    Raises :class:`InvalidEvent` when the payload is not an object, has neither an exception nor a
+    message, has an ``event_id`` that is not 32 hex digits (dashes allowed), or an absurd timestamp.
+    A missing ``event_id`` gets a fresh one; ``received_at`` (naive means UTC) stands in for a missing or
+    too-far-future timestamp.
+    """
+    if not isinstance(payload, Mapping):
+        raise InvalidEvent(f"event must be a JSON object, got {type(payload).__name__}")
+    data = dict(payload)
+    received = received_at if received_at.tzinfo else received_at.replace(tzinfo=UTC)
+    received = received.astimezone(UTC)
+
+    exceptions = _exception_values(data)
+    message = _message(data)
+    if not exceptions and not message:
+        raise InvalidEvent("event has neither an exception nor a message")
+    event_id = _event_id(data.get("event_id"))
+    timestamp = _event_timestamp(data.get("timestamp"), received, max_future)
+
+    exception = exceptions[-1] if exceptions else {}
+    frames = _frames(exception.get("stacktrace")) if exceptions else _message_frames(data)
+    mechanism = _obj(exception.get("mechanism"))
+
+    contexts = _obj(data.get("contexts"))
+    request = _obj(data.get("request"))
+    user_agent = _header(request.get("headers"), "User-Agent")
+    ua_browser, ua_os, is_bot = parse_user_agent(user_agent)
+    sdk_name = _str(_obj(data.get("sdk")).get("name"))
+    platform = _str(data.get("platform")) or "other"
+    url = _str(request.get("url"))
+    is_browser = platform == "javascript" and not (sdk_name or "").startswith(_SERVER_JS_SDKS)
+
+    return NormalizedEvent(
+        event_id=event_id,
+        timestamp=timestamp,
+        level=_level(data.get("level")),
+        platform=platform,
+        release=_str(data.get("release")) or "",
+        environment=_str(data.get("environment")) or "production",
+        exception_type=_str(exception.get("type")),
+        exception_value=_str(exception.get("value")),
+        message=message,
+        frames=frames,
+        handled=_bool(mechanism.get("handled")),
+        user_key=_user_key(_obj(data.get("user"))),
+        session_key=_str(_obj(contexts.get("trace")).get("trace_id")) if is_browser else None,
+        url=url,
+        route=route_from_url(url),
+        browser=_browser_from_context(_obj(contexts.get("browser"))) or ua_browser,
+        os=_os_from_context(_obj(contexts.get("os"))) or ua_os,
+        is_bot=is_bot,
+        fingerprint=_fingerprint(data.get("fingerprint")),
+        tags=_tags(data.get("tags")),
+        sdk_name=sdk_name,
+        debug_ids=_debug_ids(_obj(data.get("debug_meta"))),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# JSON round trip
+
+
+def event_to_dict(event: NormalizedEvent) -> dict[str, Any]:
+    """A JSON-serialisable dict of ``event`` (the timestamp as an ISO 8601 string with offset)."""
+    data = asdict(event)
+    data["timestamp"] = event.timestamp.isoformat()
+    return data
+
+
+def event_from_dict(data: Mapping[str, Any]) -> NormalizedEvent:
+    """The inverse of :func:`event_to_dict`; keys it does not know are ignored, missing ones defaulted."""
+    known = {f.name for f in fields(NormalizedEvent)}
+    values = {k: v for k, v in data.items() if k in known}
+    frame_fields = {f.name for f in fields(Frame)}
+    values["frames"] = [
+        Frame(**{k: v for k, v in f.items() if k in frame_fields}) for f in data.get("frames", [])
+    ]
+    values["timestamp"] = datetime.fromisoformat(data["timestamp"]).astimezone(UTC)
+    values["tags"] = dict(data.get("tags") or {})
+    values["debug_ids"] = [dict(d) for d in data.get("debug_ids") or []]
+    if data.get("fingerprint") is not None:
+        values["fingerprint"] = list(data["fingerprint"])
+    return NormalizedEvent(**values)
