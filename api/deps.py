@@ -1,0 +1,53 @@
+"""FastAPI dependencies as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from api.state import AppState
+from detector.errors import Unauthorized
+from detector.store.models import Project
+from detector.store.projects import get_project_by_slug
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.detector  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    with state.factory() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthorized(
+            "missing API token: send 'Authorization: Bearer <token>' (see `detector token create`)"
+        )
+    return authorization.split(" ", 1)[1].strip()
+
+
+def require_token(state: StateDep, token: Annotated[str, Depends(bearer_token)]) -> str:
+    if not state.tokens.is_valid(token):
+        raise Unauthorized("unknown API token")
+    return token
+
+
+TokenDep = Annotated[str, Depends(require_token)]
+
+
+def project_from_slug(slug: str, session: SessionDep, _token: TokenDep) -> Project:
+    return get_project_by_slug(session, slug)
+
+
+ProjectDep = Annotated[Project, Depends(project_from_slug)]

@@ -1,0 +1,74 @@
+"""Projects, signatures and events (read side)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import ProjectDep, SessionDep, StateDep, TokenDep
+from api.pagination import decode_cursor, page
+from detector.errors import NotFound
+from detector.store.models import Signature
+from detector.store.projects import list_projects, project_as_dict
+from detector.store.signatures import get_event, list_signatures, signature_series
+
+router = APIRouter(prefix="/api/v1", tags=["projects"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("/projects")
+def projects(session: SessionDep, state: StateDep, _token: TokenDep) -> dict[str, Any]:
+    items = [project_as_dict(p, state.settings.public_url) for p in list_projects(session)]
+    return {"items": items, "next": None}
+
+
+@router.get("/projects/{slug}")
+def project_detail(project: ProjectDep, state: StateDep) -> dict[str, Any]:
+    return project_as_dict(project, state.settings.public_url)
+
+
+@router.get("/projects/{slug}/signatures")
+def signatures(
+    project: ProjectDep,
+    session: SessionDep,
+    release: str | None = None,
+    environment: str | None = None,
+    since: datetime | None = None,
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    rows = list_signatures(
+        session,
+        project_id=project.id,
+        release=release,
+        environment=environment,
+        since=since,
+        after_id=decode_cursor(cursor),
+        limit=limit,
+    )
+    return page(rows, limit, rows[limit - 1]["id"] if len(rows) > limit else None)
+
+
+@router.get("/projects/{slug}/signatures/{signature_id}/series")
+def signature_timeseries(
+    project: ProjectDep,
+    session: SessionDep,
+    signature_id: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, Any]:
+    sig = session.get(Signature, signature_id)
+    if sig is None or sig.project_id != project.id:
+        raise NotFound(f"no signature {signature_id} in project {project.slug!r}")
+    return {
+        "items": signature_series(session, signature_id=signature_id, since=since, until=until),
+        "next": None,
+    }
+
+
+@router.get("/projects/{slug}/events/{event_id}")
+def event_detail(project: ProjectDep, session: SessionDep, event_id: str) -> dict[str, Any]:
+    return get_event(session, project_id=project.id, event_id=event_id)

@@ -1,0 +1,104 @@
+"""What one running API process holds: settings, database access, caches, metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from detector.config import Settings
+from detector.errors import RateLimited
+from detector.intake.accept import ProjectKey
+from detector.metrics import Metrics
+from detector.store.models import Project
+from detector.store.projects import token_is_valid
+from detector.store.writer import GroupCommitWriter
+
+
+@dataclass
+class ProjectKeyCache:
+    """Project keys and limits by id, refreshed every `ttl` seconds and on a miss."""
+
+    factory: sessionmaker[Session]
+    ttl: float = 5.0
+    _keys: dict[int, ProjectKey] = field(default_factory=dict)
+    _loaded_at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _reload(self) -> None:
+        with self.factory() as session:
+            rows = session.execute(
+                select(Project.id, Project.public_key, Project.rate_limit_per_minute)
+            ).all()
+        self._keys = {pid: ProjectKey(pid, key, limit) for pid, key, limit in rows}
+        self._loaded_at = time.monotonic()
+
+    def get(self, project_id: int) -> ProjectKey | None:
+        with self._lock:
+            stale = time.monotonic() - self._loaded_at > self.ttl
+            if stale or project_id not in self._keys:
+                self._reload()
+            return self._keys.get(project_id)
+
+
+@dataclass
+class TokenCache:
+    """Valid API tokens seen recently, so authenticated reads do not hit the database each time."""
+
+    factory: sessionmaker[Session]
+    ttl: float = 30.0
+    _valid: dict[str, float] = field(default_factory=dict)
+
+    def is_valid(self, token: str) -> bool:
+        seen = self._valid.get(token)
+        if seen is not None and time.monotonic() - seen < self.ttl:
+            return True
+        with self.factory() as session:
+            ok = token_is_valid(session, token)
+        if ok:
+            self._valid[token] = time.monotonic()
+        return ok
+
+
+@dataclass
+class RateLimiter:
+    """A per-project fixed one-minute window (per API process)."""
+
+    default_per_minute: int
+    _window: dict[int, tuple[int, int]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, project: ProjectKey, n: int, now: datetime | None = None) -> None:
+        limit = project.rate_limit_per_minute or self.default_per_minute
+        if limit <= 0 or n == 0:
+            return
+        ts = (now or datetime.now(UTC)).timestamp()
+        minute = int(ts // 60)
+        with self._lock:
+            window, used = self._window.get(project.project_id, (minute, 0))
+            if window != minute:
+                used = 0
+            if used + n > limit:
+                retry = max(1, 60 - int(ts % 60))
+                raise RateLimited(
+                    f"project {project.project_id} is over its limit of {limit} events per minute",
+                    retry_after=retry,
+                    categories="error;default",
+                )
+            self._window[project.project_id] = (minute, used + n)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    writer: GroupCommitWriter
+    keys: ProjectKeyCache
+    tokens: TokenCache
+    limiter: RateLimiter
+    metrics: Metrics

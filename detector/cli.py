@@ -1,0 +1,237 @@
+"""The `detector` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import sys
+import threading
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from detector.config import Settings
+from detector.errors import DetectorError
+from detector.store.db import make_engine, make_sessionmaker, safe_url, transaction, upgrade
+from detector.store.projects import (
+    create_project,
+    create_token,
+    get_project_by_slug,
+    list_projects,
+    project_as_dict,
+)
+
+app = typer.Typer(help="Deploy-aware error anomaly detector.", no_args_is_help=True, add_completion=False)
+project_app = typer.Typer(help="Create and list projects.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens for everything that is not intake.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(project_app, name="project")
+app.add_typer(token_app, name="token")
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise fail(f"invalid settings: {problems}") from exc
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level,
+        format='ts=%(asctime)s level=%(levelname)s logger=%(name)s msg="%(message)s"',
+        stream=sys.stderr,
+    )
+
+
+def ready_database(settings: Settings) -> None:
+    """Create or upgrade the schema; a bad URL or an unreachable server is a clear message, not a trace."""
+    try:
+        upgrade(settings.database_url)
+    except DetectorError as exc:
+        raise fail(str(exc)) from exc
+
+
+def session_factory(settings: Settings):
+    ready_database(settings)
+    return make_sessionmaker(make_engine(settings.database_url))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database or bring its schema up to date."""
+    settings = load_settings()
+    ready_database(settings)
+    typer.echo(f"database at {safe_url(settings.database_url)} is up to date")
+
+
+@project_app.command("create")
+def project_create(
+    slug: str,
+    platform: Annotated[
+        str, typer.Option(help="The SDK platform, e.g. javascript or python.")
+    ] = "javascript",
+    org: Annotated[str | None, typer.Option(help="Organisation slug (default: DETECTOR_ORG).")] = None,
+    repo: Annotated[
+        str | None, typer.Option(help="Path of a local clone of the project's repository.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Create a project and print its DSN."""
+    settings = load_settings()
+    factory = session_factory(settings)
+    try:
+        with transaction(factory) as session:
+            if repo is not None:
+                from detector.sources.git_repo import GitError, GitRepo
+
+                try:
+                    GitRepo(repo).resolve("HEAD")
+                except GitError as exc:
+                    raise fail(f"--repo {repo}: {exc}") from exc
+            project = create_project(
+                session, slug=slug, org=org or settings.org, platform=platform, repo_path=repo
+            )
+            data = project_as_dict(project, settings.public_url)
+    except DetectorError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        typer.echo(json.dumps(data))
+    else:
+        typer.echo(f"created project {data['slug']} (id {data['id']})\nDSN: {data['dsn']}")
+
+
+@project_app.command("list")
+def project_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List projects with their DSNs."""
+    settings = load_settings()
+    factory = session_factory(settings)
+    with factory() as session:
+        rows = [project_as_dict(p, settings.public_url) for p in list_projects(session)]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table("id", "slug", "org", "platform", "dsn", "repository")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            str(row["slug"]),
+            str(row["org"]),
+            str(row["platform"]),
+            str(row["dsn"]),
+            str(row["repo_path"] or ""),
+        )
+    Console().print(table)
+
+
+@project_app.command("set-repo")
+def project_set_repo(slug: str, path: str) -> None:
+    """Link a project to a local clone of its repository (for diffs, the import graph and blame)."""
+    from pathlib import Path
+
+    from detector.sources.git_repo import GitError, GitRepo
+
+    settings = load_settings()
+    factory = session_factory(settings)
+    resolved = str(Path(path).resolve())
+    try:
+        GitRepo(resolved).resolve("HEAD")
+    except GitError as exc:
+        raise fail(f"{path}: {exc}") from exc
+    try:
+        with transaction(factory) as session:
+            get_project_by_slug(session, slug).repo_path = resolved
+    except DetectorError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"project {slug} now reads its repository at {resolved}")
+
+
+@token_app.command("create")
+def token_create(
+    label: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create an API token (shown once)."""
+    settings = load_settings()
+    factory = session_factory(settings)
+    with transaction(factory) as session:
+        token = create_token(session, label=label)
+    typer.echo(json.dumps({"token": token}) if as_json else token)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise fail(
+                f"cannot listen on {host}:{port}: {exc.strerror} (is another server running there?)"
+            ) from exc
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[bool, typer.Option(help="Run a worker in this process too.")] = True,
+) -> None:
+    """Run the API (intake, Sentry web API subset, query API) and, by default, a worker beside it."""
+    import uvicorn
+
+    from api.app import create_app
+    from detector.runtime import build_worker
+
+    configure_logging()
+    settings = load_settings()
+    ready_database(settings)
+    _check_port_free(host, port)
+    application = create_app(settings, worker_factory=build_worker if worker else None)
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command("worker")
+def worker_command(
+    once: Annotated[bool, typer.Option(help="Digest what is queued, run each job once, and exit.")] = False,
+) -> None:
+    """Run a worker: digest intake, run detection passes, send alerts, pull from Sentry."""
+    from detector.metrics import Metrics
+    from detector.runtime import build_worker_from_settings
+
+    configure_logging()
+    settings = load_settings()
+    ready_database(settings)
+    worker = build_worker_from_settings(settings, Metrics())
+    if once:
+        while worker.digest_once().items:
+            pass
+        worker.run_due_jobs()
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    worker.run(stop)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Settings, read once from `DETECTOR_*` environment variables and passed in from there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_database_url() -> str:
+    """The embedded default: a SQLite file in the current directory, created on first start."""
+    return f"sqlite:///{Path.cwd() / 'detector.db'}"
+
+
+class Settings(BaseSettings):
+    """Everything the library, worker and API can be told. Build one with `Settings()` at the edge."""
+
+    model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore")
+
+    database_url: str = Field(default_factory=default_database_url)
+    public_url: str = "http://127.0.0.1:8000"
+    org: str = "default"
+    environment: Literal["development", "production", "test"] = "development"
+
+    # intake limits, like relay's defaults
+    max_envelope_bytes: int = 20 * 1024 * 1024
+    max_decoded_bytes: int = 50 * 1024 * 1024
+    max_event_bytes: int = 1024 * 1024
+    max_items_per_envelope: int = 1000
+    default_rate_limit_per_minute: int = 0  # 0 = unlimited; projects can override
+    max_event_age_days: int = 90
+
+    # digest and worker
+    digest_batch_size: int = 500
+    digest_interval_seconds: float = 0.2
+    lease_seconds: float = 60.0
+    detect_schedule: Literal["on", "off"] = "on"
+    detect_interval_seconds: float = 30.0
+    raw_event_retention_days: int = 30
+
+    # alerts
+    slack_webhook_url: str | None = None
+    slack_bot_token: str | None = None
+    slack_channel: str | None = None
+    slack_timeout_seconds: float = 5.0
+
+    # Sentry pull mode
+    sentry_pull_base_url: str | None = None
+    sentry_pull_token: str | None = None
+    sentry_pull_org: str | None = None
+    sentry_pull_projects: list[str] = Field(default_factory=list)
+    sentry_pull_interval_seconds: float = 60.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError(
+                f"DETECTOR_DATABASE_URL must start with sqlite:// or postgresql+psycopg://, got {value!r}"
+            )
+        if value.startswith("postgresql://"):
+            return "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

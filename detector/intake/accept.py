@@ -1,0 +1,175 @@
+"""What the intake endpoints do before answering: authenticate, bound, parse, validate.
+
+Pure: the caller hands in the body, the headers and a project lookup, and gets back the rows to
+store durably (or a domain exception that `api/errors.py` turns into relay's status codes).
+Grouping, fingerprinting and counting happen later, in the digest.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from detector.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
+from detector.intake.auth import public_key_from_request
+from detector.intake.decode import BodyTooLarge, CorruptBody, UnsupportedEncoding, decode_body
+from detector.intake.envelope import EnvelopeItem, MalformedEnvelope, parse_envelope
+from detector.intake.normalize import InvalidEvent, normalize_event
+from detector.intake.sessions import InvalidSession, parse_session_aggregates, parse_session_update
+
+STORED_ITEM_TYPES = frozenset({"event", "session", "sessions"})
+"""Item types kept for digest; every other type (transaction, attachment, client_report, ...) is
+accepted and skipped, as relay does for the data it does not need."""
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    max_body_bytes: int
+    max_decoded_bytes: int
+    max_event_bytes: int
+    max_items: int
+
+
+@dataclass(frozen=True)
+class ProjectKey:
+    project_id: int
+    public_key: str
+    rate_limit_per_minute: int | None
+
+
+@dataclass(frozen=True)
+class AcceptedItem:
+    item_type: str
+    event_id: str | None
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Accepted:
+    project_id: int
+    event_id: str | None
+    items: list[AcceptedItem]
+
+    @property
+    def error_count(self) -> int:
+        return sum(1 for item in self.items if item.item_type == "event")
+
+
+ProjectLookup = Callable[[int], ProjectKey | None]
+
+
+def _decode(body: bytes, content_encoding: str | None, limits: IntakeLimits) -> bytes:
+    if len(body) > limits.max_body_bytes:
+        raise PayloadTooLarge(f"body of {len(body)} bytes is over the limit of {limits.max_body_bytes}")
+    try:
+        return decode_body(body, content_encoding, max_size=limits.max_decoded_bytes)
+    except BodyTooLarge as exc:
+        raise PayloadTooLarge(f"decoded body is over the limit of {limits.max_decoded_bytes} bytes") from exc
+    except (CorruptBody, UnsupportedEncoding) as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def _authenticate(
+    project_id: int,
+    lookup: ProjectLookup,
+    query: Mapping[str, str],
+    auth_header: str | None,
+    envelope_dsn: str | None,
+) -> ProjectKey:
+    key = public_key_from_request(query, auth_header, envelope_dsn)
+    if not key:
+        raise Unauthorized(
+            "missing authorization information: no sentry_key in the query, X-Sentry-Auth or DSN"
+        )
+    project = lookup(project_id)
+    if project is None:
+        raise NotFound(f"unknown project {project_id}")
+    if key != project.public_key:
+        raise Forbidden(f"the key {key[:8]}… is not a key of project {project_id}")
+    return project
+
+
+def _validate_event(payload: bytes, received_at: datetime, limits: IntakeLimits) -> tuple[str, bytes]:
+    """The event's id and the payload to store: the bytes as sent, or with an `event_id` added."""
+    if len(payload) > limits.max_event_bytes:
+        raise PayloadTooLarge(f"event of {len(payload)} bytes is over the limit of {limits.max_event_bytes}")
+    try:
+        data = json.loads(payload)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"event payload is not valid UTF-8: {exc.reason}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"event payload is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if isinstance(data, dict) and not data.get("event_id"):
+        data["event_id"] = uuid.uuid4().hex
+        payload = json.dumps(data).encode()
+    try:
+        return normalize_event(data, received_at=received_at).event_id, payload
+    except InvalidEvent as exc:
+        raise InvalidInput(f"invalid event: {exc}") from exc
+
+
+def _validate_session(item: EnvelopeItem) -> None:
+    try:
+        if item.type == "session":
+            parse_session_update(item.payload)
+        else:
+            parse_session_aggregates(item.payload)
+    except InvalidSession as exc:
+        raise InvalidInput(f"invalid {item.type} item: {exc}") from exc
+
+
+def accept_envelope(
+    *,
+    project_id: int,
+    body: bytes,
+    content_encoding: str | None,
+    query: Mapping[str, str],
+    auth_header: str | None,
+    lookup: ProjectLookup,
+    limits: IntakeLimits,
+    received_at: datetime,
+) -> Accepted:
+    """Validate one envelope request; the result lists the items to store (events and sessions)."""
+    decoded = _decode(body, content_encoding, limits)
+    try:
+        envelope = parse_envelope(decoded, max_items=limits.max_items)
+    except MalformedEnvelope as exc:
+        raise InvalidInput(f"malformed envelope: {exc}") from exc
+    dsn = envelope.headers.get("dsn")
+    project = _authenticate(project_id, lookup, query, auth_header, dsn if isinstance(dsn, str) else None)
+    header_event_id = envelope.headers.get("event_id")
+    items: list[AcceptedItem] = []
+    event_id = header_event_id if isinstance(header_event_id, str) else None
+    for item in envelope.items:
+        if item.type not in STORED_ITEM_TYPES:
+            continue
+        if item.type == "event":
+            item_event_id, payload = _validate_event(item.payload, received_at, limits)
+            if event_id is None:
+                event_id = item_event_id
+            items.append(AcceptedItem("event", item_event_id, payload))
+        else:
+            _validate_session(item)
+            items.append(AcceptedItem(item.type, None, item.payload))
+    return Accepted(project.project_id, event_id, items)
+
+
+def accept_store(
+    *,
+    project_id: int,
+    body: bytes,
+    content_encoding: str | None,
+    query: Mapping[str, str],
+    auth_header: str | None,
+    lookup: ProjectLookup,
+    limits: IntakeLimits,
+    received_at: datetime,
+) -> Accepted:
+    """Validate one legacy `/store/` request: the body is a single event."""
+    decoded = _decode(body, content_encoding, limits)
+    project = _authenticate(project_id, lookup, query, auth_header, None)
+    event_id, payload = _validate_event(decoded, received_at, limits)
+    return Accepted(project.project_id, event_id, [AcceptedItem("event", event_id, payload)])

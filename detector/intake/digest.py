@@ -1,0 +1,236 @@
+"""The digest: raw intake items → normalised events with signatures, and per-minute counts.
+
+Runs in batches inside one transaction per batch (see `detector.store.queue`), so it is safe to
+kill at any point and to run in several workers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from detector.intake.fingerprint import signature_for_event
+from detector.intake.noise import noise_class
+from detector.intake.normalize import InvalidEvent, NormalizedEvent, event_to_dict, normalize_event
+from detector.intake.sessions import (
+    InvalidSession,
+    SessionAggregate,
+    SessionUpdate,
+    parse_session_aggregates,
+    parse_session_update,
+)
+from detector.store import counts, queue
+from detector.store.db import transaction
+from detector.store.dialect import lock_project
+from detector.store.models import RawItem
+
+log = logging.getLogger(__name__)
+
+Symbolicator = Callable[[Session, int, NormalizedEvent], NormalizedEvent]
+"""Resolves minified frames of an event through the project's source maps (issue: deploys)."""
+
+ERRORED_STATUSES = frozenset({"errored", "crashed", "abnormal", "unhandled"})
+CRASHED_STATUSES = frozenset({"crashed", "unhandled"})
+
+
+@dataclass
+class DigestStats:
+    items: int = 0
+    events: int = 0
+    duplicates: int = 0
+    sessions: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    lag_seconds: float = 0.0
+
+
+def floor_minute(ts: datetime) -> datetime:
+    return ts.replace(second=0, microsecond=0)
+
+
+def _event_row(
+    project_id: int, event: NormalizedEvent, signature_id: int, received_at: datetime
+) -> dict[str, object]:
+    return {
+        "project_id": project_id,
+        "event_id": event.event_id,
+        "signature_id": signature_id,
+        "release": event.release[:250],
+        "environment": event.environment[:64],
+        "timestamp": event.timestamp,
+        "minute": floor_minute(event.timestamp),
+        "received_at": received_at,
+        "user_key": (event.user_key or None) and event.user_key[:128],
+        "session_key": (event.session_key or None) and event.session_key[:64],
+        "route": (event.route or None) and event.route[:256],
+        "browser": (event.browser or None) and event.browser[:64],
+        "os": (event.os or None) and event.os[:64],
+        "data": event_to_dict(event),
+    }
+
+
+def _session_row(update: SessionUpdate) -> dict[str, object]:
+    errored = update.errors > 0 or update.status in ERRORED_STATUSES
+    return {
+        "sid": update.sid[:64],
+        "distinct_id": (update.did or None) and str(update.did)[:128],
+        "release": update.release[:250],
+        "environment": update.environment[:64],
+        "started": update.started,
+        "started_minute": floor_minute(update.started),
+        "updated": update.timestamp,
+        "status": update.status,
+        "errors": update.errors,
+        "errored": errored,
+        "crashed": update.status in CRASHED_STATUSES,
+    }
+
+
+def _aggregate_row(agg: SessionAggregate) -> dict[str, object]:
+    return {
+        "release": agg.release[:250],
+        "environment": agg.environment[:64],
+        "minute": floor_minute(agg.started),
+        "started": agg.exited + agg.errored + agg.abnormal + agg.crashed,
+        "errored": agg.errored + agg.abnormal + agg.crashed,
+        "crashed": agg.crashed,
+    }
+
+
+def _digest_project(
+    session: Session,
+    project_id: int,
+    items: list[RawItem],
+    symbolicate: Symbolicator | None,
+    stats: DigestStats,
+) -> list[int]:
+    """Digest one project's items; returns the ids of items that could be digested (the rest are kept)."""
+    done: list[int] = []
+    events: dict[str, tuple[NormalizedEvent, datetime]] = {}
+    session_updates: dict[str, SessionUpdate] = {}
+    aggregates: list[SessionAggregate] = []
+    for item in items:
+        try:
+            if item.item_type == "event":
+                event = normalize_event(json.loads(item.payload), received_at=item.received_at)
+                if symbolicate is not None:
+                    event = symbolicate(session, project_id, event)
+                if event.event_id in events:
+                    stats.duplicates += 1
+                events[event.event_id] = (event, item.received_at)
+            elif item.item_type == "session":
+                update = parse_session_update(item.payload)
+                known = session_updates.get(update.sid)
+                session_updates[update.sid] = _merge_updates(known, update) if known else update
+            elif item.item_type == "sessions":
+                aggregates.extend(parse_session_aggregates(item.payload))
+        except (InvalidEvent, InvalidSession, ValueError) as exc:
+            log.warning("digest: item %s of project %s failed: %s", item.id, project_id, exc)
+            queue.record_failure(session, item.id, f"{type(exc).__name__}: {exc}")
+            stats.failed += 1
+            continue
+        done.append(item.id)
+
+    signature_rows: dict[str, dict[str, object]] = {}
+    event_sig_hash: dict[str, str] = {}
+    for event_id, (event, _received) in events.items():
+        sig = signature_for_event(event)
+        event_sig_hash[event_id] = sig.hash
+        row = signature_rows.get(sig.hash)
+        if row is None:
+            signature_rows[sig.hash] = {
+                "hash": sig.hash,
+                "type": sig.type[:256],
+                "value": sig.value,
+                "culprit": sig.culprit[:512],
+                "title": sig.title[:512],
+                "noise_class": noise_class(event),
+                "in_app": any(frame.in_app for frame in event.frames),
+                "first_seen": event.timestamp,
+                "last_seen": event.timestamp,
+                "first_release": event.release[:250],
+            }
+        else:
+            row["first_seen"] = min(row["first_seen"], event.timestamp)  # type: ignore[type-var]
+            row["last_seen"] = max(row["last_seen"], event.timestamp)  # type: ignore[type-var]
+
+    sig_ids = counts.upsert_signatures(session, project_id, list(signature_rows.values()))
+    event_rows = [
+        _event_row(project_id, event, sig_ids[event_sig_hash[event_id]], received)
+        for event_id, (event, received) in events.items()
+    ]
+    inserted = counts.insert_events(session, event_rows)
+    stats.events += len(inserted)
+    stats.duplicates += len(event_rows) - len(inserted)
+
+    lock_project(session, project_id)
+    counts.recompute_signature_minutes(session, project_id, inserted)
+    session_keys = counts.upsert_session_states(
+        session, project_id, [_session_row(u) for u in session_updates.values()]
+    )
+    session_keys += counts.add_session_aggregates(
+        session, project_id, [_aggregate_row(a) for a in aggregates]
+    )
+    counts.recompute_session_minutes(session, project_id, session_keys)
+    stats.sessions += len(session_updates) + len(aggregates)
+    return done
+
+
+def _merge_updates(a: SessionUpdate, b: SessionUpdate) -> SessionUpdate:
+    """Two updates of one session in one batch: later status, larger error count, earliest start."""
+    later, earlier = (b, a) if b.timestamp >= a.timestamp else (a, b)
+    merged = later if later.errors >= earlier.errors else earlier
+    return type(later)(
+        **{
+            **later.__dict__,
+            "errors": merged.errors,
+            "started": min(a.started, b.started),
+            "init": a.init or b.init,
+        }
+    )
+
+
+def digest_batch(
+    factory: sessionmaker[Session], *, batch_size: int = 500, symbolicate: Symbolicator | None = None
+) -> DigestStats:
+    """Claim up to `batch_size` raw items, digest them and delete them, in one transaction."""
+    started = time.perf_counter()
+    stats = DigestStats()
+    with transaction(factory) as session:
+        items = queue.claim_batch(session, limit=batch_size)
+        if not items:
+            return stats
+        stats.items = len(items)
+        stats.lag_seconds = (datetime.now(UTC) - min(i.received_at for i in items)).total_seconds()
+        by_project: dict[int, list[RawItem]] = defaultdict(list)
+        for item in items:
+            by_project[item.project_id].append(item)
+        done: list[int] = []
+        for project_id in sorted(by_project):
+            done += _digest_project(session, project_id, by_project[project_id], symbolicate, stats)
+        queue.delete_items(session, done)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def digest_all(
+    factory: sessionmaker[Session], *, batch_size: int = 500, symbolicate: Symbolicator | None = None
+) -> DigestStats:
+    """Digest until the queue is empty (used by tests, the demo and `detector worker --once`)."""
+    total = DigestStats()
+    while True:
+        stats = digest_batch(factory, batch_size=batch_size, symbolicate=symbolicate)
+        if stats.items == 0:
+            return total
+        for field in ("items", "events", "duplicates", "sessions", "failed", "seconds"):
+            setattr(total, field, getattr(total, field) + getattr(stats, field))
+        total.lag_seconds = max(total.lag_seconds, stats.lag_seconds)
+        if stats.failed == stats.items:
+            return total

@@ -1,0 +1,241 @@
+"""Events, signatures and the per-minute counts derived from them.
+
+Counts are recomputed from the stored rows for exactly the keys a batch touched, never
+incremented, so a retried or replayed batch cannot count anything twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, delete, func, select, tuple_
+from sqlalchemy.orm import Session
+
+from detector.store.dialect import upsert_insert
+from detector.store.models import (
+    Event,
+    SessionAggregate,
+    SessionMinute,
+    SessionState,
+    Signature,
+    SignatureMinute,
+)
+
+SignatureMinuteKey = tuple[int, str, str, datetime]
+SessionMinuteKey = tuple[str, str, datetime]
+
+
+def upsert_signatures(session: Session, project_id: int, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Insert new signatures (by hash), widen first/last seen of known ones; returns hash → id."""
+    if not rows:
+        return {}
+    stmt = upsert_insert(session, Signature)
+    stmt = stmt.on_conflict_do_nothing(index_elements=["project_id", "hash"])
+    session.execute(stmt, [{"project_id": project_id, **row} for row in rows])
+    hashes = [row["hash"] for row in rows]
+    ids: dict[str, int] = dict(
+        session.execute(
+            select(Signature.hash, Signature.id).where(
+                Signature.project_id == project_id, Signature.hash.in_(hashes)
+            )
+        ).tuples()
+    )
+    for row in rows:
+        sig_id = ids[row["hash"]]
+        session.execute(
+            Signature.__table__.update()
+            .where(Signature.id == sig_id)
+            .values(
+                first_seen=case(
+                    (Signature.first_seen > row["first_seen"], row["first_seen"]), else_=Signature.first_seen
+                ),
+                last_seen=case(
+                    (Signature.last_seen < row["last_seen"], row["last_seen"]), else_=Signature.last_seen
+                ),
+            )
+        )
+    return ids
+
+
+def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[SignatureMinuteKey]:
+    """Insert events not stored yet (by project and event_id); the count keys of those inserted."""
+    if not rows:
+        return []
+    stmt = upsert_insert(session, Event).on_conflict_do_nothing(index_elements=["project_id", "event_id"])
+    stmt = stmt.returning(Event.signature_id, Event.release, Event.environment, Event.minute)
+    return [tuple(r) for r in session.execute(stmt, list(rows)).all()]  # type: ignore[misc]
+
+
+def recompute_signature_minutes(
+    session: Session, project_id: int, keys: Iterable[SignatureMinuteKey]
+) -> None:
+    """Set the counts of each (signature, release, environment, minute) key from its events."""
+    key_list = sorted(set(keys))
+    for start in range(0, len(key_list), 200):
+        chunk = key_list[start : start + 200]
+        match = tuple_(Event.signature_id, Event.release, Event.environment, Event.minute).in_(chunk)
+        counted = session.execute(
+            select(
+                Event.signature_id,
+                Event.release,
+                Event.environment,
+                Event.minute,
+                func.count(),
+                func.count(func.distinct(func.coalesce(Event.user_key, Event.session_key, Event.event_id))),
+                func.count(func.distinct(func.coalesce(Event.session_key, Event.user_key, Event.event_id))),
+            )
+            .where(Event.project_id == project_id, match)
+            .group_by(Event.signature_id, Event.release, Event.environment, Event.minute)
+        ).all()
+        values = [
+            {
+                "project_id": project_id,
+                "signature_id": sig,
+                "release": rel,
+                "environment": env,
+                "minute": minute,
+                "events": n,
+                "users": users,
+                "sessions": sessions,
+            }
+            for sig, rel, env, minute, n, users, sessions in counted
+        ]
+        if values:
+            stmt = upsert_insert(session, SignatureMinute)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["signature_id", "release", "environment", "minute"],
+                set_={
+                    "events": stmt.excluded.events,
+                    "users": stmt.excluded.users,
+                    "sessions": stmt.excluded.sessions,
+                },
+            )
+            session.execute(stmt, values)
+
+
+def upsert_session_states(
+    session: Session, project_id: int, rows: Sequence[dict[str, Any]]
+) -> list[SessionMinuteKey]:
+    """Merge session updates into one row per sid (errors and flags only grow); the keys touched."""
+    touched: list[SessionMinuteKey] = []
+    if not rows:
+        return touched
+    sids = [row["sid"] for row in rows]
+    existing = {
+        s.sid: s
+        for s in session.scalars(
+            select(SessionState).where(SessionState.project_id == project_id, SessionState.sid.in_(sids))
+        )
+    }
+    for row in rows:
+        state = existing.get(row["sid"])
+        if state is None:
+            state = SessionState(project_id=project_id, **row)
+            session.add(state)
+            existing[row["sid"]] = state
+        else:
+            touched.append((state.release, state.environment, state.started_minute))
+            if row["updated"] >= state.updated:
+                state.status = row["status"]
+                state.updated = row["updated"]
+            state.errors = max(state.errors, row["errors"])
+            state.errored = state.errored or row["errored"]
+            state.crashed = state.crashed or row["crashed"]
+            if row["started"] < state.started:
+                state.started, state.started_minute = row["started"], row["started_minute"]
+        touched.append((state.release, state.environment, state.started_minute))
+    session.flush()
+    return touched
+
+
+def add_session_aggregates(
+    session: Session, project_id: int, rows: Sequence[dict[str, Any]]
+) -> list[SessionMinuteKey]:
+    """Add pre-aggregated session counts (each raw item is digested exactly once)."""
+    for row in rows:
+        stmt = upsert_insert(session, SessionAggregate).values(project_id=project_id, **row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["project_id", "release", "environment", "minute"],
+            set_={
+                "started": SessionAggregate.started + stmt.excluded.started,
+                "errored": SessionAggregate.errored + stmt.excluded.errored,
+                "crashed": SessionAggregate.crashed + stmt.excluded.crashed,
+            },
+        )
+        session.execute(stmt)
+    return [(row["release"], row["environment"], row["minute"]) for row in rows]
+
+
+def recompute_session_minutes(session: Session, project_id: int, keys: Iterable[SessionMinuteKey]) -> None:
+    """Set started/errored/crashed of each (release, environment, minute) from session rows and aggregates."""
+    key_list = sorted(set(keys))
+    for start in range(0, len(key_list), 200):
+        chunk = key_list[start : start + 200]
+        totals: dict[SessionMinuteKey, list[int]] = {key: [0, 0, 0] for key in chunk}
+        states = session.execute(
+            select(
+                SessionState.release,
+                SessionState.environment,
+                SessionState.started_minute,
+                func.count(),
+                func.sum(case((SessionState.errored, 1), else_=0)),
+                func.sum(case((SessionState.crashed, 1), else_=0)),
+            )
+            .where(
+                SessionState.project_id == project_id,
+                tuple_(SessionState.release, SessionState.environment, SessionState.started_minute).in_(
+                    chunk
+                ),
+            )
+            .group_by(SessionState.release, SessionState.environment, SessionState.started_minute)
+        ).all()
+        aggregates = session.execute(
+            select(
+                SessionAggregate.release,
+                SessionAggregate.environment,
+                SessionAggregate.minute,
+                SessionAggregate.started,
+                SessionAggregate.errored,
+                SessionAggregate.crashed,
+            ).where(
+                SessionAggregate.project_id == project_id,
+                tuple_(SessionAggregate.release, SessionAggregate.environment, SessionAggregate.minute).in_(
+                    chunk
+                ),
+            )
+        ).all()
+        for rel, env, minute, started, errored, crashed in [*states, *aggregates]:
+            total = totals[(rel, env, minute)]
+            total[0] += int(started or 0)
+            total[1] += int(errored or 0)
+            total[2] += int(crashed or 0)
+        values = [
+            {
+                "project_id": project_id,
+                "release": rel,
+                "environment": env,
+                "minute": minute,
+                "started": t[0],
+                "errored": t[1],
+                "crashed": t[2],
+            }
+            for (rel, env, minute), t in totals.items()
+        ]
+        stmt = upsert_insert(session, SessionMinute)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["project_id", "release", "environment", "minute"],
+            set_={
+                "started": stmt.excluded.started,
+                "errored": stmt.excluded.errored,
+                "crashed": stmt.excluded.crashed,
+            },
+        )
+        session.execute(stmt, values)
+
+
+def delete_events_before(session: Session, cutoff: datetime) -> int:
+    """Retention: raw events older than `cutoff` go; their per-minute counts stay."""
+    result = session.execute(delete(Event).where(Event.received_at < cutoff))
+    return int(result.rowcount or 0)

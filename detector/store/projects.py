@@ -1,0 +1,99 @@
+"""Projects and API tokens: creation, lookup, and key checks."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from detector.errors import Conflict, InvalidInput, NotFound
+from detector.store.models import ApiToken, Project
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
+
+
+def create_project(
+    session: Session, *, slug: str, org: str, platform: str = "javascript", repo_path: str | None = None
+) -> Project:
+    """A new project with a fresh public key; `Conflict` if the slug is taken."""
+    if not SLUG_PATTERN.match(slug):
+        raise InvalidInput(
+            f"invalid project slug {slug!r}: use 1-50 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    if session.scalar(select(Project.id).where(Project.slug == slug)) is not None:
+        raise Conflict(f"project {slug!r} already exists")
+    project = Project(
+        slug=slug,
+        org=org,
+        platform=platform,
+        public_key=secrets.token_hex(16),
+        repo_path=repo_path,
+        github_secret=secrets.token_hex(20),
+        created_at=datetime.now(UTC),
+    )
+    session.add(project)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"project {slug!r} already exists") from exc
+    return project
+
+
+def list_projects(session: Session) -> list[Project]:
+    return list(session.scalars(select(Project).order_by(Project.id)))
+
+
+def get_project_by_slug(session: Session, slug: str) -> Project:
+    project = session.scalar(select(Project).where(Project.slug == slug))
+    if project is None:
+        raise NotFound(f"no project with slug {slug!r}")
+    return project
+
+
+def get_project_by_id(session: Session, project_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound(f"no project with id {project_id}")
+    return project
+
+
+def dsn_for(project: Project, public_url: str) -> str:
+    """The DSN an SDK is configured with: `{scheme}://{public_key}@{host}/{project_id}`."""
+    scheme, rest = public_url.rstrip("/").split("://", 1)
+    return f"{scheme}://{project.public_key}@{rest}/{project.id}"
+
+
+def project_as_dict(project: Project, public_url: str) -> dict[str, object]:
+    return {
+        "id": project.id,
+        "slug": project.slug,
+        "org": project.org,
+        "platform": project.platform,
+        "public_key": project.public_key,
+        "dsn": dsn_for(project, public_url),
+        "repo_path": project.repo_path,
+        "rate_limit_per_minute": project.rate_limit_per_minute,
+        "created_at": project.created_at.isoformat(),
+    }
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, *, label: str = "") -> str:
+    """A new API token; only its hash is stored, so the returned value is shown once."""
+    token = "dtk_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(token_hash=hash_token(token), label=label, created_at=datetime.now(UTC)))
+    session.flush()
+    return token
+
+
+def token_is_valid(session: Session, token: str) -> bool:
+    return session.scalar(select(ApiToken.id).where(ApiToken.token_hash == hash_token(token))) is not None

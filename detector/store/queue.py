@@ -1,0 +1,56 @@
+"""The durable intake queue: raw items stored by the API, claimed and deleted by the digest.
+
+A batch is claimed, digested and deleted inside one transaction, so a worker that dies mid-batch
+loses nothing (its transaction rolls back and the rows are claimable again) and repeats nothing.
+On PostgreSQL, concurrent workers skip each other's rows with `FOR UPDATE SKIP LOCKED`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from detector.store.models import RawItem
+
+MAX_ATTEMPTS = 5
+
+
+def enqueue_items(session: Session, rows: Sequence[dict[str, object]]) -> None:
+    """Insert raw items: each row has project_id, item_type, event_id, received_at, payload."""
+    if rows:
+        session.execute(insert(RawItem), [{"attempts": 0, **row} for row in rows])
+
+
+def claim_batch(session: Session, *, limit: int) -> list[RawItem]:
+    """The oldest unclaimed items, locked for this transaction (skipping rows other workers hold)."""
+    stmt = select(RawItem).where(RawItem.attempts < MAX_ATTEMPTS).order_by(RawItem.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.scalars(stmt))
+
+
+def delete_items(session: Session, ids: Sequence[int]) -> None:
+    if ids:
+        session.execute(delete(RawItem).where(RawItem.id.in_(ids)))
+
+
+def record_failure(session: Session, item_id: int, error: str) -> None:
+    """Keep a failing item for inspection; after MAX_ATTEMPTS it is no longer claimed."""
+    session.execute(
+        update(RawItem)
+        .where(RawItem.id == item_id)
+        .values(attempts=RawItem.attempts + 1, last_error=error[:2000])
+    )
+
+
+def queue_depth(session: Session) -> int:
+    return (
+        session.scalar(select(func.count()).select_from(RawItem).where(RawItem.attempts < MAX_ATTEMPTS)) or 0
+    )
+
+
+def oldest_received(session: Session) -> datetime | None:
+    return session.scalar(select(func.min(RawItem.received_at)).where(RawItem.attempts < MAX_ATTEMPTS))
