@@ -12,8 +12,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -171,7 +172,7 @@ def live_server(database_url: str, tmp_path: Path, project: Project, token: str)
     server.stop()
 
 
-def wait_for(fn, timeout: float = 15.0, every: float = 0.1):  # noqa: ANN001, ANN201 - a polling helper
+def wait_for(fn: Callable[[], Any], timeout: float = 15.0, every: float = 0.1) -> Any:
     """Poll `fn` until it returns something truthy; returns that value or None on timeout."""
     end = time.time() + timeout
     while time.time() < end:
