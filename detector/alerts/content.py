@@ -1,0 +1,83 @@
+"""What an alert shows, as plain values.
+
+`AlertContent` is the one input of the Slack formatter (`detector.alerts.blocks`). The worker fills it
+from an anomaly, its deploy and its ranked suspects; nothing here knows about the database or Slack.
+Nested items are typed dicts so they stay plain, JSON-friendly values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, NotRequired, TypedDict
+
+AnomalyKind = Literal["new_signature", "regression", "release_error_rate", "spike"]
+AnomalyState = Literal["open", "acknowledged", "resolved", "muted"]
+
+
+class DeployRef(TypedDict):
+    """The deploy an anomaly is linked to."""
+
+    release: str
+    environment: str
+    deployed_at: datetime
+
+
+class Segment(TypedDict):
+    """Where the affected sessions concentrate.
+
+    `share` is the fraction (0..1) of affected sessions with `column == value`. A `value` of None means
+    the sessions are spread over every value of that column ("all browsers").
+    """
+
+    column: str
+    value: str | None
+    share: float
+
+
+class SuspectCommit(TypedDict):
+    """A ranked suspect commit; `evidence` holds whole sentences explaining the score."""
+
+    sha: str
+    message: str
+    author: str
+    score: float
+    evidence: list[str]
+
+
+class AlertLinks(TypedDict):
+    """Where to look further: the anomaly in the HTTP API, and optionally in a UI."""
+
+    api_url: str
+    ui_url: NotRequired[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertContent:
+    """Everything one alert shows.
+
+    Rates are fractions of sessions in 0..1 (`0.021` is shown as "2.1%"); None means "not known" and
+    the line is left out. `minutes_after_deploy` is how long after `deploy.deployed_at` the anomaly
+    was detected. Suspects are shown in descending `score` order.
+    """
+
+    anomaly_id: int | str
+    kind: AnomalyKind
+    state: AnomalyState
+    title: str
+    culprit: str | None
+    project_slug: str
+    release: str | None
+    environment: str | None
+    deploy: DeployRef | None
+    minutes_after_deploy: float | None
+    detected_at: datetime
+    events: int
+    users: int
+    sessions_affected: int
+    rate: float | None
+    baseline_rate: float | None
+    links: AlertLinks
+    segments: list[Segment] = field(default_factory=list)
+    suspects: list[SuspectCommit] = field(default_factory=list)
+    evidence_unavailable: list[str] = field(default_factory=list)
