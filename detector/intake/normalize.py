@@ -136,7 +136,7 @@ def _event_id(value: Any) -> str:
     return candidate
 
 
-def _parse_iso(text: str) -> datetime:
+def _parse_iso(text: str, what: str) -> datetime:
     candidate = text.strip()
     try:
         return datetime.fromtimestamp(float(candidate), UTC)
@@ -146,7 +146,7 @@ def _parse_iso(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(candidate)
     except ValueError:
-        raise InvalidEvent(f"timestamp is not a date: {text[:64]!r}") from None
+        raise InvalidEvent(f"{what} is not a date: {text[:64]!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -158,7 +158,7 @@ def parse_timestamp(value: Any, what: str = "timestamp") -> datetime:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise InvalidEvent(f"{what} must be a number or an ISO 8601 string, got {type(value).__name__}")
     if isinstance(value, str):
-        parsed = _parse_iso(value)
+        parsed = _parse_iso(value, what)
     else:
         if not math.isfinite(value):
             raise InvalidEvent(f"{what} is not finite: {value!r}")
