@@ -11,7 +11,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 
 Symbolicator = Callable[[Session, int, NormalizedEvent], NormalizedEvent]
 """Resolves minified frames of an event through the project's source maps (issue: deploys)."""
-
-ERRORED_STATUSES = frozenset({"errored", "crashed", "abnormal", "unhandled"})
-CRASHED_STATUSES = frozenset({"crashed", "unhandled"})
 
 
 @dataclass
@@ -77,7 +74,7 @@ def _event_row(
 
 
 def _session_row(update: SessionUpdate) -> dict[str, object]:
-    errored = update.errors > 0 or update.status in ERRORED_STATUSES
+    assert update.sid is not None
     return {
         "sid": update.sid[:64],
         "distinct_id": (update.did or None) and str(update.did)[:128],
@@ -88,8 +85,8 @@ def _session_row(update: SessionUpdate) -> dict[str, object]:
         "updated": update.timestamp,
         "status": update.status,
         "errors": update.errors,
-        "errored": errored,
-        "crashed": update.status in CRASHED_STATUSES,
+        "errored": update.is_errored,
+        "crashed": update.is_crashed,
     }
 
 
@@ -98,8 +95,8 @@ def _aggregate_row(agg: SessionAggregate) -> dict[str, object]:
         "release": agg.release[:250],
         "environment": agg.environment[:64],
         "minute": floor_minute(agg.started),
-        "started": agg.exited + agg.errored + agg.abnormal + agg.crashed,
-        "errored": agg.errored + agg.abnormal + agg.crashed,
+        "started": agg.total,
+        "errored": agg.errored + agg.abnormal + agg.crashed + agg.unhandled,
         "crashed": agg.crashed,
     }
 
@@ -127,8 +124,11 @@ def _digest_project(
                 events[event.event_id] = (event, item.received_at)
             elif item.item_type == "session":
                 update = parse_session_update(item.payload)
-                known = session_updates.get(update.sid)
-                session_updates[update.sid] = _merge_updates(known, update) if known else update
+                if update.sid is None:  # an anonymous session can only be counted, not followed
+                    aggregates.append(_anonymous_aggregate(update))
+                else:
+                    known = session_updates.get(update.sid)
+                    session_updates[update.sid] = _merge_updates(known, update) if known else update
             elif item.item_type == "sessions":
                 aggregates.extend(parse_session_aggregates(item.payload))
         except (InvalidEvent, InvalidSession, ValueError) as exc:
@@ -185,15 +185,26 @@ def _digest_project(
 
 def _merge_updates(a: SessionUpdate, b: SessionUpdate) -> SessionUpdate:
     """Two updates of one session in one batch: later status, larger error count, earliest start."""
-    later, earlier = (b, a) if b.timestamp >= a.timestamp else (a, b)
-    merged = later if later.errors >= earlier.errors else earlier
-    return type(later)(
-        **{
-            **later.__dict__,
-            "errors": merged.errors,
-            "started": min(a.started, b.started),
-            "init": a.init or b.init,
-        }
+    later = b if b.timestamp >= a.timestamp else a
+    return replace(
+        later, errors=max(a.errors, b.errors), started=min(a.started, b.started), init=a.init or b.init
+    )
+
+
+def _anonymous_aggregate(update: SessionUpdate) -> SessionAggregate:
+    """A session without `sid` can be counted but not followed: fold it into the per-minute aggregates."""
+    crashed = int(update.is_crashed)
+    errored = int(update.is_errored and not crashed)
+    return SessionAggregate(
+        started=update.started,
+        did=update.did,
+        exited=1 - crashed - errored,
+        errored=errored,
+        abnormal=0,
+        crashed=crashed,
+        unhandled=0,
+        release=update.release,
+        environment=update.environment,
     )
 
 

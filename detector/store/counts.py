@@ -40,7 +40,7 @@ def upsert_signatures(session: Session, project_id: int, rows: Sequence[dict[str
             select(Signature.hash, Signature.id).where(
                 Signature.project_id == project_id, Signature.hash.in_(hashes)
             )
-        ).tuples()
+        ).all()
     )
     for row in rows:
         sig_id = ids[row["hash"]]

@@ -64,7 +64,7 @@ def list_signatures(
             user_stmt = user_stmt.where(Event.environment == environment)
         if since:
             user_stmt = user_stmt.where(Event.timestamp >= since)
-        users = dict(session.execute(user_stmt.group_by(Event.signature_id)).tuples().all())
+        users = dict(session.execute(user_stmt.group_by(Event.signature_id)).all())
     return [
         {
             "id": sig.id,

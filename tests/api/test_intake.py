@@ -30,7 +30,11 @@ def envelope_url(project: Project) -> str:
 
 def event_envelope(event: dict[str, object]) -> bytes:
     return b"\n".join(
-        [json.dumps({"event_id": event["event_id"]}).encode(), b'{"type":"event"}', json.dumps(event).encode()]
+        [
+            json.dumps({"event_id": event["event_id"]}).encode(),
+            b'{"type":"event"}',
+            json.dumps(event).encode(),
+        ]
     )
 
 
@@ -51,7 +55,9 @@ def test_real_browser_envelopes_are_accepted_and_digested(
     rc = fixtures_dir / "real-clients"
     for name in sorted(rc.glob("browser-0*.envelope")):
         response = client.post(
-            envelope_url(project), content=name.read_bytes(), headers={"Content-Type": "text/plain;charset=UTF-8"}
+            envelope_url(project),
+            content=name.read_bytes(),
+            headers={"Content-Type": "text/plain;charset=UTF-8"},
         )
         assert response.status_code == 200, (name.name, response.text)
     event = json.loads((rc / "browser-03-event.envelope").read_bytes().split(b"\n")[2])
@@ -85,9 +91,16 @@ def test_compressed_bodies(client: TestClient, project: Project, encoding: str |
 def test_key_from_auth_header_and_dsn(client: TestClient, project: Project) -> None:
     body = event_envelope(minimal_event("b" * 32))
     auth = f"Sentry sentry_key={project.public_key}, sentry_version=7, sentry_client=test/1.0"
-    assert client.post(f"/api/{project.id}/envelope/", content=body, headers={"X-Sentry-Auth": auth}).status_code == 200
-    dsn_header = json.dumps({"event_id": "c" * 32, "dsn": f"http://{project.public_key}@localhost/{project.id}"})
-    with_dsn = dsn_header.encode() + b"\n" + b"\n".join(event_envelope(minimal_event("c" * 32)).split(b"\n")[1:])
+    assert (
+        client.post(f"/api/{project.id}/envelope/", content=body, headers={"X-Sentry-Auth": auth}).status_code
+        == 200
+    )
+    dsn_header = json.dumps(
+        {"event_id": "c" * 32, "dsn": f"http://{project.public_key}@localhost/{project.id}"}
+    )
+    with_dsn = (
+        dsn_header.encode() + b"\n" + b"\n".join(event_envelope(minimal_event("c" * 32)).split(b"\n")[1:])
+    )
     assert client.post(f"/api/{project.id}/envelope/", content=with_dsn).status_code == 200
 
 
@@ -99,7 +112,9 @@ def test_store_endpoint(client: TestClient, project: Project, factory: sessionma
     assert digest_all(factory).events == 1
 
 
-def test_other_item_types_are_accepted_and_skipped(client: TestClient, project: Project, factory: sessionmaker[Session]) -> None:
+def test_other_item_types_are_accepted_and_skipped(
+    client: TestClient, project: Project, factory: sessionmaker[Session]
+) -> None:
     body = b"\n".join(
         [
             b"{}",
@@ -128,8 +143,11 @@ def test_cors_preflight(client: TestClient, project: Project) -> None:
 
 
 BAD_INPUTS = {
-    "malformed envelope header": (b"{not json\n{\"type\":\"event\"}\n{}", 400),
-    "item length past the end": (b'{}\n{"type":"event","length":999999}\n{"event_id":"' + b"e" * 32 + b'"}', 400),
+    "malformed envelope header": (b'{not json\n{"type":"event"}\n{}', 400),
+    "item length past the end": (
+        b'{}\n{"type":"event","length":999999}\n{"event_id":"' + b"e" * 32 + b'"}',
+        400,
+    ),
     "invalid JSON event": (b'{}\n{"type":"event"}\n{"exception": ', 400),
     "invalid UTF-8": (b'{}\n{"type":"event"}\n{"message":"\xff\xfe"}', 400),
     "event without exception or message": (b'{}\n{"type":"event"}\n{"level":"error"}', 400),
@@ -168,7 +186,9 @@ def test_keys_and_projects(client: TestClient, project: Project, factory: sessio
     assert raw_count(factory) == 0
 
 
-def test_size_limits_and_gzip_bomb(client: TestClient, project: Project, factory: sessionmaker[Session]) -> None:
+def test_size_limits_and_gzip_bomb(
+    client: TestClient, project: Project, factory: sessionmaker[Session]
+) -> None:
     big = client.post(envelope_url(project), content=b"x" * (21 * 1024 * 1024))
     assert big.status_code == 413
     bomb = gzip.compress(b"0" * (200 * 1024 * 1024), 9)

@@ -1,0 +1,96 @@
+"""Anomalies: list, detail (with suspects, evidence and time series), state changes, on-demand passes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from api.deps import ProjectDep, SessionDep, StateDep
+from api.pagination import decode_cursor, page
+from detector.store.anomalies import anomaly_as_dict, get_anomaly, list_anomalies, set_anomaly_state
+from detector.store.models import Anomaly, Deploy
+from detector.store.signatures import signature_series
+
+router = APIRouter(prefix="/api/v1/projects/{slug}", tags=["anomalies"])
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def _with_deploy(session: SessionDep, anomaly: Anomaly) -> Deploy | None:
+    return session.get(Deploy, anomaly.deploy_id) if anomaly.deploy_id else None
+
+
+@router.get("/anomalies")
+def anomalies(
+    project: ProjectDep,
+    session: SessionDep,
+    state: StateDep,
+    kind: str | None = None,
+    anomaly_state: Annotated[str | None, Query(alias="state")] = None,
+    release: str | None = None,
+    environment: str | None = None,
+    deploy_id: int | None = None,
+    since: datetime | None = None,
+    cursor: str | None = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    rows = list_anomalies(
+        session,
+        project_id=project.id,
+        kind=kind,
+        state=anomaly_state,
+        release=release,
+        environment=environment,
+        deploy_id=deploy_id,
+        since=since,
+        before_id=decode_cursor(cursor),
+        limit=limit,
+    )
+    items = [
+        anomaly_as_dict(
+            a, _with_deploy(session, a), project_slug=project.slug, public_url=state.settings.public_url
+        )
+        for a in rows
+    ]
+    return page(items, limit, rows[limit - 1].id if len(rows) > limit else None)
+
+
+@router.get("/anomalies/{anomaly_id}")
+def anomaly_detail(
+    project: ProjectDep, session: SessionDep, state: StateDep, anomaly_id: int
+) -> dict[str, Any]:
+    anomaly = get_anomaly(session, project_id=project.id, anomaly_id=anomaly_id)
+    data = anomaly_as_dict(
+        anomaly,
+        _with_deploy(session, anomaly),
+        project_slug=project.slug,
+        public_url=state.settings.public_url,
+    )
+    if anomaly.signature_id is not None:
+        window_start = anomaly.first_seen - timedelta(hours=6)
+        data["series"] = signature_series(session, signature_id=anomaly.signature_id, since=window_start)
+    else:
+        data["series"] = []
+    return data
+
+
+@router.post("/anomalies/{anomaly_id}/{action}")
+def change_anomaly_state(
+    project: ProjectDep,
+    session: SessionDep,
+    state: StateDep,
+    anomaly_id: int,
+    action: Literal["acknowledge", "resolve", "mute", "reopen"],
+) -> dict[str, Any]:
+    anomaly = set_anomaly_state(session, project_id=project.id, anomaly_id=anomaly_id, action=action)
+    session.commit()
+    deploy = _with_deploy(session, anomaly)
+    return anomaly_as_dict(anomaly, deploy, project_slug=project.slug, public_url=state.settings.public_url)
+
+
+def parse_at(at: datetime | None) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
