@@ -1,0 +1,107 @@
+"""Parameters of the detection pass (plain values, no settings object)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+KINDS = ("new_signature", "regression", "release_error_rate", "spike")
+
+DEFAULT_SUPPRESSED_NOISE_CLASSES = frozenset({"resize_observer", "script_error", "extension", "bot"})
+DEFAULT_GRACE_NOISE_CLASSES = frozenset({"chunk_load", "network"})
+
+
+def _equal_budget_shares() -> dict[str, float]:
+    return dict.fromkeys(KINDS, 1.0 / len(KINDS))
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Everything :func:`detector.model.detect_anomalies` needs besides the data.
+
+    Times are in minutes unless the name says otherwise; rates are per session.
+    """
+
+    lookback_days: float = 14.0
+    """Pre-deploy baseline span: a signature absent from it is *new*; known ones get their rate from it."""
+
+    alarms_per_week: float = 1.0
+    """False-alarm budget per project (all environments, all kinds) per week, if nothing changed."""
+
+    budget_shares: dict[str, float] = field(default_factory=_equal_budget_shares)
+    """How ``alarms_per_week`` is split between the four kinds (shares summing to 1)."""
+
+    min_users: int = 2
+    """Distinct users required before any finding (one user's error loop is not an outage)."""
+
+    min_sessions: int = 2
+    """Distinct affected sessions required before any finding."""
+
+    deploy_watch_minutes: int = 24 * 60
+    """How long after a deploy its release is tested for new signatures, regressions, error rate."""
+
+    deploys_per_week: float | None = None
+    """Deploys per week used for alpha-spending; ``None`` estimates it from ``deploys`` in the lookback
+    (at least 1)."""
+
+    new_signature_streams_per_deploy: float = 20.0
+    """Assumed number of new signatures tested per deploy (the larger of this and the actual number is
+    used), so the new-signature threshold does not move as candidates trickle in."""
+
+    new_signature_floor_rate: float = 0.001
+    """Null rate of a new signature: below this share of sessions a new error is not worth a page."""
+
+    rate_ratios: tuple[float, ...] = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+    """Grid of alternative rate ratios mixed (uniform weights) by the deploy-anchored e-processes."""
+
+    spike_rate_ratio: float = 2.0
+    """Alternative rate ratio of the spike CUSUM (the rise it is tuned to detect fastest)."""
+
+    spike_window_minutes: int = 6 * 60
+    """The spike CUSUM starts at most this long before ``at``; its baseline is the lookback before."""
+
+    spike_quiet_minutes: int = 60
+    """After a deploy, spike monitoring of that environment restarts this much later (the deploy's own
+    tests own that period, and a rise then is attributed to the deploy, not reported as a spike)."""
+
+    control_min_share: float = 0.1
+    """Minimum share of post-deploy sessions on other releases for the concurrent control to count."""
+
+    control_min_sessions: int = 100
+    """Minimum post-deploy sessions on other releases for the concurrent control to count."""
+
+    baseline_min_sessions: int = 100
+    """Minimum baseline sessions to test a rate against it (regression, error rate, spike)."""
+
+    suppressed_noise_classes: frozenset[str] = DEFAULT_SUPPRESSED_NOISE_CLASSES
+    """Noise classes that never raise findings (browser noise, extensions, bots)."""
+
+    grace_noise_classes: frozenset[str] = DEFAULT_GRACE_NOISE_CLASSES
+    """Noise classes whose counts are ignored within ``deploy_grace_minutes`` after any deploy
+    (stale chunks and aborted requests are expected while clients switch bundles)."""
+
+    deploy_grace_minutes: int = 15
+    """Length of the post-deploy grace window for ``grace_noise_classes``."""
+
+    noisy_evidence_factor: float = 1000.0
+    """Extra evidence (likelihood-ratio factor) required from signatures with a noise class that is not
+    suppressed, or without in-app frames (third-party scripts)."""
+
+    def __post_init__(self) -> None:
+        if self.alarms_per_week <= 0:
+            raise ValueError("alarms_per_week must be positive")
+        if set(self.budget_shares) != set(KINDS) or any(v <= 0 for v in self.budget_shares.values()):
+            raise ValueError(f"budget_shares needs a positive share for each of {KINDS}")
+        if abs(sum(self.budget_shares.values()) - 1.0) > 1e-9:
+            raise ValueError("budget_shares must sum to 1")
+        if not self.rate_ratios or min(self.rate_ratios) <= 1.0:
+            raise ValueError("rate_ratios must be non-empty and all above 1")
+        if self.spike_rate_ratio <= 1.0:
+            raise ValueError("spike_rate_ratio must exceed 1")
+        if self.noisy_evidence_factor < 1.0:
+            raise ValueError("noisy_evidence_factor must be at least 1")
+        if min(self.lookback_days, self.deploy_watch_minutes, self.spike_window_minutes) <= 0:
+            raise ValueError("lookback_days, deploy_watch_minutes and spike_window_minutes must be positive")
+
+    def budget(self, kind: str) -> float:
+        """False alarms per week allotted to ``kind``."""
+        return self.alarms_per_week * self.budget_shares[kind]

@@ -1,0 +1,606 @@
+"""The detection pass: per-minute counts in, findings out (pure; no database, no HTTP).
+
+Per environment:
+
+* after each deploy of the last ``deploy_watch_minutes``, its release is tested from the deploy minute
+  on with mixture e-processes (anytime-valid, alpha-spent over deploys x streams):
+  new signatures against a floor rate, known signatures against their pre-deploy rate *and* against
+  the releases still running side by side, the release's errored-session share likewise;
+* every signature of the environment is watched by a Poisson CUSUM against its own baseline rate,
+  starting ``spike_quiet_minutes`` after the latest deploy (spikes not attributable to a deploy).
+
+Only data up to ``at`` is used, so a pass gives the same findings live and in a replay.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from detector.model.config import DetectorConfig
+from detector.model.findings import Finding
+from detector.model.sequential import (
+    conditional_log_lr_increments,
+    cusum_threshold,
+    eprocess_threshold,
+    group_starts,
+    grouped_cummax,
+    grouped_cumsum,
+    mixture_log_evidence,
+    mixture_log_evidence_from_increments,
+    sparse_poisson_cusum,
+)
+
+SIG_COUNT_COLUMNS = ("signature_id", "release", "environment", "minute", "events", "users", "sessions")
+SESSION_COUNT_COLUMNS = ("release", "environment", "minute", "started", "errored", "crashed")
+
+
+class DetectorInputError(ValueError):
+    """An input frame lacks a required column."""
+
+
+def minute_index(values: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """Whole minutes since the Unix epoch (UTC; naive timestamps are taken as UTC)."""
+    index = pd.DatetimeIndex(values)
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    return index.to_numpy().astype("datetime64[m]").astype(np.int64)
+
+
+def minute_timestamp(minute: int) -> pd.Timestamp:
+    """Inverse of :func:`minute_index` for one minute."""
+    return pd.Timestamp(int(minute) * 60, unit="s", tz="UTC")
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DetectorInputError(f"{name} lacks columns {missing}")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Inputs as flat numpy columns, filtered to minutes <= at and stripped of suppressed noise."""
+
+    at: pd.Timestamp
+    at_minute: int
+    sig: np.ndarray
+    release: np.ndarray
+    env: np.ndarray
+    minute: np.ndarray
+    events: np.ndarray
+    users: np.ndarray
+    sessions: np.ndarray
+    noisy: np.ndarray
+    s_release: np.ndarray
+    s_env: np.ndarray
+    s_minute: np.ndarray
+    s_started: np.ndarray
+    s_errored: np.ndarray
+    titles: dict[int, str]
+    first_seen: dict[int, pd.Timestamp]
+    noisy_ids: frozenset[int]
+    deploys: pd.DataFrame
+
+
+def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures: pd.DataFrame,
+             deploys: pd.DataFrame, at: pd.Timestamp, config: DetectorConfig) -> _Prepared:
+    _require(sig_counts, SIG_COUNT_COLUMNS, "sig_counts")
+    _require(session_counts, SESSION_COUNT_COLUMNS, "session_counts")
+    _require(signatures, ("signature_id", "title", "first_seen", "noise_class", "in_app"), "signatures")
+    _require(deploys, ("deploy_id", "release", "environment", "deployed_at"), "deploys")
+    at = pd.Timestamp(at)
+    at = at.tz_localize("UTC") if at.tz is None else at.tz_convert("UTC")
+    at_minute = int(minute_index(pd.DatetimeIndex([at]))[0])
+
+    deploys = deploys.assign(deployed_at=pd.to_datetime(deploys["deployed_at"], utc=True))
+    deploys = deploys[deploys["deployed_at"] <= at].copy()
+    deploys["minute"] = minute_index(deploys["deployed_at"]) if len(deploys) else np.array([], np.int64)
+    deploys = deploys.sort_values(["deployed_at", "deploy_id"], kind="stable").reset_index(drop=True)
+
+    noise = signatures["noise_class"].astype(object).where(signatures["noise_class"].notna(), None)
+    ids = signatures["signature_id"].to_numpy(np.int64)
+    suppressed = frozenset(ids[noise.isin(list(config.suppressed_noise_classes)).to_numpy()].tolist())
+    grace = frozenset(ids[noise.isin(list(config.grace_noise_classes)).to_numpy()].tolist())
+    noisy_mask = noise.notna().to_numpy() | ~signatures["in_app"].fillna(True).astype(bool).to_numpy()
+    noisy_ids = frozenset(ids[noisy_mask].tolist())
+    titles = dict(zip(ids.tolist(), signatures["title"].astype(str).tolist(), strict=True))
+    first_seen_ts = pd.to_datetime(signatures["first_seen"], utc=True)
+    first_seen = {i: t for i, t in zip(ids.tolist(), first_seen_ts, strict=True) if not pd.isna(t)}
+
+    minute = minute_index(sig_counts["minute"]) if len(sig_counts) else np.array([], np.int64)
+    sig = sig_counts["signature_id"].to_numpy(np.int64)
+    keep = (minute <= at_minute) & ~np.isin(sig, list(suppressed))
+    env = sig_counts["environment"].astype(str).to_numpy()
+    if grace:
+        in_grace = _within_grace(minute, env, deploys, config.deploy_grace_minutes)
+        keep &= ~(in_grace & np.isin(sig, list(grace)))
+
+    s_minute = minute_index(session_counts["minute"]) if len(session_counts) else np.array([], np.int64)
+    s_keep = s_minute <= at_minute
+    return _Prepared(
+        at=at, at_minute=at_minute,
+        sig=sig[keep], release=sig_counts["release"].astype(str).to_numpy()[keep], env=env[keep],
+        minute=minute[keep],
+        events=sig_counts["events"].to_numpy(float)[keep],
+        users=sig_counts["users"].to_numpy(float)[keep],
+        sessions=sig_counts["sessions"].to_numpy(float)[keep],
+        noisy=np.isin(sig[keep], list(noisy_ids)),
+        s_release=session_counts["release"].astype(str).to_numpy()[s_keep],
+        s_env=session_counts["environment"].astype(str).to_numpy()[s_keep],
+        s_minute=s_minute[s_keep],
+        s_started=session_counts["started"].to_numpy(float)[s_keep],
+        s_errored=session_counts["errored"].to_numpy(float)[s_keep],
+        titles=titles, first_seen=first_seen, noisy_ids=noisy_ids, deploys=deploys,
+    )
+
+
+def _within_grace(minute: np.ndarray, env: np.ndarray, deploys: pd.DataFrame,
+                  grace_minutes: int) -> np.ndarray:
+    """True for rows whose minute lies in [deploy, deploy + grace) of a deploy in the same environment."""
+    result = np.zeros(len(minute), dtype=bool)
+    for environment, group in deploys.groupby("environment"):
+        rows = env == environment
+        starts = np.sort(group["minute"].to_numpy(np.int64))
+        last = np.searchsorted(starts, minute[rows], side="right") - 1
+        since = minute[rows] - starts[np.maximum(last, 0)]
+        result[rows] = (last >= 0) & (since < grace_minutes)
+    return result
+
+
+def _deploys_per_week(prepared: _Prepared, config: DetectorConfig) -> float:
+    if config.deploys_per_week is not None:
+        return max(config.deploys_per_week, 1.0)
+    lookback = pd.Timedelta(days=config.lookback_days)
+    recent = prepared.deploys["deployed_at"] > prepared.at - lookback
+    return max(float(recent.sum()) / (config.lookback_days / 7.0), 1.0)
+
+
+def _per_minute(minutes: np.ndarray, values: np.ndarray, origin: int, length: int) -> np.ndarray:
+    return np.bincount(minutes - origin, weights=values, minlength=length)[:length]
+
+
+def _first_true_per_group(codes: np.ndarray, mask: np.ndarray) -> dict[int, int]:
+    """Row index of the first True of ``mask`` for each code (rows sorted by code)."""
+    rows = np.flatnonzero(mask)
+    unique, first = np.unique(codes[rows], return_index=True)
+    return dict(zip(unique.tolist(), rows[first].tolist(), strict=True))
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """Per-(signature, minute) rows of one tested stream, sorted by signature then minute."""
+
+    sig: np.ndarray
+    minute: np.ndarray
+    events: np.ndarray
+    users: np.ndarray
+    sessions: np.ndarray
+
+    @property
+    def start(self) -> np.ndarray:
+        return group_starts(self.sig)
+
+
+def _stream(prepared: _Prepared, mask: np.ndarray) -> _Stream:
+    """Rows selected by ``mask`` summed per (signature, minute) across releases."""
+    frame = pd.DataFrame({
+        "sig": prepared.sig[mask], "minute": prepared.minute[mask], "events": prepared.events[mask],
+        "users": prepared.users[mask], "sessions": prepared.sessions[mask],
+    })
+    summed = frame.groupby(["sig", "minute"], sort=True).sum()
+    return _Stream(
+        sig=summed.index.get_level_values(0).to_numpy(np.int64),
+        minute=summed.index.get_level_values(1).to_numpy(np.int64),
+        events=summed["events"].to_numpy(float), users=summed["users"].to_numpy(float),
+        sessions=summed["sessions"].to_numpy(float),
+    )
+
+
+def _sum_by_sig(sig: np.ndarray, values: np.ndarray) -> dict[int, float]:
+    if len(sig) == 0:
+        return {}
+    series = pd.Series(values).groupby(sig).sum()
+    return dict(zip(series.index.tolist(), series.to_numpy().tolist(), strict=True))
+
+
+def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures: pd.DataFrame,
+                     deploys: pd.DataFrame, at: pd.Timestamp,
+                     config: DetectorConfig | None = None) -> list[Finding]:
+    """Findings of one detection pass at ``at`` over one project's frames.
+
+    Frames and columns are those of the module's callers' contract: ``sig_counts`` should reach back
+    ``lookback_days`` plus ``deploy_watch_minutes`` before ``at`` (less data only shortens baselines;
+    a signature absent from the supplied data but with ``first_seen`` in a deploy's lookback is not
+    called new). Rows after ``at``'s minute are ignored. Findings are sorted by ``crossed_at`` then
+    ``key``; each key names one anomaly across passes.
+    """
+    config = config or DetectorConfig()
+    prepared = _prepare(sig_counts, session_counts, signatures, deploys, at, config)
+    per_week = _deploys_per_week(prepared, config)
+    window_start = prepared.at - pd.Timedelta(minutes=config.deploy_watch_minutes)
+    active = prepared.deploys[prepared.deploys["deployed_at"] > window_start]
+    # A release deployed twice in the window is tested once, from its first deploy there.
+    active = active.drop_duplicates(["release", "environment"], keep="first")
+
+    findings: list[Finding] = []
+    for deploy in active.itertuples(index=False):
+        findings.extend(_deploy_findings(prepared, deploy, per_week, config))
+    claimed = {(f.signature_id, f.environment) for f in findings if f.signature_id is not None}
+    spikes = _spike_findings(prepared, config)
+    findings.extend(f for f in spikes if (f.signature_id, f.environment) not in claimed)
+    return sorted(findings, key=lambda f: (f.crossed_at, f.key))
+
+
+def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float,
+                     config: DetectorConfig) -> list[Finding]:
+    environment = str(deploy.environment)  # type: ignore[attr-defined]
+    release = str(deploy.release)  # type: ignore[attr-defined]
+    origin = int(deploy.minute)  # type: ignore[attr-defined]
+    lookback = round(config.lookback_days * 24 * 60)
+    length = prepared.at_minute - origin + 1
+    in_env = prepared.env == environment
+    pre = in_env & (prepared.minute >= origin - lookback) & (prepared.minute < origin)
+    post = in_env & (prepared.minute >= origin)
+    new_rel = prepared.release == release
+
+    s_env = prepared.s_env == environment
+    s_post = s_env & (prepared.s_minute >= origin)
+    s_new = s_post & (prepared.s_release == release)
+    s_old = s_post & (prepared.s_release != release)
+    started_new = _per_minute(prepared.s_minute[s_new], prepared.s_started[s_new], origin, length)
+    started_old = _per_minute(prepared.s_minute[s_old], prepared.s_started[s_old], origin, length)
+
+    context = _DeployContext(
+        prepared=prepared, deploy=deploy, environment=environment, release=release, origin=origin,
+        lookback=lookback, started_new=started_new, started_old=started_old,
+        cum_new=np.cumsum(started_new), per_week=per_week, config=config,
+    )
+    pre_sessions = _sum_by_sig(prepared.sig[pre], prepared.sessions[pre])
+    s_pre = s_env & (prepared.s_minute >= origin - lookback) & (prepared.s_minute < origin)
+    pre_exposure = float(prepared.s_started[s_pre].sum())
+
+    new_stream = _stream(prepared, post & new_rel)
+    if len(new_stream.sig) == 0:
+        candidates_new: set[int] = set()
+    else:
+        lookback_start = minute_timestamp(origin - lookback)
+        deploy_minute = minute_timestamp(origin)
+        candidates_new = {
+            s for s in np.unique(new_stream.sig).tolist()
+            if s not in pre_sessions
+            and not (s in prepared.first_seen and lookback_start <= prepared.first_seen[s] < deploy_minute)
+        }
+    findings = _new_signature_findings(context, new_stream, candidates_new)
+    if pre_exposure >= config.baseline_min_sessions:
+        findings += _regression_findings(context, new_stream, _stream(prepared, post & ~new_rel),
+                                         pre_sessions, pre_exposure, candidates_new)
+    findings += _release_error_rate_findings(context)
+    return findings
+
+
+@dataclass(frozen=True)
+class _DeployContext:
+    prepared: _Prepared
+    deploy: object
+    environment: str
+    release: str
+    origin: int
+    lookback: int
+    started_new: np.ndarray
+    started_old: np.ndarray
+    cum_new: np.ndarray
+    per_week: float
+    config: DetectorConfig
+
+    @property
+    def deploy_id(self) -> int:
+        return int(self.deploy.deploy_id)  # type: ignore[attr-defined]
+
+    def control_informative(self) -> bool:
+        old_total = float(self.started_old.sum())
+        total = old_total + float(self.started_new.sum())
+        return (old_total >= self.config.control_min_sessions and total > 0
+                and old_total / total >= self.config.control_min_share)
+
+    def noisy_extra(self, sig: np.ndarray) -> np.ndarray:
+        noisy = np.isin(sig, list(self.prepared.noisy_ids))
+        return np.where(noisy, math.log(self.config.noisy_evidence_factor), 0.0)
+
+
+def _gates(stream: _Stream, start: np.ndarray, config: DetectorConfig) -> np.ndarray:
+    """Rows where the stream has by then shown min_users users and min_sessions sessions in a minute.
+
+    Per-minute distinct counts cannot be added without double counting one user's loop, so the largest
+    single-minute count is the distinct count we can vouch for.
+    """
+    users = grouped_cummax(stream.users, start)
+    sessions = grouped_cummax(stream.sessions, start)
+    return (users >= config.min_users) & (sessions >= config.min_sessions)
+
+
+def _exposure_through(context: _DeployContext, stream: _Stream, start: np.ndarray) -> np.ndarray:
+    """Cumulative sessions started on the new release through each row's minute, at least the stream's
+    own cumulative affected sessions (sessions reported late must not inflate the rate)."""
+    exposure = context.cum_new[stream.minute - context.origin]
+    return np.maximum(exposure, grouped_cumsum(stream.sessions, start))
+
+
+def _stream_finding(context: _DeployContext, kind: str, stream: _Stream, row: int, first_row: int,
+                    last_row: int, score: float, baseline_rate: float) -> Finding:
+    sig = int(stream.sig[row])
+    prepared = context.prepared
+    sessions = float(stream.sessions[first_row:last_row + 1].sum())
+    exposure = max(float(context.cum_new[-1]), sessions)
+    return Finding(
+        kind=kind, signature_id=sig, title=prepared.titles.get(sig, ""), release=context.release,
+        environment=context.environment, deploy_id=context.deploy_id,
+        first_seen=prepared.first_seen.get(sig, minute_timestamp(int(stream.minute[first_row]))),
+        detected_at=prepared.at, crossed_at=minute_timestamp(int(stream.minute[row])),
+        events=int(stream.events[first_row:last_row + 1].sum()),
+        users=int(stream.users[first_row:last_row + 1].max()), sessions_affected=int(sessions),
+        rate=sessions / exposure if exposure > 0 else float("nan"), baseline_rate=float(baseline_rate),
+        score=float(score), key=f"{kind}:{sig}:{context.deploy_id}",
+    )
+
+
+def _group_bounds(codes: np.ndarray) -> dict[int, tuple[int, int]]:
+    start = group_starts(codes)
+    firsts = np.flatnonzero(start)
+    lasts = np.append(firsts[1:] - 1, len(codes) - 1)
+    return {int(codes[f]): (int(f), int(last)) for f, last in zip(firsts, lasts, strict=True)}
+
+
+def _max_per_group(codes: np.ndarray, values: np.ndarray) -> dict[int, float]:
+    if len(codes) == 0:
+        return {}
+    series = pd.Series(values).groupby(codes).max()
+    return dict(zip(series.index.tolist(), series.to_numpy().tolist(), strict=True))
+
+
+def _new_signature_findings(context: _DeployContext, new_stream: _Stream,
+                            candidates: set[int]) -> list[Finding]:
+    config = context.config
+    if not candidates:
+        return []
+    mask = np.isin(new_stream.sig, list(candidates))
+    stream = _Stream(new_stream.sig[mask], new_stream.minute[mask], new_stream.events[mask],
+                     new_stream.users[mask], new_stream.sessions[mask])
+    start = stream.start
+    tests = context.per_week * max(config.new_signature_streams_per_deploy, len(candidates))
+    threshold = eprocess_threshold(alarms_per_week=config.budget("new_signature"), tests_per_week=tests)
+    thresholds = threshold + context.noisy_extra(stream.sig)
+    floor = config.new_signature_floor_rate
+    log_e = mixture_log_evidence(grouped_cumsum(stream.sessions, start),
+                                 floor * _exposure_through(context, stream, start),
+                                 np.asarray(config.rate_ratios))
+    crossed = _first_true_per_group(stream.sig, (log_e >= thresholds) & _gates(stream, start, config))
+    best = _max_per_group(stream.sig, log_e / thresholds)
+    bounds = _group_bounds(stream.sig)
+    return [_stream_finding(context, "new_signature", stream, row, *bounds[sig], best[sig], floor)
+            for sig, row in crossed.items()]
+
+
+def _regression_findings(context: _DeployContext, new_stream: _Stream, old_stream: _Stream,
+                         pre_sessions: dict[int, float], pre_exposure: float,
+                         candidates_new: set[int]) -> list[Finding]:
+    config = context.config
+    known = np.array(sorted(set(pre_sessions) - candidates_new), dtype=np.int64)
+    mask = np.isin(new_stream.sig, known)
+    if not mask.any():
+        return []
+    stream = _Stream(new_stream.sig[mask], new_stream.minute[mask], new_stream.events[mask],
+                     new_stream.users[mask], new_stream.sessions[mask])
+    start = stream.start
+    ratios = np.asarray(config.rate_ratios)
+    tests = context.per_week * max(len(known), 1)
+    threshold = eprocess_threshold(alarms_per_week=config.budget("regression"), tests_per_week=tests)
+    thresholds = threshold + context.noisy_extra(stream.sig)
+    baseline = {s: (pre_sessions[s] + 1.0) / pre_exposure for s in known.tolist()}
+    rate0 = np.array([baseline[s] for s in stream.sig.tolist()])
+    log_e = mixture_log_evidence(grouped_cumsum(stream.sessions, start),
+                                 rate0 * _exposure_through(context, stream, start), ratios)
+    crossed = _first_true_per_group(stream.sig, (log_e >= thresholds) & _gates(stream, start, config))
+    if context.control_informative() and crossed:
+        crossed_control = _control_crossings(context, stream, old_stream, ratios, threshold)
+        crossed = {s: max(row, _row_at_or_after(stream, s, crossed_control[s]))
+                   for s, row in crossed.items() if s in crossed_control}
+    best = _max_per_group(stream.sig, log_e / thresholds)
+    bounds = _group_bounds(stream.sig)
+    return [_stream_finding(context, "regression", stream, row, *bounds[sig], best[sig], baseline[sig])
+            for sig, row in crossed.items()]
+
+
+def _row_at_or_after(stream: _Stream, sig: int, minute: int) -> int:
+    """First row of ``sig`` in ``stream`` at or after ``minute`` (its last row if none)."""
+    rows = np.flatnonzero(stream.sig == sig)
+    later = rows[stream.minute[rows] >= minute]
+    return int(later[0]) if len(later) else int(rows[-1])
+
+
+def _control_crossings(context: _DeployContext, stream: _Stream, old_stream: _Stream, ratios: np.ndarray,
+                       threshold: float) -> dict[int, int]:
+    """Minute at which new-vs-concurrent-release evidence first crossed, per signature."""
+    sigs = np.unique(stream.sig)
+    old_mask = np.isin(old_stream.sig, sigs)
+    both = pd.concat([
+        pd.DataFrame({"sig": stream.sig, "minute": stream.minute, "new": stream.sessions, "old": 0.0}),
+        pd.DataFrame({"sig": old_stream.sig[old_mask], "minute": old_stream.minute[old_mask], "new": 0.0,
+                      "old": old_stream.sessions[old_mask]}),
+    ]).groupby(["sig", "minute"], sort=True).sum()
+    sig = both.index.get_level_values(0).to_numpy(np.int64)
+    minute = both.index.get_level_values(1).to_numpy(np.int64)
+    new, old = both["new"].to_numpy(), both["old"].to_numpy()
+    offset = minute - context.origin
+    started_new = np.maximum(context.started_new[offset], new)
+    started_old = np.maximum(context.started_old[offset], old)
+    share = started_new / np.maximum(started_new + started_old, 1.0)
+    increments = conditional_log_lr_increments(new, old, share, ratios)
+    start = group_starts(sig)
+    log_e = mixture_log_evidence_from_increments(increments, start)
+    thresholds = threshold + context.noisy_extra(sig)
+    rows = _first_true_per_group(sig, log_e >= thresholds)
+    return {s: int(minute[r]) for s, r in rows.items()}
+
+
+def _release_error_rate_findings(context: _DeployContext) -> list[Finding]:
+    config = context.config
+    prepared = context.prepared
+    baseline = _previous_release_error_share(context)
+    if baseline is None:
+        return []
+    length = len(context.started_new)
+    s_post = (prepared.s_env == context.environment) & (prepared.s_minute >= context.origin)
+    is_new = prepared.s_release == context.release
+    errored_new = _per_minute(prepared.s_minute[s_post & is_new], prepared.s_errored[s_post & is_new],
+                              context.origin, length)
+    errored_old = _per_minute(prepared.s_minute[s_post & ~is_new], prepared.s_errored[s_post & ~is_new],
+                              context.origin, length)
+    cum_errored = np.cumsum(errored_new)
+    exposure = np.maximum(context.cum_new, cum_errored)
+    ratios = np.asarray(config.rate_ratios)
+    threshold = eprocess_threshold(alarms_per_week=config.budget("release_error_rate"),
+                                   tests_per_week=context.per_week)
+    log_e = mixture_log_evidence(cum_errored, baseline * exposure, ratios)
+    alarm = (log_e >= threshold) & (cum_errored >= config.min_sessions)
+    if not alarm.any():
+        return []
+    row = int(np.argmax(alarm))
+    if context.control_informative():
+        started_new = np.maximum(context.started_new, errored_new)
+        started_old = np.maximum(context.started_old, errored_old)
+        share = started_new / np.maximum(started_new + started_old, 1.0)
+        increments = conditional_log_lr_increments(errored_new, errored_old, share, ratios)
+        control = mixture_log_evidence_from_increments(increments, group_starts(np.zeros(length, np.int64)))
+        if not (control >= threshold).any():
+            return []
+        row = max(row, int(np.argmax(control >= threshold)))
+    total_errored = float(cum_errored[-1])
+    return [Finding(
+        kind="release_error_rate", signature_id=None, title=f"Errored sessions up in {context.release}",
+        release=context.release, environment=context.environment, deploy_id=context.deploy_id,
+        first_seen=None, detected_at=prepared.at, crossed_at=minute_timestamp(context.origin + row),
+        events=int(total_errored), users=0, sessions_affected=int(total_errored),
+        rate=total_errored / float(exposure[-1]) if exposure[-1] > 0 else float("nan"),
+        baseline_rate=float(baseline), score=float(log_e.max() / threshold) if threshold > 0 else math.inf,
+        key=f"release_error_rate:{context.environment}:{context.deploy_id}",
+    )]
+
+
+def _previous_release_error_share(context: _DeployContext) -> float | None:
+    """Errored share of the release deployed before this one (all releases if unknown), pre-deploy."""
+    prepared, config = context.prepared, context.config
+    pre = ((prepared.s_env == context.environment) & (prepared.s_minute < context.origin)
+           & (prepared.s_minute >= context.origin - context.lookback))
+    deploys = prepared.deploys
+    earlier = deploys[(deploys["environment"] == context.environment) & (deploys["minute"] < context.origin)
+                      & (deploys["release"].astype(str) != context.release)]
+    if len(earlier):
+        previous = pre & (prepared.s_release == str(earlier["release"].iloc[-1]))
+        if prepared.s_started[previous].sum() >= config.baseline_min_sessions:
+            pre = previous
+    started = float(prepared.s_started[pre].sum())
+    if started < config.baseline_min_sessions:
+        return None
+    return (float(prepared.s_errored[pre].sum()) + 1.0) / started
+
+
+def _spike_findings(prepared: _Prepared, config: DetectorConfig) -> list[Finding]:
+    lookback = round(config.lookback_days * 24 * 60)
+    origins: dict[str, int] = {}
+    for environment in np.unique(prepared.env).tolist():
+        origin = prepared.at_minute - config.spike_window_minutes + 1
+        env_deploys = prepared.deploys[prepared.deploys["environment"] == environment]
+        if len(env_deploys):
+            origin = max(origin, int(env_deploys["minute"].max()) + config.spike_quiet_minutes)
+        if origin <= prepared.at_minute:
+            origins[environment] = origin
+    n_streams = 0
+    plans = []
+    for environment, origin in origins.items():
+        in_env = prepared.env == environment
+        pre = in_env & (prepared.minute >= origin - lookback) & (prepared.minute < origin)
+        window = in_env & (prepared.minute >= origin)
+        n_streams += len(np.unique(prepared.sig[in_env & (prepared.minute >= origin - lookback)]))
+        plans.append((environment, origin, pre, window))
+    if n_streams == 0:
+        return []
+    threshold = cusum_threshold(alarms_per_week=config.budget("spike"), n_streams=n_streams)
+    findings: list[Finding] = []
+    for environment, origin, pre, window in plans:
+        findings.extend(_spike_findings_in_env(prepared, config, environment, origin, pre, window, threshold))
+    return findings
+
+
+def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environment: str, origin: int,
+                           pre: np.ndarray, window: np.ndarray, threshold: float) -> list[Finding]:
+    lookback = round(config.lookback_days * 24 * 60)
+    s_env = prepared.s_env == environment
+    s_pre = s_env & (prepared.s_minute >= origin - lookback) & (prepared.s_minute < origin)
+    pre_exposure = float(prepared.s_started[s_pre].sum())
+    if pre_exposure < config.baseline_min_sessions or not window.any():
+        return []
+    length = prepared.at_minute - origin + 1
+    s_win = s_env & (prepared.s_minute >= origin)
+    cum = np.cumsum(_per_minute(prepared.s_minute[s_win], prepared.s_started[s_win], origin, length))
+    cum_before = np.concatenate(([0.0], cum))
+
+    stream = _stream(prepared, window)
+    start = stream.start
+    pre_sessions = pd.Series(prepared.sessions[pre]).groupby(prepared.sig[pre]).sum()
+    pre_by_row = pre_sessions.reindex(stream.sig, fill_value=0.0).to_numpy()
+    rate0 = (pre_by_row + 1.0) / pre_exposure
+    offset = stream.minute - origin
+    cum_sessions = grouped_cumsum(stream.sessions, start)
+    # Exposure is never less than the affected sessions themselves (late session data).
+    exposure_through = np.maximum(cum[offset], cum_sessions)
+    exposure_before = np.minimum(cum_before[offset], exposure_through)
+    ratio = config.spike_rate_ratio
+    cusum = sparse_poisson_cusum(stream.sessions, rate0 * exposure_before, rate0 * exposure_through,
+                                 start, ratio)
+
+    noisy = np.isin(stream.sig, list(prepared.noisy_ids))
+    thresholds = threshold + np.where(noisy, math.log(config.noisy_evidence_factor), 0.0)
+    excursion = np.cumsum(cusum.excursion_start)
+    gates = ((grouped_cummax(stream.users, cusum.excursion_start) >= config.min_users)
+             & (grouped_cummax(stream.sessions, cusum.excursion_start) >= config.min_sessions))
+
+    start_rows = np.flatnonzero(start)
+    last_rows = np.append(start_rows[1:] - 1, len(start) - 1)
+    group = np.cumsum(start) - 1
+    # Only the stream's last excursion can still be running at ``at``: is it above 0 at ``at``?
+    llr_end = (cum_sessions[last_rows] * math.log(ratio)
+               - (ratio - 1.0) * rate0[last_rows] * np.maximum(cum[-1], cum_sessions[last_rows]))
+    running = llr_end - np.minimum(cusum.running_min[last_rows], llr_end) > 0
+    current = (excursion == excursion[last_rows][group]) & running[group]
+    hits = _first_true_per_group(stream.sig, current & (cusum.statistic >= thresholds) & gates)
+    best = _max_per_group(stream.sig[current], cusum.statistic[current] / thresholds[current])
+    findings = []
+    for sig, hit in hits.items():
+        rows = np.flatnonzero(current & (stream.sig == sig))
+        findings.append(_spike_finding(prepared, environment, stream, rows, hit, best[sig],
+                                       float(rate0[hit]), cum, origin))
+    return findings
+
+
+def _spike_finding(prepared: _Prepared, environment: str, stream: _Stream, rows: np.ndarray, hit: int,
+                   score: float, baseline_rate: float, cum: np.ndarray, origin: int) -> Finding:
+    sig = int(stream.sig[hit])
+    begin = int(stream.minute[rows[0]])
+    sessions = float(stream.sessions[rows].sum())
+    exposure = float(cum[-1] - (cum[begin - origin - 1] if begin > origin else 0.0))
+    in_excursion = (prepared.sig == sig) & (prepared.env == environment) & (prepared.minute >= begin)
+    by_release = pd.Series(prepared.sessions[in_excursion]).groupby(prepared.release[in_excursion]).sum()
+    crossed_at = minute_timestamp(int(stream.minute[hit]))
+    return Finding(
+        kind="spike", signature_id=sig, title=prepared.titles.get(sig, ""), release=str(by_release.idxmax()),
+        environment=environment, deploy_id=None,
+        first_seen=prepared.first_seen.get(sig, minute_timestamp(begin)), detected_at=prepared.at,
+        crossed_at=crossed_at, events=int(stream.events[rows].sum()), users=int(stream.users[rows].max()),
+        sessions_affected=int(sessions), rate=sessions / max(exposure, sessions, 1.0),
+        baseline_rate=baseline_rate, score=score,
+        key=f"spike:{sig}:{environment}:{crossed_at.strftime('%Y-%m-%dT%H:%MZ')}",
+    )
