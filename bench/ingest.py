@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import json
 import multiprocessing
 import os
@@ -32,9 +31,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-POSTGRES_URL = os.environ.get(
-    "DETECTOR_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("DETECTOR_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"
 FUNCTIONS = [
@@ -66,9 +63,7 @@ def signature_pool(n: int, rng: random.Random) -> list[tuple[str, str, str, str]
     for i in range(n):
         kind, template = ERRORS[i % len(ERRORS)]
         name = f"field{i}"
-        pool.append(
-            (kind, template.format(name), f"module{i % 97}.js", FUNCTIONS[i % len(FUNCTIONS)] + str(i))
-        )
+        pool.append((kind, template.format(name), f"module{i % 97}.js", FUNCTIONS[i % len(FUNCTIONS)] + str(i)))
     rng.shuffle(pool)
     return pool
 
@@ -131,9 +126,7 @@ def make_event(sig: tuple[str, str, str, str], user: int, ts: float) -> tuple[st
         "environment": "production",
         "release": "web@1.2.0",
         "breadcrumbs": {
-            "values": [
-                {"category": "ui.click", "message": f"button#buy-{i}", "timestamp": ts} for i in range(4)
-            ]
+            "values": [{"category": "ui.click", "message": f"button#buy-{i}", "timestamp": ts} for i in range(4)]
         },
         "sdk": {
             "name": "sentry.javascript.browser",
@@ -256,9 +249,7 @@ class Servers:
             if i > 0:
                 cmd.append("--no-worker")  # one digest worker; more API processes
             self.procs.append(
-                subprocess.Popen(
-                    cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
+                subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             )
         for port in self.ports:
             for _ in range(200):
@@ -320,9 +311,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         started = time.perf_counter()
         procs = [
-            ctx.Process(
-                target=_client_process, args=(("127.0.0.1", servers.ports, path, part, args.concurrency), out)
-            )
+            ctx.Process(target=_client_process, args=(("127.0.0.1", servers.ports, path, part, args.concurrency), out))
             for part in share
         ]
         for proc in procs:
@@ -351,9 +340,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         items, cursor = [], None
         while True:
             params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-            page = httpx.get(
-                f"{base}/api/v1/projects/bench/signatures", params=params, headers=auth, timeout=60
-            ).json()
+            page = httpx.get(f"{base}/api/v1/projects/bench/signatures", params=params, headers=auth, timeout=60).json()
             items += page["items"]
             cursor = page["next"]
             if not cursor:
@@ -383,9 +370,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=30000)
     parser.add_argument("--signatures", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=64)

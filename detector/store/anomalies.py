@@ -22,9 +22,7 @@ GROWTH_FACTOR = 1.5
 def upsert_anomaly(session: Session, *, project_id: int, values: dict[str, Any]) -> tuple[Anomaly, str]:
     """Insert or update the anomaly with `values["key"]`; says what happened: created, grew, updated or same."""
     existing = session.scalar(
-        select(Anomaly)
-        .where(Anomaly.project_id == project_id, Anomaly.key == values["key"])
-        .with_for_update()
+        select(Anomaly).where(Anomaly.project_id == project_id, Anomaly.key == values["key"]).with_for_update()
     )
     now = datetime.now(UTC)
     if existing is None:

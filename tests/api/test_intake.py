@@ -91,16 +91,9 @@ def test_compressed_bodies(client: TestClient, project: Project, encoding: str |
 def test_key_from_auth_header_and_dsn(client: TestClient, project: Project) -> None:
     body = event_envelope(minimal_event("b" * 32))
     auth = f"Sentry sentry_key={project.public_key}, sentry_version=7, sentry_client=test/1.0"
-    assert (
-        client.post(f"/api/{project.id}/envelope/", content=body, headers={"X-Sentry-Auth": auth}).status_code
-        == 200
-    )
-    dsn_header = json.dumps(
-        {"event_id": "c" * 32, "dsn": f"http://{project.public_key}@localhost/{project.id}"}
-    )
-    with_dsn = (
-        dsn_header.encode() + b"\n" + b"\n".join(event_envelope(minimal_event("c" * 32)).split(b"\n")[1:])
-    )
+    assert client.post(f"/api/{project.id}/envelope/", content=body, headers={"X-Sentry-Auth": auth}).status_code == 200
+    dsn_header = json.dumps({"event_id": "c" * 32, "dsn": f"http://{project.public_key}@localhost/{project.id}"})
+    with_dsn = dsn_header.encode() + b"\n" + b"\n".join(event_envelope(minimal_event("c" * 32)).split(b"\n")[1:])
     assert client.post(f"/api/{project.id}/envelope/", content=with_dsn).status_code == 200
 
 
@@ -186,9 +179,7 @@ def test_keys_and_projects(client: TestClient, project: Project, factory: sessio
     assert raw_count(factory) == 0
 
 
-def test_size_limits_and_gzip_bomb(
-    client: TestClient, project: Project, factory: sessionmaker[Session]
-) -> None:
+def test_size_limits_and_gzip_bomb(client: TestClient, project: Project, factory: sessionmaker[Session]) -> None:
     big = client.post(envelope_url(project), content=b"x" * (21 * 1024 * 1024))
     assert big.status_code == 413
     bomb = gzip.compress(b"0" * (200 * 1024 * 1024), 9)
