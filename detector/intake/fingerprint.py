@@ -24,6 +24,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from detector.intake.normalize import Frame, NormalizedEvent
@@ -104,9 +105,7 @@ _JS_RULES: list[tuple[re.Pattern[str], str]] = [
         "member",
     ),
     (
-        re.compile(
-            r"(?<![\w$.<])([\w$]+) (is not a function|is not a constructor|is not iterable|is not defined)"
-        ),
+        re.compile(r"(?<![\w$.<])([\w$]+) (is not a function|is not a constructor|is not iterable|is not defined)"),
         "bare",
     ),
 ]
@@ -146,6 +145,7 @@ _GENERIC_RULES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+@lru_cache(maxsize=8192)  # the same few messages repeat across a batch; the function is pure
 def normalize_message(text: str | None) -> str:
     """The message with its variable parts replaced by placeholders, for grouping and titles.
 
@@ -238,9 +238,13 @@ def file_key(frame: Frame) -> str | None:
     the basename without query, host or content hash; for source-mapped paths (``webpack:///src/x.js``,
     ``src/x.js``) the relative path.
     """
-    if frame.module and "/" not in frame.module and not frame.module.startswith("<"):
-        return frame.module
-    path = frame.filename or frame.abs_path
+    return _file_key(frame.module, frame.filename or frame.abs_path)
+
+
+@lru_cache(maxsize=8192)  # bundles have few files; every event of a batch names the same ones
+def _file_key(module: str | None, path: str | None) -> str | None:
+    if module and "/" not in module and not module.startswith("<"):
+        return module
     if not path or path in _NOT_A_FILE or path.startswith("<"):
         return None
     scheme_match = re.match(r"^([a-z][\w+.-]*):/+", path, re.IGNORECASE)
@@ -258,6 +262,7 @@ def file_key(frame: Frame) -> str | None:
     return _clean_source_path(path) or None
 
 
+@lru_cache(maxsize=8192)
 def function_key(name: str | None, *, minified_names: bool) -> str | None:
     """The function part of a component, or None for anonymous names and (if ``minified_names``) mangled ones.
 

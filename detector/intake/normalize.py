@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -285,9 +286,7 @@ _ROUTE_ID_SEGMENT = re.compile(
 
 def _parameterise_path(path: str) -> str:
     segments = path.split("/")
-    return "/".join(
-        ":id" if segment and _ROUTE_ID_SEGMENT.match(segment) else segment for segment in segments
-    )
+    return "/".join(":id" if segment and _ROUTE_ID_SEGMENT.match(segment) else segment for segment in segments)
 
 
 def route_from_url(url: str | None) -> str | None:
@@ -351,6 +350,7 @@ def _os_from_user_agent(ua: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)  # a site's traffic comes from a few hundred distinct User-Agents
 def parse_user_agent(ua: str | None) -> tuple[str | None, str | None, bool]:
     """``(browser, os, is_bot)`` from a User-Agent, e.g. ``("Chrome 156", "Linux", False)``.
 
@@ -395,11 +395,7 @@ def _os_from_context(context: dict[str, Any]) -> str | None:
     name = _OS_NAME_ALIASES.get(name.lower(), name)
     if name == "Windows":
         version = _str(context.get("version"))
-        return (
-            f"Windows {version.split('.')[0] if version and version[0].isdigit() else version}"
-            if version
-            else name
-        )
+        return f"Windows {version.split('.')[0] if version and version[0].isdigit() else version}" if version else name
     return name
 
 
@@ -520,9 +516,7 @@ def event_from_dict(data: Mapping[str, Any]) -> NormalizedEvent:
     known = {f.name for f in fields(NormalizedEvent)}
     values = {k: v for k, v in data.items() if k in known}
     frame_fields = {f.name for f in fields(Frame)}
-    values["frames"] = [
-        Frame(**{k: v for k, v in f.items() if k in frame_fields}) for f in data.get("frames", [])
-    ]
+    values["frames"] = [Frame(**{k: v for k, v in f.items() if k in frame_fields}) for f in data.get("frames", [])]
     values["timestamp"] = datetime.fromisoformat(data["timestamp"]).astimezone(UTC)
     values["tags"] = dict(data.get("tags") or {})
     values["debug_ids"] = [dict(d) for d in data.get("debug_ids") or []]
