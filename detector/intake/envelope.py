@@ -107,9 +107,7 @@ def parse_envelope(body: bytes, *, max_items: int = 1000) -> Envelope:
         else:
             # bool is an int subclass; `"length": true` is a broken header, not a length of 1.
             if isinstance(length, bool) or not isinstance(length, int):
-                raise MalformedEnvelope(
-                    f"item {index} ({item_type}) length must be an integer, got {length!r}"
-                )
+                raise MalformedEnvelope(f"item {index} ({item_type}) length must be an integer, got {length!r}")
             if length < 0:
                 raise MalformedEnvelope(f"item {index} ({item_type}) length is negative: {length}")
             end = pos + length

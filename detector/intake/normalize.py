@@ -27,6 +27,7 @@ __all__ = [
     "event_from_dict",
     "event_to_dict",
     "normalize_event",
+    "parse_timestamp",
     "parse_user_agent",
     "route_from_url",
 ]

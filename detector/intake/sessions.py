@@ -185,9 +185,7 @@ def parse_session_update(
         errors=errors,
         release=release,
         environment=environment,
-        duration=float(duration)
-        if isinstance(duration, int | float) and not isinstance(duration, bool)
-        else None,
+        duration=float(duration) if isinstance(duration, int | float) and not isinstance(duration, bool) else None,
     )
 
 

@@ -92,9 +92,7 @@ def test_source_mapped_frames_are_used(real_event_payloads: dict[str, dict[str, 
 
 
 def test_two_errors_in_one_minified_file_differ() -> None:
-    frames = [
-        {"filename": "https://cdn.example.com/app.3f9a1c.js", "function": "t", "lineno": 1, "colno": 500}
-    ]
+    frames = [{"filename": "https://cdn.example.com/app.3f9a1c.js", "function": "t", "lineno": 1, "colno": 500}]
     first = js_error("TypeError", "e.map is not a function", frames)
     second = js_error("TypeError", "Cannot read properties of undefined (reading 'id')", frames)
     assert signature_for_event(first).hash != signature_for_event(second).hash
@@ -176,9 +174,7 @@ def test_line_and_column_are_never_part_of_the_key() -> None:
 
 
 def test_title_is_capped() -> None:
-    signature = signature_for_event(
-        event({"exception": {"values": [{"type": "Error", "value": "word " * 200}]}})
-    )
+    signature = signature_for_event(event({"exception": {"values": [{"type": "Error", "value": "word " * 200}]}}))
     assert len(signature.title) <= 200
     assert signature.title.startswith("Error: word word")
     assert signature.title.endswith("…")

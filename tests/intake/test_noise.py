@@ -126,9 +126,7 @@ def test_source_mapped_frames_are_first_party() -> None:
 
 
 def test_bots() -> None:
-    event = browser_event(
-        "TypeError", "e.map is not a function", user_agent="Mozilla/5.0 (compatible; Googlebot/2.1)"
-    )
+    event = browser_event("TypeError", "e.map is not a function", user_agent="Mozilla/5.0 (compatible; Googlebot/2.1)")
     assert noise_class(event) == "bot"
 
 

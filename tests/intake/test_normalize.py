@@ -21,8 +21,7 @@ from detector.intake.normalize import (
 
 RECEIVED = datetime(2026, 11, 27, 15, 5, 31, tzinfo=UTC)
 HEADLESS_UA = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "HeadlessChrome/156.0.0.0 Safari/537.36"
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"
 )
 
 
@@ -187,16 +186,12 @@ def test_timestamp_forms(value: Any, expected: datetime) -> None:
 
 def test_past_timestamps_are_honoured_and_future_ones_clamped() -> None:
     last_year = RECEIVED - timedelta(days=365)
-    assert (
-        normalize_event(minimal(timestamp=last_year.timestamp()), received_at=RECEIVED).timestamp == last_year
-    )
+    assert normalize_event(minimal(timestamp=last_year.timestamp()), received_at=RECEIVED).timestamp == last_year
     near = RECEIVED + timedelta(seconds=50)
     assert normalize_event(minimal(timestamp=near.timestamp()), received_at=RECEIVED).timestamp == near
     far = RECEIVED + timedelta(hours=2)
     assert normalize_event(minimal(timestamp=far.timestamp()), received_at=RECEIVED).timestamp == RECEIVED
-    lenient = normalize_event(
-        minimal(timestamp=far.timestamp()), received_at=RECEIVED, max_future=timedelta(hours=3)
-    )
+    lenient = normalize_event(minimal(timestamp=far.timestamp()), received_at=RECEIVED, max_future=timedelta(hours=3))
     assert lenient.timestamp == far
 
 
@@ -216,9 +211,7 @@ def test_defaults() -> None:
     assert (event.browser, event.os, event.url, event.route, event.is_bot) == (None, None, None, None, False)
 
 
-@pytest.mark.parametrize(
-    ("raw", "level"), [("WARN", "warning"), ("critical", "fatal"), ("nonsense", "error")]
-)
+@pytest.mark.parametrize(("raw", "level"), [("WARN", "warning"), ("critical", "fatal"), ("nonsense", "error")])
 def test_levels(raw: str, level: str) -> None:
     assert normalize_event(minimal(level=raw), received_at=RECEIVED).level == level
 
@@ -351,9 +344,7 @@ def test_contexts_win_over_user_agent() -> None:
     )
     event = normalize_event(payload, received_at=RECEIVED)
     assert (event.browser, event.os) == ("Firefox 121", "Windows 10")
-    mac = normalize_event(
-        minimal(contexts={"os": {"name": "macOS", "version": "14.2"}}), received_at=RECEIVED
-    )
+    mac = normalize_event(minimal(contexts={"os": {"name": "macOS", "version": "14.2"}}), received_at=RECEIVED)
     assert mac.os == "Mac OS X"
 
 
