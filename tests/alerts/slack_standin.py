@@ -108,7 +108,10 @@ class SlackStandin:
     def start(self) -> SlackStandin:
         server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="slack-standin", daemon=True)
+        # A short poll interval keeps stop() (and so each test's teardown) quick.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="slack-standin", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -239,6 +242,15 @@ class _QuietServer(ThreadingHTTPServer):
         return
 
 
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    content_type: str
+    text: str
+    word: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 def _handler_for(standin: SlackStandin) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -252,61 +264,60 @@ def _handler_for(standin: SlackStandin) -> type[BaseHTTPRequestHandler]:
             if fault is not None and fault.delay:
                 time.sleep(fault.delay)
             if fault is not None and fault.status is not None:
-                self._answer_fault(fault, headers, body, payload)
+                answer = self._fault_answer(fault)
             elif self.path.startswith(API_PREFIX):
-                answer = standin._answer_api(self.path[len(API_PREFIX) :], headers, payload)
-                status = 404 if answer.get("error") == "unknown_method" else 200
-                self._send(status, "application/json", json.dumps(answer))
-                word = "ok" if answer["ok"] else answer["error"]
-                standin._record(RecordedRequest("POST", self.path, headers, body, payload, status, word))
+                answer = self._api_answer(headers, payload)
             else:
-                status, word = self._webhook_answer(payload)
-                self._send(status, "text/html", word)
-                standin._record(RecordedRequest("POST", self.path, headers, body, payload, status, word))
-
-        def _webhook_answer(self, payload: Any) -> tuple[int, str]:
-            if self.path != WEBHOOK_PATH:
-                return 404, "no_service"
-            if not isinstance(payload, dict):
-                return 400, "invalid_payload"
-            error = validate_message(payload)
-            return (400, error) if error else (200, "ok")
-
-        def _answer_fault(self, fault: _Fault, headers: dict[str, str], body: bytes, payload: Any) -> None:
-            extra: dict[str, str] = {}
-            api = self.path.startswith(API_PREFIX)
-            if fault.status == 429:
-                extra["Retry-After"] = fault.retry_after or "1"
-                word = "ratelimited" if api else "rate_limited"
-            elif 300 <= (fault.status or 0) < 400:
-                extra["Location"] = fault.location or standin.base_url + "/redirected"
-                word = "redirect"
-            else:
-                word = "service_unavailable" if fault.status == 503 else "rollup_error"
-            status = fault.status or 500
-            if api:
-                self._send(status, "application/json", json.dumps({"ok": False, "error": word}), extra)
-            else:
-                self._send(status, "text/html", word, extra)
-            standin._record(RecordedRequest("POST", self.path, headers, body, payload, status, word))
-
-        def _send(
-            self, status: int, content_type: str, text: str, extra: dict[str, str] | None = None
-        ) -> None:
-            data = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", f"{content_type}; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (extra or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+                answer = self._webhook_answer(payload)
+            # Recorded before answering, so a test that got its answer sees the record.
+            standin._record(RecordedRequest("POST", self.path, headers, body, payload, answer.status, answer.word))
+            self._send(answer)
 
         def do_GET(self) -> None:
             # A client that followed a redirect lands here; record it so tests can see it happened.
             headers = {k.lower(): v for k, v in self.headers.items()}
-            self._send(404, "text/html", "not_found")
             standin._record(RecordedRequest("GET", self.path, headers, b"", None, 404, "not_found"))
+            self._send(_Answer(404, "text/html", "not_found", "not_found"))
+
+        def _webhook_answer(self, payload: Any) -> _Answer:
+            if self.path != WEBHOOK_PATH:
+                return _Answer(404, "text/html", "no_service", "no_service")
+            if not isinstance(payload, dict):
+                return _Answer(400, "text/html", "invalid_payload", "invalid_payload")
+            error = validate_message(payload)
+            return _Answer(400, "text/html", error, error) if error else _Answer(200, "text/html", "ok", "ok")
+
+        def _api_answer(self, headers: dict[str, str], payload: Any) -> _Answer:
+            answer = standin._answer_api(self.path[len(API_PREFIX) :], headers, payload)
+            status = 404 if answer.get("error") == "unknown_method" else 200
+            word = "ok" if answer["ok"] else answer["error"]
+            return _Answer(status, "application/json", json.dumps(answer), word)
+
+        def _fault_answer(self, fault: _Fault) -> _Answer:
+            status = fault.status or 500
+            extra: dict[str, str] = {}
+            api = self.path.startswith(API_PREFIX)
+            if status == 429:
+                extra["Retry-After"] = fault.retry_after or "1"
+                word = "ratelimited" if api else "rate_limited"
+            elif 300 <= status < 400:
+                extra["Location"] = fault.location or standin.base_url + "/redirected"
+                word = "redirect"
+            else:
+                word = "service_unavailable" if status == 503 else "rollup_error"
+            if api:
+                return _Answer(status, "application/json", json.dumps({"ok": False, "error": word}), word, extra)
+            return _Answer(status, "text/html", word, word, extra)
+
+        def _send(self, answer: _Answer) -> None:
+            data = answer.text.encode()
+            self.send_response(answer.status)
+            self.send_header("Content-Type", f"{answer.content_type}; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
 
         def log_message(self, format: str, *args: Any) -> None:
             return
@@ -510,9 +521,7 @@ def _require(condition: bool, problem: str) -> None:
 
 def _texts(value: Any) -> list[str]:
     if isinstance(value, dict):
-        return [
-            t for k, v in value.items() for t in ([v] if k == "text" and isinstance(v, str) else _texts(v))
-        ]
+        return [t for k, v in value.items() for t in ([v] if k == "text" and isinstance(v, str) else _texts(v))]
     if isinstance(value, list):
         return [t for item in value for t in _texts(item)]
     return []

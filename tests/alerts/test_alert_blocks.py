@@ -117,9 +117,7 @@ def test_user_strings_cannot_inject_mentions_or_links() -> None:
     content = seed_incident_content(
         title="<!channel> boom",
         culprit="<https://evil.example|click>",
-        suspects=[
-            {"sha": "abcdef012", "message": "<@U123> & co", "author": "<!here>", "score": 1, "evidence": []}
-        ],
+        suspects=[{"sha": "abcdef012", "message": "<@U123> & co", "author": "<!here>", "score": 1, "evidence": []}],
     )
 
     texts = [*mrkdwn_texts(alert_blocks(content)), alert_blocks(content)["text"]]
@@ -178,9 +176,7 @@ def test_random_unicode_values_produce_valid_messages(seed: int) -> None:
         title=words(400),
         culprit=words(600) or None,
         release=words(300) or None,
-        segments=[
-            {"column": words(20), "value": words(300) or None, "share": rng.random()} for _ in range(8)
-        ],
+        segments=[{"column": words(20), "value": words(300) or None, "share": rng.random()} for _ in range(8)],
         suspects=[
             {
                 "sha": "0123456789abcdef",
@@ -222,9 +218,7 @@ def test_update_blocks_show_growth_against_the_previous_alert() -> None:
     text = all_text(update_blocks(after, previous=before))
 
     assert "*Grown:*" in text
-    assert (
-        "37 → 120 sessions · 12 → 40 users · 2.1% → 5.3% of sessions (baseline 0.0%) · 412 → 1,500 events"
-    ) in text
+    assert ("37 → 120 sessions · 12 → 40 users · 2.1% → 5.3% of sessions (baseline 0.0%) · 412 → 1,500 events") in text
     assert "Anomaly 17 in the API" in text
 
 
