@@ -6,13 +6,19 @@ from typing import Any
 
 from detector.config import Settings
 from detector.metrics import Metrics
+from detector.sourcemaps.symbolicator import make_symbolicator
+from detector.sources.sentry_pull import SentryPull, pull_is_configured
 from detector.store.db import make_engine, make_sessionmaker
-from detector.worker import Worker
+from detector.worker import PeriodicJob, Worker
 
 
 def build_worker_from_settings(settings: Settings, metrics: Metrics, factory: Any = None) -> Worker:
     factory = factory or make_sessionmaker(make_engine(settings.database_url))
-    return Worker(settings=settings, factory=factory, metrics=metrics)
+    worker = Worker(settings=settings, factory=factory, metrics=metrics, symbolicate=make_symbolicator())
+    if pull_is_configured(settings):
+        pull = SentryPull.from_settings(settings, factory)
+        worker.jobs.append(PeriodicJob("sentry-pull", settings.sentry_pull_interval_seconds, pull.run))
+    return worker
 
 
 def build_worker(state: Any) -> Worker:

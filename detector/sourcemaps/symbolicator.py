@@ -1,0 +1,257 @@
+"""The digest's symbolicator: minified JavaScript frames resolved through uploaded source maps.
+
+For each distinct file URL in an event's frames, the source map is found by debug ID (the event's
+`debug_meta` image whose `code_file` is that URL) or else by release and URL (`http://host/app.js`
+served by the artifact `~/app.js`, then its `sourcemap` header, its `sourceMappingURL` comment, or
+`app.js.map` beside it). Parsed maps are kept in a bounded in-memory LRU keyed by bundle and path, so
+a map is parsed once per worker process, not once per event. Frames that cannot be resolved are kept
+as they came; nothing here raises for a missing or unusable map.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+from symbolic import SymbolicError
+from symbolic.sourcemap import SourceMapView, SourceView
+
+from detector.intake.normalize import Frame, NormalizedEvent
+from detector.sourcemaps.bundle import SOURCE_MAP_TYPES, InvalidBundle, read_bundle_file
+from detector.sourcemaps.resolve import LoadedSourceMap, resolve_frame
+from detector.sourcemaps.urls import artifact_url_candidates, decode_data_url, join_url, source_mapping_url
+from detector.store import artifacts
+from detector.store.artifacts import ArtifactRef
+
+if TYPE_CHECKING:
+    from detector.intake.digest import Symbolicator
+
+__all__ = ["ArtifactSymbolicator", "SourceMapCache", "make_symbolicator"]
+
+log = logging.getLogger(__name__)
+
+MINIFIED_TYPES = frozenset({"minified_source", "source"})
+DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
+
+CacheKey = tuple[int, str, int | None, str | None]
+
+
+@dataclass
+class SourceMapCache:
+    """Parsed source maps, least recently used evicted first, bounded by the bytes they were parsed from."""
+
+    max_bytes: int = 512 * 1024 * 1024
+    max_entries: int = 128
+    _entries: OrderedDict[CacheKey, tuple[LoadedSourceMap, int]] = field(default_factory=OrderedDict)
+    _size: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    hits: int = 0
+    misses: int = 0
+
+    def get(self, key: CacheKey) -> LoadedSourceMap | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry[0]
+
+    def put(self, key: CacheKey, value: LoadedSourceMap, weight: int) -> None:
+        with self._lock:
+            previous = self._entries.pop(key, None)
+            if previous is not None:
+                self._size -= previous[1]
+            self._entries[key] = (value, weight)
+            self._size += weight
+            while self._entries and (self._size > self.max_bytes or len(self._entries) > self.max_entries):
+                _key, (_value, dropped) = self._entries.popitem(last=False)
+                self._size -= dropped
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@dataclass(frozen=True, slots=True)
+class _Located:
+    """Where a frame URL's map (and the minified file it maps, if uploaded) is stored."""
+
+    map_ref: ArtifactRef | None
+    minified_ref: ArtifactRef | None
+    inline_map: bytes | None = None
+
+
+def _frame_url(frame: Frame) -> str | None:
+    return frame.abs_path or frame.filename
+
+
+def _resolvable(frame: Frame) -> bool:
+    return frame.lineno is not None and frame.colno is not None and bool(_frame_url(frame))
+
+
+def _best(refs: Sequence[ArtifactRef], urls: Sequence[str], types: frozenset[str]) -> ArtifactRef | None:
+    """The newest file of one of `types` at the best-ranked URL of `urls`."""
+    for url in urls:
+        for ref in refs:  # newest bundle first
+            if ref.url == url and ref.file_type in types:
+                return ref
+    return None
+
+
+@dataclass
+class ArtifactSymbolicator:
+    """Callable as a digest `Symbolicator`; holds the parsed-map cache (one per worker process)."""
+
+    cache: SourceMapCache = field(default_factory=SourceMapCache)
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    _orgs: dict[int, str] = field(default_factory=dict)
+
+    def __call__(self, session: Session, project_id: int, event: NormalizedEvent) -> NormalizedEvent:
+        urls = list(dict.fromkeys(_frame_url(f) for f in event.frames if _resolvable(f)))
+        if not urls:
+            return event
+        org = self._org(session, project_id)
+        if org is None:
+            return event
+        maps: dict[str, LoadedSourceMap | None] = {}
+        for url in urls:
+            assert url is not None
+            maps[url] = self._source_map_for(session, org, event, url)
+        if not any(maps.values()):
+            return event
+        frames: list[Frame] = []
+        for frame in event.frames:
+            url = _frame_url(frame)
+            loaded = maps.get(url) if url and _resolvable(frame) else None
+            resolved = resolve_frame(frame, loaded, frame_url=url) if loaded is not None else None
+            frames.append(resolved or frame)
+        return replace(event, frames=frames)
+
+    def _org(self, session: Session, project_id: int) -> str | None:
+        org = self._orgs.get(project_id)
+        if org is None:
+            org = artifacts.project_org(session, project_id)
+            if org is not None:
+                self._orgs[project_id] = org
+        return org
+
+    # --- finding the map ------------------------------------------------------------------------
+
+    def _locate_by_debug_id(
+        self, session: Session, org: str, event: NormalizedEvent, url: str
+    ) -> _Located | None:
+        candidates = set(artifact_url_candidates(url))
+        debug_ids = [
+            str(image["debug_id"])
+            for image in event.debug_ids
+            if image.get("debug_id")
+            and (image.get("code_file") in candidates or image.get("code_file") == url)
+        ]
+        if not debug_ids:
+            return None
+        refs = artifacts.find_artifacts_by_debug_id(session, org=org, debug_ids=debug_ids)
+        map_ref = next((r for r in refs if r.file_type in SOURCE_MAP_TYPES), None)
+        if map_ref is None:
+            return None
+        minified = next(
+            (r for r in refs if r.bundle_id == map_ref.bundle_id and r.file_type in MINIFIED_TYPES), None
+        )
+        return _Located(map_ref=map_ref, minified_ref=minified)
+
+    def _locate_by_release(self, session: Session, org: str, release: str, url: str) -> _Located | None:
+        candidates = artifact_url_candidates(url)
+        if not candidates:
+            return None
+        map_guesses = [f"{c.split('?', 1)[0]}.map" for c in candidates]
+        refs = artifacts.find_artifacts_by_url(
+            session, org=org, release=release, urls=candidates + map_guesses
+        )
+        minified = _best(refs, candidates, MINIFIED_TYPES)
+        if minified is None:
+            map_only = _best(refs, map_guesses, SOURCE_MAP_TYPES)
+            return _Located(map_ref=map_only, minified_ref=None) if map_only else None
+        reference = minified.sourcemap
+        if reference is None:
+            content = self._read(session, minified)
+            reference = source_mapping_url(content) if content is not None else None
+        if reference is not None and reference.startswith("data:"):
+            inline = decode_data_url(reference)
+            return _Located(map_ref=None, minified_ref=minified, inline_map=inline) if inline else None
+        map_urls = [join_url(minified.url, reference)] if reference else []
+        map_urls.append(f"{minified.url.split('?', 1)[0]}.map")
+        map_ref = artifacts.find_bundle_file(session, bundle_id=minified.bundle_id, urls=map_urls)
+        if map_ref is None:
+            others = artifacts.find_artifacts_by_url(session, org=org, release=release, urls=map_urls)
+            map_ref = _best(others, map_urls, SOURCE_MAP_TYPES)
+        return _Located(map_ref=map_ref, minified_ref=minified) if map_ref else None
+
+    def _source_map_for(
+        self, session: Session, org: str, event: NormalizedEvent, url: str
+    ) -> LoadedSourceMap | None:
+        located = self._locate_by_debug_id(session, org, event, url)
+        if located is None and event.release:
+            located = self._locate_by_release(session, org, event.release, url)
+        if located is None:
+            return None
+        try:
+            return self._load(session, located)
+        except (SymbolicError, InvalidBundle) as exc:
+            # validated at upload, so this is a damaged row or a map symbolic reads differently now
+            log.warning("source map for %s in org %s is unusable: %s", url, org, exc)
+            return None
+
+    # --- loading, through the cache -------------------------------------------------------------
+
+    def _read(
+        self, session: Session, ref: ArtifactRef, bundles: dict[int, bytes | None] | None = None
+    ) -> bytes | None:
+        """The file's bytes; `bundles` memoises bundle blobs within one load (map and minified file
+        usually share a bundle, and a bundle can be large)."""
+        bundles = {} if bundles is None else bundles
+        if ref.bundle_id not in bundles:
+            bundles[ref.bundle_id] = artifacts.load_bundle_data(session, ref.bundle_id)
+        data = bundles[ref.bundle_id]
+        if data is None:
+            return None
+        return read_bundle_file(data, ref.path, max_size=self.max_file_bytes)
+
+    def _load(self, session: Session, located: _Located) -> LoadedSourceMap | None:
+        minified = located.minified_ref
+        map_ref = located.map_ref
+        if map_ref is not None:
+            key: CacheKey = (
+                map_ref.bundle_id,
+                map_ref.path,
+                minified.bundle_id if minified else None,
+                minified.path if minified else None,
+            )
+        elif minified is not None:
+            key = (minified.bundle_id, f"{minified.path}#inline", minified.bundle_id, minified.path)
+        else:
+            return None
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        bundles: dict[int, bytes | None] = {}
+        map_bytes = located.inline_map if map_ref is None else self._read(session, map_ref, bundles)
+        if map_bytes is None:
+            return None
+        minified_bytes = self._read(session, minified, bundles) if minified is not None else None
+        loaded = LoadedSourceMap(
+            sourcemap=SourceMapView.from_json_bytes(map_bytes),
+            minified=SourceView.from_bytes(minified_bytes) if minified_bytes is not None else None,
+            map_url=map_ref.url if map_ref is not None else (minified.url if minified else ""),
+        )
+        self.cache.put(key, loaded, len(map_bytes) + len(minified_bytes or b""))
+        return loaded
+
+
+def make_symbolicator(*, cache_bytes: int = 512 * 1024 * 1024, cache_entries: int = 128) -> Symbolicator:
+    """A `Symbolicator` for the digest, with its own parsed-map cache of at most `cache_bytes` of input."""
+    return ArtifactSymbolicator(cache=SourceMapCache(max_bytes=cache_bytes, max_entries=cache_entries))
