@@ -27,7 +27,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from slack_sdk import WebClient
@@ -64,6 +64,24 @@ class SendResult:
 
 
 Sleep = Callable[[float], None]
+
+
+class AlertSender(Protocol):
+    """What both senders offer: post a new message. Only `BotSender` can reply in a thread or update."""
+
+    def post(self, message: Mapping[str, Any]) -> SendResult: ...
+
+
+def sender_for(
+    *, webhook_url: str | None, bot_token: str | None, channel: str | None, timeout: float = 5.0
+) -> WebhookSender | BotSender | None:
+    """The sender the settings ask for: a bot token with a channel wins (it can thread and update),
+    else the webhook, else None (alerts off)."""
+    if bot_token and channel:
+        return BotSender(bot_token, channel, timeout=timeout)
+    if webhook_url:
+        return WebhookSender(webhook_url, timeout=timeout)
+    return None
 
 
 class WebhookSender:
@@ -162,9 +180,7 @@ class BotSender:
     def _call(self, method: str, message: Mapping[str, Any], **arguments: str) -> SendResult:
         body: dict[str, Any] = {"channel": self.channel, **arguments}
         body.update({key: message[key] for key in ("text", "blocks") if message.get(key) is not None})
-        return _with_retries(
-            lambda: self._attempt(method, body), self.max_attempts, self.sleep, self.max_wait
-        )
+        return _with_retries(lambda: self._attempt(method, body), self.max_attempts, self.sleep, self.max_wait)
 
     def _attempt(self, method: str, body: dict[str, Any]) -> SendResult:
         client = _NoRedirectWebClient(
@@ -196,7 +212,7 @@ def _api_error_result(error: SlackApiError) -> SendResult:
         return SendResult(ok=False, retry_after=_retry_after(response.headers), error=code)
     if 300 <= status < 400:
         return SendResult(ok=False, error=f"redirect_refused: http_{status}", permanent=True)
-    if status >= 500 or code in TRANSIENT_API_ERRORS:
+    if status >= 500 or status == 408 or code in TRANSIENT_API_ERRORS:
         return SendResult(ok=False, error=f"http_{status}: {code}" if status >= 500 else code)
     return SendResult(ok=False, error=code, permanent=True)
 
@@ -216,9 +232,7 @@ class _NoRedirectWebClient(WebClient):
     def _perform_urllib_http_request_internal(self, url: str, req: urllib.request.Request) -> dict[str, Any]:
         if not url.lower().startswith(("http://", "https://")):
             raise SlackRequestError(f"Invalid URL scheme for the Slack API: {url.split(':', 1)[0]}")
-        opener = urllib.request.build_opener(
-            _RefuseRedirects(), urllib.request.HTTPSHandler(context=self.ssl)
-        )
+        opener = urllib.request.build_opener(_RefuseRedirects(), urllib.request.HTTPSHandler(context=self.ssl))
         with opener.open(req, timeout=self.timeout) as resp:
             charset = resp.headers.get_content_charset() or "utf-8"
             body = resp.read(MAX_RESPONSE_BYTES).decode(charset, errors="replace")
@@ -240,9 +254,7 @@ def _backoff(attempt: int) -> float:
     return min(BACKOFF_FIRST * 2 ** (attempt - 1), BACKOFF_CAP)
 
 
-def _with_retries(
-    attempt: Callable[[], SendResult], max_attempts: int, sleep: Sleep, max_wait: float
-) -> SendResult:
+def _with_retries(attempt: Callable[[], SendResult], max_attempts: int, sleep: Sleep, max_wait: float) -> SendResult:
     """Run `attempt` until it succeeds, fails permanently, runs out of attempts, or the next wait
     would take the total past `max_wait` (then the result goes back with the wait still owed)."""
     waited = 0.0

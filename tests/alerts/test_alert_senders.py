@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from detector.alerts.blocks import alert_blocks, update_blocks
-from detector.alerts.slack import BotSender, SendResult, WebhookSender
+from detector.alerts.slack import BotSender, SendResult, WebhookSender, sender_for
 from tests.alerts.alert_examples import extreme_content, seed_incident_content
 from tests.alerts.slack_standin import SlackStandin
 
@@ -237,3 +237,13 @@ def test_bot_timeout_and_connection_errors_are_not_permanent(slack: SlackStandin
     assert not timed_out.ok and not timed_out.permanent
     assert not refused.ok and not refused.permanent
     assert "xoxb" not in (timed_out.error or "") + (refused.error or "")
+
+
+def test_sender_for_prefers_the_bot_and_turns_alerts_off_without_settings() -> None:
+    both = sender_for(webhook_url="http://hook", bot_token="xoxb-1", channel="C1", timeout=2.0)
+    webhook_only = sender_for(webhook_url="http://hook", bot_token="xoxb-1", channel=None)
+    nothing = sender_for(webhook_url=None, bot_token=None, channel=None)
+
+    assert isinstance(both, BotSender) and both.timeout == 2.0
+    assert isinstance(webhook_only, WebhookSender) and webhook_only.url == "http://hook"
+    assert nothing is None
