@@ -221,13 +221,12 @@ def upsert_commits(session: Session, *, project_id: int, commits: Sequence[Commi
             select(Commit).where(Commit.project_id == project_id, Commit.sha.in_([c.sha for c in unique]))
         )
     }
-    file_counts = dict(
-        session.execute(
-            select(CommitFile.commit_id, func.count())
-            .where(CommitFile.commit_id.in_([c.id for c in stored.values()]))
-            .group_by(CommitFile.commit_id)
-        ).tuples()
+    counts = session.execute(
+        select(CommitFile.commit_id, func.count())
+        .where(CommitFile.commit_id.in_([c.id for c in stored.values()]))
+        .group_by(CommitFile.commit_id)
     )
+    file_counts = {commit_id: n for commit_id, n in counts}
     for record in unique:
         row = stored[record.sha]
         row.message = row.message or record.message
@@ -243,9 +242,7 @@ def upsert_commits(session: Session, *, project_id: int, commits: Sequence[Commi
     return [stored[c.sha].id for c in commits]
 
 
-def replace_commit_files(
-    session: Session, *, commit: Commit, files: Sequence[FileRecord], enriched: bool
-) -> None:
+def replace_commit_files(session: Session, *, commit: Commit, files: Sequence[FileRecord], enriched: bool) -> None:
     session.execute(delete(CommitFile).where(CommitFile.commit_id == commit.id))
     session.add_all(
         CommitFile(
@@ -269,9 +266,7 @@ def find_commit(session: Session, *, project_id: int, sha: str) -> Commit | None
     if len(sha) >= 40:
         return session.scalar(select(Commit).where(Commit.project_id == project_id, Commit.sha == sha))
     rows = list(
-        session.scalars(
-            select(Commit).where(Commit.project_id == project_id, Commit.sha.startswith(sha)).limit(2)
-        )
+        session.scalars(select(Commit).where(Commit.project_id == project_id, Commit.sha.startswith(sha)).limit(2))
     )
     return rows[0] if len(rows) == 1 else None
 
@@ -281,9 +276,7 @@ def commits_by_id(session: Session, commit_ids: Sequence[int]) -> list[Commit]:
     return [rows[i] for i in commit_ids if i in rows]
 
 
-def set_release_commits(
-    session: Session, *, release_id: int, commit_ids: Sequence[int], replace: bool = True
-) -> None:
+def set_release_commits(session: Session, *, release_id: int, commit_ids: Sequence[int], replace: bool = True) -> None:
     """Make `commit_ids` (oldest first) the release's commits; with `replace=False`, append those
     it does not have yet after the ones it has."""
     if replace:
@@ -334,9 +327,7 @@ def find_deploy_by_key(
     )
 
 
-def previous_deploy(
-    session: Session, *, project_id: int, environment: str, before: datetime
-) -> Deploy | None:
+def previous_deploy(session: Session, *, project_id: int, environment: str, before: datetime) -> Deploy | None:
     """The latest deploy of the environment at or before `before` (ties: the later recorded)."""
     return session.scalar(
         select(Deploy)
@@ -401,8 +392,7 @@ def insert_deploy(
     except IntegrityError:
         return None
     session.add_all(
-        DeployCommit(deploy_id=deploy.id, commit_id=cid, position=i)
-        for i, cid in enumerate(dict.fromkeys(commit_ids))
+        DeployCommit(deploy_id=deploy.id, commit_id=cid, position=i) for i, cid in enumerate(dict.fromkeys(commit_ids))
     )
     session.flush()
     return deploy
@@ -411,9 +401,7 @@ def insert_deploy(
 def deploy_commit_ids(session: Session, *, deploy_id: int) -> list[int]:
     return list(
         session.scalars(
-            select(DeployCommit.commit_id)
-            .where(DeployCommit.deploy_id == deploy_id)
-            .order_by(DeployCommit.position)
+            select(DeployCommit.commit_id).where(DeployCommit.deploy_id == deploy_id).order_by(DeployCommit.position)
         )
     )
 
@@ -440,18 +428,12 @@ def list_deploys(
         stmt = stmt.where(Deploy.release == release)
     if after is not None:
         stmt = stmt.where(tuple_(Deploy.deployed_at, Deploy.id) < tuple_(after[0], after[1]))
-    deploys = list(
-        session.scalars(stmt.order_by(Deploy.deployed_at.desc(), Deploy.id.desc()).limit(limit + 1))
-    )
-    commits = (
-        commits_for_deploys(session, [d.id for d in deploys], include_patch=False) if include_commits else {}
-    )
+    deploys = list(session.scalars(stmt.order_by(Deploy.deployed_at.desc(), Deploy.id.desc()).limit(limit + 1)))
+    commits = commits_for_deploys(session, [d.id for d in deploys], include_patch=False) if include_commits else {}
     return [deploy_as_dict(d, commits.get(d.id, [])) for d in deploys]
 
 
-def get_deploy(
-    session: Session, *, project_id: int, deploy_id: int, include_patch: bool = False
-) -> dict[str, Any]:
+def get_deploy(session: Session, *, project_id: int, deploy_id: int, include_patch: bool = False) -> dict[str, Any]:
     deploy = session.get(Deploy, deploy_id)
     if deploy is None or deploy.project_id != project_id:
         raise NotFound(f"no deploy {deploy_id} in this project")
