@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import math
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -245,9 +246,10 @@ def _retry_after(headers: Mapping[str, Any]) -> float | None:
     if isinstance(value, list):
         value = value[0] if value else None
     try:
-        return max(float(value), 0.0) if value is not None else None
+        seconds = float(value) if value is not None else math.nan
     except ValueError:
         return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _backoff(attempt: int) -> float:

@@ -247,3 +247,13 @@ def test_sender_for_prefers_the_bot_and_turns_alerts_off_without_settings() -> N
     assert isinstance(both, BotSender) and both.timeout == 2.0
     assert isinstance(webhook_only, WebhookSender) and webhook_only.url == "http://hook"
     assert nothing is None
+
+
+@pytest.mark.parametrize("header", ["nan", "inf", "soon", "-5"])
+def test_unreadable_retry_after_falls_back_to_backoff(slack: SlackStandin, sleep: FakeSleep, header: str) -> None:
+    slack.rate_limit(1, retry_after=header)
+
+    result = webhook(slack, sleep).post({"text": "hi"})
+
+    assert result.ok
+    assert sleep.waits == ([0.0] if header == "-5" else [0.5])
