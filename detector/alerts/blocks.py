@@ -66,7 +66,7 @@ COLUMN_NOUNS = {
 def alert_blocks(content: AlertContent) -> dict[str, Any]:
     """The first Slack message for an anomaly: what broke, its impact, the deploy, suspects, links."""
     blocks: list[dict[str, Any]] = [
-        _header(HEADER_PREFIXES.get(content.state, "") + _one_line(content.title or "Unnamed error")),
+        _header(HEADER_PREFIXES.get(content.state, "") + _title(content)),
         _section(_summary_lines(content)),
         _section([_deploy_line(content)]),
         {"type": "divider"},
@@ -82,7 +82,7 @@ def alert_blocks(content: AlertContent) -> dict[str, Any]:
 def update_blocks(content: AlertContent, *, previous: AlertContent | None = None) -> dict[str, Any]:
     """A short follow-up for the alert's thread: grown (compared with `previous` when given),
     acknowledged, muted or resolved."""
-    title = _code(content.title or "Unnamed error", 300)
+    title = _code(_title(content), 300)
     if content.state == "resolved":
         lines = [f":white_check_mark: *Resolved:* {title}", f"Final impact: {_impact(content)}"]
     elif content.state == "acknowledged":
@@ -95,7 +95,7 @@ def update_blocks(content: AlertContent, *, previous: AlertContent | None = None
         lines = [f":chart_with_upwards_trend: *Still open:* {title}", f"Impact: {_impact(content)}"]
     blocks = [_section(lines), _section([_links_line(content)]), _context([_footer(content)])]
     word = {"open": "Update"}.get(content.state, content.state.capitalize())
-    text = f"{word}: {_escape(_one_line(content.title))}. {_impact(content)}"
+    text = f"{word}: {_escape(_title(content))}. {_impact(content)}"
     return {"text": _fit_escaped(text, FALLBACK_TEXT_MAX), "blocks": blocks}
 
 
@@ -221,7 +221,7 @@ def _fallback_text(content: AlertContent) -> str:
     label = KIND_LABELS.get(content.kind, content.kind)
     where = ", ".join(v for v in (content.project_slug, content.environment, content.release) if v)
     text = (
-        f"{label}: {_escape(_one_line(content.title))} ({_escape(where)}), "
+        f"{label}: {_escape(_title(content))} ({_escape(where)}), "
         f"{_count(content.sessions_affected, 'session')} affected"
     )
     return _fit_escaped(text, FALLBACK_TEXT_MAX)
@@ -256,6 +256,10 @@ def _time(moment: datetime) -> str:
     # Naive datetimes are UTC throughout the detector.
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _title(content: AlertContent) -> str:
+    return _one_line(content.title) or "Unnamed error"
 
 
 def _one_line(text: str) -> str:
