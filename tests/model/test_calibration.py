@@ -1,0 +1,58 @@
+"""Null data (no change) with diurnal exposure: false alarms stay within the configured budget."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from detector.model.sequential import (
+    MINUTES_PER_WEEK,
+    count_alarm_excursions,
+    cusum_threshold,
+    eprocess_threshold,
+    mixture_log_evidence,
+    poisson_cusum_path,
+)
+from detector.model.simulate import diurnal_sessions
+
+RATIOS = np.array([1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0])
+
+
+def _upper(expected: float) -> float:
+    """Upper end of a 3-sigma Poisson band around ``expected``."""
+    return expected + 3.0 * math.sqrt(expected)
+
+
+def test_spike_cusum_alarm_rate_within_budget_over_project_weeks():
+    rng = np.random.default_rng(11)
+    weeks, streams, budget = 4, 40, 40.0
+    minutes = pd.date_range("2026-11-02", periods=weeks * MINUTES_PER_WEEK, freq="min", tz="UTC")
+    exposure = diurnal_sessions(minutes, 30.0)
+    rates = rng.choice([0.002, 0.02, 0.1], size=streams)
+    counts = rng.poisson(rates[:, None] * exposure[None, :])
+    statistic = poisson_cusum_path(counts, rates[:, None] * exposure[None, :], 2.0)
+    threshold = cusum_threshold(alarms_per_week=budget, n_streams=streams)
+    per_week = count_alarm_excursions(statistic, threshold) / weeks
+    assert per_week * weeks <= _upper(budget * weeks)
+    # the bound is conservative, not vacuous: halving the evidence needed gives many more alarms
+    assert count_alarm_excursions(statistic, threshold / 2) > 10 * max(per_week * weeks, 1)
+
+
+def test_deploy_eprocess_false_alarm_probability_within_alpha():
+    rng = np.random.default_rng(12)
+    tests, budget, tests_per_week = 1000, 30.0, 300.0
+    alpha = budget / tests_per_week
+    threshold = eprocess_threshold(alarms_per_week=budget, tests_per_week=tests_per_week)
+    minutes = pd.date_range("2026-11-02 09:00", periods=12 * 60, freq="min", tz="UTC")
+    exposure = diurnal_sessions(minutes, 20.0)
+    rates = rng.choice([0.001, 0.01, 0.05], size=tests)
+    counts = rng.poisson(rates[:, None] * exposure[None, :]).astype(float)
+    cum_counts = np.cumsum(counts, axis=1)
+    cum_expected = rates[:, None] * np.cumsum(exposure)[None, :]
+    rows = counts > 0  # the mixture only rises at minutes with events
+    log_e = np.full(counts.shape, -np.inf)
+    log_e[rows] = mixture_log_evidence(cum_counts[rows], cum_expected[rows], RATIOS)
+    alarmed = int((log_e.max(axis=1) >= threshold).sum())
+    assert alarmed <= _upper(alpha * tests)

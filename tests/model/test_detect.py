@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detector.model import DetectorConfig, DetectorInputError, detect_anomalies
+from detector.model.simulate import SimDeploy, SimSignature, simulate_project
+
+from .conftest import DEPLOY_AT, frames
+
+MIN = pd.Timedelta(minutes=1)
+BACKGROUND = [SimSignature(i, 0.001 * (i % 5 + 1)) for i in range(1, 21)]
+
+
+def run(data: dict, at: pd.Timestamp, config: DetectorConfig | None = None):
+    return detect_anomalies(data["sig_counts"], data["session_counts"], data["signatures"], data["deploys"], at,
+                            config)
+
+
+def project(rng, signatures, deploys, *, sessions_per_minute=100.0, days=2.0, after=pd.Timedelta(hours=1)):
+    return simulate_project(start=DEPLOY_AT - pd.Timedelta(days=days), end=DEPLOY_AT + after,
+                            sessions_per_minute=sessions_per_minute, signatures=signatures, deploys=deploys,
+                            rng=rng)
+
+
+def test_seed_incident_alarms_within_two_minutes(rng):
+    seed = SimSignature(500, 0.0, {"web@1.2.0": 0.05}, title="TypeError: e.map is not a function")
+    data = project(rng, [*BACKGROUND, seed], [SimDeploy(7, "web@1.2.0", DEPLOY_AT)])
+    findings = run(data, DEPLOY_AT + 2 * MIN)
+    new = [f for f in findings if f.kind == "new_signature"]
+    assert [f.signature_id for f in new] == [500]
+    assert new[0].deploy_id == 7 and new[0].release == "web@1.2.0"
+    assert new[0].crossed_at <= DEPLOY_AT + 2 * MIN
+    assert new[0].key == "new_signature:500:7"
+    assert new[0].score >= 1.0 and new[0].users >= 2
+    assert new[0].rate == pytest.approx(0.05, abs=0.03)
+
+
+def test_pass_sees_only_minutes_up_to_at(rng):
+    seed = SimSignature(500, 0.0, {"web@1.2.0": 0.05})
+    data = project(rng, [*BACKGROUND, seed], [SimDeploy(7, "web@1.2.0", DEPLOY_AT)])
+    at = DEPLOY_AT + 3 * MIN
+    live = {k: (v[v["minute"] < at.floor("min") + MIN] if "minute" in v else v) for k, v in data.items()}
+    assert run(live, at) == run(data, at)
+
+
+def test_new_signature_in_one_session_does_not_alarm():
+    rows = [{"signature_id": 9, "release": "web@2", "environment": "production",
+             "minute": DEPLOY_AT + 3 * MIN, "events": 40, "users": 1, "sessions": 1}]
+    sessions = [{"release": "web@2", "environment": "production", "minute": DEPLOY_AT + i * MIN, "started": 20,
+                 "errored": 1 if i == 3 else 0, "crashed": 0} for i in range(10)]
+    sigs = [{"signature_id": 9, "title": "Boom", "first_seen": DEPLOY_AT + 3 * MIN, "noise_class": None,
+             "in_app": True}]
+    data = frames(rows, sessions, sigs, [{"deploy_id": 1, "release": "web@2", "environment": "production",
+                                          "deployed_at": DEPLOY_AT}])
+    assert run(data, DEPLOY_AT + 9 * MIN) == []
+
+
+def test_one_users_error_loop_is_not_an_outage():
+    rows = [{"signature_id": 9, "release": "web@2", "environment": "production", "minute": DEPLOY_AT + i * MIN,
+             "events": 60, "users": 1, "sessions": 1} for i in range(60)]
+    sessions = [{"release": "web@2", "environment": "production", "minute": DEPLOY_AT + i * MIN, "started": 5,
+                 "errored": 1, "crashed": 0} for i in range(60)]
+    sigs = [{"signature_id": 9, "title": "Loop", "first_seen": DEPLOY_AT, "noise_class": None, "in_app": True}]
+    data = frames(rows, sessions, sigs, [{"deploy_id": 1, "release": "web@2", "environment": "production",
+                                          "deployed_at": DEPLOY_AT}])
+    assert [f for f in run(data, DEPLOY_AT + 59 * MIN) if f.signature_id == 9] == []
+
+
+@pytest.mark.parametrize("noise_class", ["resize_observer", "script_error", "extension", "bot"])
+def test_suppressed_noise_classes_never_alarm(rng, noise_class):
+    noisy = SimSignature(600, 0.0, {"web@1.2.0": 0.2}, noise_class=noise_class)
+    data = project(rng, [*BACKGROUND, noisy], [SimDeploy(7, "web@1.2.0", DEPLOY_AT)], days=1)
+    assert [f for f in run(data, DEPLOY_AT + 30 * MIN) if f.signature_id == 600] == []
+
+
+def test_chunk_load_errors_right_after_deploy_are_expected(rng):
+    data = project(rng, BACKGROUND, [SimDeploy(7, "web@1.2.0", DEPLOY_AT)], days=1, after=20 * MIN)
+    burst = [{"signature_id": 700, "release": "web@1.0.0", "environment": "production",
+              "minute": DEPLOY_AT + i * MIN, "events": 30, "users": 20, "sessions": 20} for i in range(10)]
+    data["sig_counts"] = pd.concat([data["sig_counts"], frames(burst, [], [], [])["sig_counts"]])
+    data["signatures"] = pd.concat([data["signatures"], pd.DataFrame([{
+        "signature_id": 700, "title": "ChunkLoadError", "first_seen": DEPLOY_AT, "noise_class": "chunk_load",
+        "in_app": False}])])
+    assert [f for f in run(data, DEPLOY_AT + 19 * MIN) if f.signature_id == 700] == []
+
+
+@pytest.mark.parametrize(("noise_class", "in_app"), [(None, False), ("third_party", True), ("network", True)])
+def test_noisy_signatures_need_much_stronger_evidence(noise_class, in_app):
+    # two signatures with identical counts: the first-party one alarms, the noisy one not yet
+    rows = [{"signature_id": sig, "release": "web@2", "environment": "production", "minute": DEPLOY_AT + i * MIN,
+             "events": 2, "users": 2, "sessions": 2} for sig in (1, 2) for i in range(2)]
+    sessions = [{"release": "web@2", "environment": "production", "minute": DEPLOY_AT + i * MIN, "started": 100,
+                 "errored": 4, "crashed": 0} for i in range(2)]
+    sigs = [{"signature_id": 1, "title": "ours", "first_seen": DEPLOY_AT, "noise_class": None, "in_app": True},
+            {"signature_id": 2, "title": "theirs", "first_seen": DEPLOY_AT, "noise_class": noise_class,
+             "in_app": in_app}]
+    data = frames(rows, sessions, sigs, [{"deploy_id": 1, "release": "web@2", "environment": "production",
+                                          "deployed_at": DEPLOY_AT - pd.Timedelta(hours=1)}])
+    assert {f.signature_id for f in run(data, DEPLOY_AT + MIN)} == {1}
+
+
+def test_low_traffic_null_project_stays_quiet(rng):
+    data = project(rng, BACKGROUND, [SimDeploy(7, "web@1.2.0", DEPLOY_AT)], sessions_per_minute=3.0,
+                   after=pd.Timedelta(hours=6))
+    assert run(data, DEPLOY_AT + pd.Timedelta(hours=6) - MIN) == []
+
+
+def test_regression_against_concurrent_old_release(rng):
+    worse = SimSignature(5, 0.01, {"web@1.2.0": 0.04})
+    rollout = SimDeploy(7, "web@1.2.0", DEPLOY_AT, rollout_minutes=1, final_share=0.5)
+    data = project(rng, [*BACKGROUND, worse], [rollout], after=pd.Timedelta(hours=2))
+    findings = run(data, DEPLOY_AT + pd.Timedelta(hours=2) - MIN)
+    regressions = [f for f in findings if f.kind == "regression"]
+    assert [f.signature_id for f in regressions] == [5]
+    assert regressions[0].deploy_id == 7 and regressions[0].key == "regression:5:7"
+    assert regressions[0].rate > 2 * regressions[0].baseline_rate
+
+
+def test_rise_on_both_releases_is_not_blamed_on_the_deploy(rng):
+    # a backend outage raises signature 5 on old and new release alike, right after the deploy
+    outage = SimSignature(5, 0.01, {"web@1.0.0": 0.04, "web@1.2.0": 0.04})
+    before = project(rng, [*BACKGROUND, SimSignature(5, 0.01)], [], after=pd.Timedelta(0))
+    rollout = SimDeploy(7, "web@1.2.0", DEPLOY_AT, rollout_minutes=1, final_share=0.5)
+    after = simulate_project(start=DEPLOY_AT, end=DEPLOY_AT + pd.Timedelta(hours=2), sessions_per_minute=100,
+                             signatures=[*BACKGROUND, outage], deploys=[rollout], rng=rng)
+    data = {k: pd.concat([before[k], after[k]], ignore_index=True) for k in ("sig_counts", "session_counts")}
+    data["signatures"], data["deploys"] = after["signatures"], after["deploys"]
+    findings = run(data, DEPLOY_AT + pd.Timedelta(hours=2) - MIN)
+    assert [f for f in findings if f.kind == "regression"] == []
+
+
+def test_release_error_rate_rise(rng):
+    worse = SimSignature(5, 0.01, {"web@1.2.0": 0.08})
+    data = project(rng, [*BACKGROUND, worse], [SimDeploy(7, "web@1.2.0", DEPLOY_AT)])
+    findings = run(data, DEPLOY_AT + 30 * MIN)
+    release_level = [f for f in findings if f.kind == "release_error_rate"]
+    assert len(release_level) == 1
+    assert release_level[0].signature_id is None and release_level[0].key == "release_error_rate:production:7"
+    assert release_level[0].rate > release_level[0].baseline_rate
+
+
+def test_spike_without_deploy_has_a_stable_key(rng):
+    start = DEPLOY_AT - pd.Timedelta(days=1)
+    calm = simulate_project(start=start, end=DEPLOY_AT, sessions_per_minute=100,
+                            signatures=[*BACKGROUND, SimSignature(5, 0.005)], deploys=[], rng=rng)
+    hot = simulate_project(start=DEPLOY_AT, end=DEPLOY_AT + pd.Timedelta(hours=1), sessions_per_minute=100,
+                           signatures=[*BACKGROUND, SimSignature(5, 0.03)], deploys=[], rng=rng)
+    data = {k: pd.concat([calm[k], hot[k]], ignore_index=True) for k in ("sig_counts", "session_counts")}
+    data["signatures"], data["deploys"] = calm["signatures"], calm["deploys"]
+    first = [f for f in run(data, DEPLOY_AT + 20 * MIN) if f.kind == "spike"]
+    later = [f for f in run(data, DEPLOY_AT + 40 * MIN) if f.kind == "spike"]
+    assert [f.signature_id for f in first] == [5]
+    assert first[0].deploy_id is None
+    assert first[0].crossed_at <= DEPLOY_AT + 10 * MIN
+    assert [f.key for f in later] == [first[0].key]
+
+
+def test_missing_column_is_reported(rng):
+    data = project(rng, BACKGROUND, [], days=0.1, after=pd.Timedelta(0))
+    with pytest.raises(DetectorInputError, match="sessions"):
+        run({**data, "sig_counts": data["sig_counts"].drop(columns="sessions")}, DEPLOY_AT)
+
+
+def test_config_rejects_budget_shares_not_summing_to_one():
+    with pytest.raises(ValueError, match="sum to 1"):
+        DetectorConfig(budget_shares={"new_signature": 0.5, "regression": 0.5, "release_error_rate": 0.5,
+                                      "spike": 0.5})
+
+
+def test_null_project_with_deploys_stays_quiet():
+    rng = np.random.default_rng(3)
+    deploys = [SimDeploy(i, f"web@1.{i}.0", DEPLOY_AT - pd.Timedelta(hours=6 * (4 - i))) for i in range(1, 5)]
+    data = project(rng, BACKGROUND, deploys, after=pd.Timedelta(hours=3))
+    assert run(data, DEPLOY_AT + pd.Timedelta(hours=3) - MIN) == []
