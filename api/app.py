@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api.errors import install_error_handlers
-from api.routes import anomalies, intake, projects, sentry_artifacts
+from api.routes import anomalies, deploys, intake, projects, sentry_artifacts, sentry_releases, webhooks
 from api.state import AppState, ProjectKeyCache, RateLimiter, TokenCache
 from detector.config import Settings
 from detector.metrics import Metrics
@@ -83,6 +83,9 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
     app.include_router(projects.router)
     app.include_router(sentry_artifacts.router)
     app.include_router(anomalies.router)
+    app.include_router(sentry_releases.router)
+    app.include_router(deploys.router)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> JSONResponse:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from detector.cli_deploy import register as register_deploy_commands
 from detector.config import Settings
 from detector.errors import DetectorError
 from detector.store.db import make_engine, make_sessionmaker, safe_url, transaction, upgrade
@@ -33,6 +34,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(project_app, name="project")
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
+register_deploy_commands(app, project_app)
 
 err = Console(stderr=True)
 

@@ -1,0 +1,123 @@
+"""`detector deploy` and `detector project github-secret`, registered on the main app by `register`.
+
+The commands import their helpers from `detector.cli` when they run, not at import time, because
+`detector.cli` imports this module to register them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from detector.errors import DetectorError
+
+DEPLOY_HELP = (
+    "Record a deploy and the commits it brought, read from a local clone.\n\n"
+    "The commits are those between the previous deploy's sha in this environment (or --from) and "
+    "--sha; a first deploy takes the last 20. Sending the same deploy twice records it once."
+)
+
+
+def deploy_command(
+    project: Annotated[str, typer.Option("--project", help="Project slug.")],
+    release: Annotated[str, typer.Option("--release", help="Release version, as the SDK reports it.")],
+    environment: Annotated[str, typer.Option("--environment", "-e", help="Environment, e.g. production.")],
+    sha: Annotated[str, typer.Option("--sha", help="The deployed commit (sha, branch or tag).")],
+    finished: Annotated[
+        float | None, typer.Option("--finished", help="When the deploy finished (unix seconds).")
+    ] = None,
+    started: Annotated[float | None, typer.Option("--started", help="When the deploy started (unix seconds).")] = None,
+    repo: Annotated[
+        str | None, typer.Option("--repo", help="Local clone to read (default: the project's linked one).")
+    ] = None,
+    from_sha: Annotated[
+        str | None, typer.Option("--from", help="Start of the range (default: the previous deploy's sha).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the deploy as one JSON object.")] = False,
+) -> None:
+    from detector.cli import fail, load_settings, session_factory
+    from detector.deploys.records import parse_timestamp
+    from detector.deploys.service import record_deploy
+    from detector.sources.git_repo import GitError, GitRepo
+    from detector.store.db import transaction
+    from detector.store.deploys import get_deploy
+    from detector.store.projects import get_project_by_slug
+
+    settings = load_settings()
+    factory = session_factory(settings)
+    now = datetime.now(UTC)
+    try:
+        with transaction(factory) as session:
+            target = get_project_by_slug(session, project)
+            repo_path = repo or target.repo_path
+            if not repo_path:
+                raise fail(
+                    f"project {project!r} has no linked repository: pass --repo PATH, "
+                    f"or link one with `detector project set-repo {project} PATH`"
+                )
+            git = GitRepo(repo_path)
+            try:
+                full_sha = git.resolve(sha)
+                full_from = git.resolve(from_sha) if from_sha else None
+            except GitError as exc:
+                raise fail(f"{exc}") from exc
+            deploy = record_deploy(
+                session,
+                project=target,
+                release=release,
+                environment=environment,
+                date_started=parse_timestamp(started, name="--started"),
+                date_finished=parse_timestamp(finished, name="--finished"),
+                sha=full_sha,
+                from_sha=full_from,
+                repo=git,
+                source="cli",
+                require_known_sha=True,
+                now=now,
+            )
+            created = deploy.created_at == now
+            detail = get_deploy(session, project_id=target.id, deploy_id=deploy.id)
+    except DetectorError as exc:
+        raise fail(str(exc)) from exc
+    _print_deploy(detail, created=created, as_json=as_json)
+
+
+def github_secret_command(slug: str) -> None:
+    """Print the project's GitHub webhook secret (for X-Hub-Signature-256)."""
+    from detector.cli import fail, load_settings, session_factory
+    from detector.store.projects import get_project_by_slug
+
+    settings = load_settings()
+    factory = session_factory(settings)
+    try:
+        with factory() as session:
+            secret = get_project_by_slug(session, slug).github_secret
+    except DetectorError as exc:
+        raise fail(str(exc)) from exc
+    if not secret:
+        raise fail(f"project {slug!r} has no github secret")
+    typer.echo(secret)
+
+
+def _print_deploy(detail: dict[str, Any], *, created: bool, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({**detail, "created": created}))
+        return
+    verb = "recorded" if created else "already recorded:"
+    typer.echo(
+        f"{verb} deploy {detail['id']} of {detail['release']} to {detail['environment']} "
+        f"at {detail['deployed_at']} ({detail['sha'][:12] if detail['sha'] else 'no sha'}), "
+        f"{detail['commit_count']} commit(s)"
+    )
+    for commit in reversed(detail["commits"]):
+        summary = commit["message"].split("\n", 1)[0]
+        typer.echo(f"  {commit['sha'][:12]} {summary} ({len(commit['files'])} file(s))")
+
+
+def register(app: typer.Typer, project_app: typer.Typer) -> None:
+    """Add `deploy` to `app` and `github-secret` to the `project` group."""
+    app.command("deploy", help=DEPLOY_HELP)(deploy_command)
+    project_app.command("github-secret")(github_secret_command)
