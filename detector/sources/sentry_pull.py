@@ -43,19 +43,28 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.config import Settings
-from detector.errors import Conflict, NotFound
+from detector.deploys.records import CommitRecord
+from detector.deploys.service import DeployHook, record_deploy, record_release_commits
+from detector.errors import Conflict, InvalidInput, NotFound
 from detector.sources.sentry_mapping import (
     MalformedPage,
+    SentryCommit,
+    SentryDeploy,
+    SentryRelease,
     UnmappableEvent,
+    map_commit,
+    map_deploy,
     map_event,
+    map_release,
     page_objects,
     parse_link_header,
     parse_retry_after,
     parse_sentry_datetime,
 )
 from detector.store.db import transaction
-from detector.store.models import PullCursor
-from detector.store.projects import create_project, get_project_by_slug
+from detector.store.deploys import upsert_release
+from detector.store.models import Project, PullCursor
+from detector.store.projects import create_project, get_project_by_id, get_project_by_slug
 from detector.store.queue import enqueue_items
 
 log = logging.getLogger(__name__)
@@ -63,6 +72,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OVERLAP = timedelta(minutes=15)
 DEFAULT_INITIAL_LOOKBACK = timedelta(days=14)
 DEFAULT_MAX_PAGES_PER_RUN = 20
+DEFAULT_MAX_RELEASE_PAGES = 3
 MAX_SEEN_IDS = 20_000
 """Event ids kept in a cursor's state for overlap dedupe; past it the oldest go (the digest still dedupes)."""
 
@@ -187,9 +197,7 @@ class SentryApi:
         link = parse_link_header(response.headers.get("Link")).get("next")
         return Page(objects=objects, next_cursor=link.cursor if link and link.results else None)
 
-    def iter_pages(
-        self, path: str, params: Mapping[str, str] | None = None, *, max_pages: int
-    ) -> Iterator[Page]:
+    def iter_pages(self, path: str, params: Mapping[str, str] | None = None, *, max_pages: int) -> Iterator[Page]:
         """Pages from the first one, following ``next`` cursors, at most `max_pages`."""
         cursor: str | None = None
         for _ in range(max_pages):
@@ -227,9 +235,7 @@ class SentryApi:
                 self._sleep(self._backoff(attempt))
                 continue
             if status != 200:
-                raise SentryRefused(
-                    f"GET {path}: Sentry answered {status}: {_detail(response)}", status=status
-                )
+                raise SentryRefused(f"GET {path}: Sentry answered {status}: {_detail(response)}", status=status)
             return response
         raise AssertionError("unreachable: the loop returns or raises on its last attempt")
 
@@ -331,6 +337,8 @@ class PullReport:
     error: str | None = None
     releases: int = 0
     deploys: int = 0
+    deploys_rejected: int = 0
+    releases_error: str | None = None
 
 
 def _iso(value: datetime) -> str:
@@ -349,9 +357,7 @@ def _prune_seen(seen: dict[str, str], *, keep_from: datetime | None) -> dict[str
     return kept
 
 
-def _begin_sweep(
-    state: dict[str, Any], *, now: datetime, overlap: timedelta, initial_lookback: timedelta
-) -> None:
+def _begin_sweep(state: dict[str, Any], *, now: datetime, overlap: timedelta, initial_lookback: timedelta) -> None:
     watermark = parse_sentry_datetime(state.get("watermark"))
     start = watermark - overlap if watermark else now - initial_lookback
     state["sweep"] = {"start": _iso(start), "end": _iso(now), "newest": None}
@@ -444,21 +450,19 @@ def pull_project_events(
     except SentryRateLimited as exc:
         report.error = str(exc)
         now = clock()
-        _record(factory, key, report, now, retry_not_before=now + timedelta(seconds=exc.retry_after))
+        until = now + timedelta(seconds=exc.retry_after)
+        _record(factory, key, report.error, now, retry_not_before=until)
+        report.skipped_until = _iso(until)
     except SentryPullError as exc:
         report.error = str(exc)
-        _record(factory, key, report, clock())
+        _record(factory, key, report.error, clock())
     return report
 
 
 def _later(known: str | None, candidate: str) -> str:
     """The later of two API timestamps (`candidate` is known to parse: `map_event` checked it)."""
     known_at, candidate_at = parse_sentry_datetime(known), parse_sentry_datetime(candidate)
-    return (
-        candidate
-        if known_at is None or (candidate_at is not None and candidate_at > known_at)
-        else str(known)
-    )
+    return candidate if known_at is None or (candidate_at is not None and candidate_at > known_at) else str(known)
 
 
 def _complete_sweep(
@@ -477,14 +481,171 @@ def _complete_sweep(
 def _record(
     factory: sessionmaker[Session],
     key: str,
-    report: PullReport,
+    message: str,
     now: datetime,
     retry_not_before: datetime | None = None,
 ) -> None:
-    log.warning("sentry pull %s failed: %s", key, report.error)
-    record_pull_error(factory, key, report.error or "", now, retry_not_before=retry_not_before)
-    if retry_not_before is not None:
-        report.skipped_until = _iso(retry_not_before)
+    log.warning("sentry pull %s failed: %s", key, message)
+    record_pull_error(factory, key, message, now, retry_not_before=retry_not_before)
+
+
+# --- pulling a project's releases, commits and deploys ------------------------------------------------
+
+
+def releases_cursor_key(org: str, project: str) -> str:
+    return f"sentry:{org}:{project}:releases"[:250]
+
+
+def _commit_record(commit: SentryCommit) -> CommitRecord:
+    return CommitRecord(
+        sha=commit.sha.strip().lower(),
+        message=commit.message,
+        author_name=commit.author_name,
+        author_email=commit.author_email,
+        timestamp=commit.timestamp,
+        repository=commit.repository,
+    )
+
+
+def _release_fingerprint(release: SentryRelease) -> dict[str, Any]:
+    return {"deploys": release.deploy_count, "commits": release.commit_count, "last_deploy": release.last_deploy_id}
+
+
+def _list_all(
+    api: SentryApi, path: str, params: Mapping[str, str] | None = None, *, max_pages: int, what: str
+) -> list[dict[str, Any]]:
+    objects: list[dict[str, Any]] = []
+    last: Page | None = None
+    for last in api.iter_pages(path, params, max_pages=max_pages):
+        objects.extend(last.objects)
+    if last is not None and last.next_cursor is not None:
+        log.warning("sentry pull: %s span more than %d pages; the older ones are left out", what, max_pages)
+    return objects
+
+
+def pull_project_releases(
+    factory: sessionmaker[Session],
+    api: SentryApi,
+    *,
+    org: str,
+    sentry_project: str,
+    project_id: int,
+    max_release_pages: int = DEFAULT_MAX_RELEASE_PAGES,
+    on_deploy: DeployHook | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    report: PullReport | None = None,
+) -> PullReport:
+    """Record the releases of `sentry_project` (the org's newest `max_release_pages` pages), their
+    commits and their deploys through `detector.deploys.service`, as sentry-cli would have reported them.
+
+    A release's commits and deploys are fetched when it is first seen and again whenever its
+    ``commitCount``, ``deployCount`` or ``lastDeploy`` change; each release is stored in one transaction
+    together with that knowledge, so a crash repeats at most one release, and `record_deploy` is
+    idempotent by Sentry's deploy id anyway. Releases are recorded oldest first and deploys in the order
+    they finished, so each deploy's commit range starts where the previous one ended. Failures are
+    recorded like `pull_project_events` records them, never raised.
+    """
+    report = report or PullReport(project=sentry_project)
+    key = releases_cursor_key(org, sentry_project)
+    with transaction(factory) as session:
+        snapshot = read_cursor(session, key)
+    state = dict(snapshot.state)
+    known: dict[str, Any] = dict(state.get("known") or {})
+    org_path = f"/api/0/organizations/{quote(org, safe='')}/releases/"
+    try:
+        listed = [
+            map_release(obj)
+            for obj in _list_all(
+                api, org_path, {"per_page": "100"}, max_pages=max_release_pages, what=f"{org}'s releases"
+            )
+        ]
+        ours = [r for r in listed if sentry_project in r.project_slugs]
+        for release in reversed(ours):  # the API lists newest first
+            fingerprint = _release_fingerprint(release)
+            if known.get(release.version) == fingerprint:
+                continue
+            release_path = f"{org_path}{quote(release.version, safe='')}/"
+            commits = [map_commit(c) for c in _list_all(api, release_path + "commits/", max_pages=10, what="commits")]
+            deploys = [map_deploy(d) for d in _list_all(api, release_path + "deploys/", max_pages=10, what="deploys")]
+            deploys.sort(key=lambda d: d.date_finished or d.date_started or datetime.min.replace(tzinfo=UTC))
+            known[release.version] = fingerprint
+            now = clock()
+            with transaction(factory) as session:
+                project = get_project_by_id(session, project_id)
+                release_row, _ = upsert_release(
+                    session,
+                    org=project.org,
+                    version=release.version,
+                    project_ids=[project_id],
+                    ref=release.ref,
+                    url=release.url,
+                    date_released=release.date_released,
+                    now=release.date_created or now,
+                )
+                if commits:
+                    # Sentry lists a release's commits newest first, as sentry-cli sent them.
+                    record_release_commits(
+                        session,
+                        release=release_row,
+                        commits=[_commit_record(c) for c in commits],
+                        projects=[project],
+                        newest_first=True,
+                    )
+                for deploy in deploys:
+                    _record_pulled_deploy(session, project, release.version, deploy, on_deploy, now, report)
+                state.update(known=known, last_error=None, last_success_at=_iso(now))
+                snapshot = _write_cursor(session, snapshot, None, state, now)
+            state = dict(snapshot.state)
+            report.releases += 1
+        listed_versions = {r.version for r in ours}
+        if set(known) - listed_versions:
+            # Releases past the listed pages only move further back; forgetting them bounds the state.
+            now = clock()
+            state["known"] = {v: f for v, f in known.items() if v in listed_versions}
+            with transaction(factory) as session:
+                _write_cursor(session, snapshot, None, state, now)
+    except PullConflict as exc:
+        log.info("sentry pull %s: %s; leaving it to that worker", key, exc)
+        report.releases_error = str(exc)
+    except MalformedPage as exc:
+        report.releases_error = f"a release page is malformed: {exc}"
+        _record(factory, key, report.releases_error, clock())
+    except SentryPullError as exc:
+        report.releases_error = str(exc)
+        _record(factory, key, report.releases_error, clock())
+    return report
+
+
+def _record_pulled_deploy(
+    session: Session,
+    project: Project,
+    version: str,
+    deploy: SentryDeploy,
+    on_deploy: DeployHook | None,
+    now: datetime,
+    report: PullReport,
+) -> None:
+    try:
+        record_deploy(
+            session,
+            project=project,
+            release=version,
+            environment=deploy.environment,
+            date_started=deploy.date_started,
+            date_finished=deploy.date_finished,
+            name=deploy.name,
+            url=deploy.url,
+            source="sentry-pull",
+            dedupe_key=f"sentry:{deploy.id}" if deploy.id else None,
+            on_deploy=on_deploy,
+            now=now,
+        )
+    except InvalidInput as exc:
+        # record_deploy validates before it writes: one bad deploy must not block the release forever.
+        log.warning("sentry pull: deploy %s of %s not recorded: %s", deploy.id, version, exc)
+        report.deploys_rejected += 1
+        return
+    report.deploys += 1
 
 
 # --- the periodic job --------------------------------------------------------------------------------
@@ -530,15 +691,15 @@ class SentryPull:
     overlap: timedelta = DEFAULT_OVERLAP
     initial_lookback: timedelta = DEFAULT_INITIAL_LOOKBACK
     max_pages: int = DEFAULT_MAX_PAGES_PER_RUN
+    max_release_pages: int = DEFAULT_MAX_RELEASE_PAGES
+    on_deploy: DeployHook | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     @classmethod
     def from_settings(cls, settings: Settings, factory: sessionmaker[Session]) -> SentryPull:
         if not pull_is_configured(settings):
-            raise ValueError(
-                "Sentry pull mode needs DETECTOR_SENTRY_PULL_BASE_URL, _TOKEN, _ORG and _PROJECTS"
-            )
+            raise ValueError("Sentry pull mode needs DETECTOR_SENTRY_PULL_BASE_URL, _TOKEN, _ORG and _PROJECTS")
         return cls(
             factory=factory,
             base_url=str(settings.sentry_pull_base_url),
@@ -559,7 +720,8 @@ class SentryPull:
         )
 
     def run(self) -> list[PullReport]:
-        """Pull each project's new events; one project's failure does not stop the others."""
+        """Pull each project's new events, then its releases, commits and deploys; one project's failure
+        does not stop the others, nor does a failure of events stop releases (unless Sentry rate-limited us)."""
         reports = []
         with self.api() as api:
             for slug in self.projects:
@@ -575,14 +737,34 @@ class SentryPull:
                     max_pages=self.max_pages,
                     clock=self.clock,
                 )
+                if report.skipped_until is None:
+                    # Releases after events (a deploy recorded now sees the events pulled before it),
+                    # but not while Sentry asks us to wait.
+                    pull_project_releases(
+                        self.factory,
+                        api,
+                        org=self.org,
+                        sentry_project=slug,
+                        project_id=project_id,
+                        max_release_pages=self.max_release_pages,
+                        on_deploy=self.on_deploy,
+                        clock=self.clock,
+                        report=report,
+                    )
                 reports.append(report)
                 log.info(
-                    "sentry pull %s/%s: %d pages, %d events stored, %d already seen%s",
+                    "sentry pull %s/%s: %d pages, %d events stored, %d already seen, %d releases, %d deploys%s",
                     self.org,
                     slug,
                     report.pages,
                     report.events_stored,
                     report.events_already_seen,
-                    f", error: {report.error}" if report.error else "",
+                    report.releases,
+                    report.deploys,
+                    "".join(
+                        f", {what}: {err}"
+                        for what, err in (("error", report.error), ("releases error", report.releases_error))
+                        if err
+                    ),
                 )
         return reports

@@ -195,3 +195,12 @@ def test_release_commit_and_deploy_from_the_documented_examples(
         map_release({"id": 1})
     with pytest.raises(MalformedPage):
         map_deploy({"name": "x"})
+
+
+def test_docstring_examples_hold() -> None:
+    import doctest
+
+    from detector.sources import sentry_mapping
+
+    results = doctest.testmod(sentry_mapping)
+    assert results.attempted >= 5 and results.failed == 0
