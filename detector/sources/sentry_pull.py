@@ -373,11 +373,13 @@ def pull_project_events(
     overlap: timedelta = DEFAULT_OVERLAP,
     initial_lookback: timedelta = DEFAULT_INITIAL_LOOKBACK,
     max_pages: int = DEFAULT_MAX_PAGES_PER_RUN,
+    deadline: float | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     report: PullReport | None = None,
 ) -> PullReport:
     """Pull new events of `sentry_project` into our project `project_id`'s intake queue, resuming from
-    the stored cursor. At most `max_pages` pages per call; a sweep that needs more continues next call.
+    the stored cursor. At most `max_pages` pages per call, and no new page once `time.monotonic()` has
+    passed `deadline` (the worker digests between jobs); a sweep that needs more continues next call.
 
     API failures are recorded in the cursor state's ``last_error`` and in the returned report, never
     raised; pages stored before the failure stay stored.
@@ -442,7 +444,7 @@ def pull_project_events(
                 snapshot = _write_cursor(session, snapshot, cursor, state, received_at)
             state = dict(snapshot.state)
             report.events_stored += len(rows)
-            if cursor is None:
+            if cursor is None or (deadline is not None and time.monotonic() >= deadline):
                 break
     except PullConflict as exc:
         log.info("sentry pull %s/%s: %s; leaving it to that worker", org, sentry_project, exc)
@@ -687,11 +689,13 @@ class SentryPull:
     projects: list[str]
     local_org: str = "default"
     timeout: float = 10.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # The job runs in the worker loop, between digest batches: wait less than a one-off client would.
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=4, max_wait_seconds=15.0))
     overlap: timedelta = DEFAULT_OVERLAP
     initial_lookback: timedelta = DEFAULT_INITIAL_LOOKBACK
     max_pages: int = DEFAULT_MAX_PAGES_PER_RUN
     max_release_pages: int = DEFAULT_MAX_RELEASE_PAGES
+    max_seconds_per_run: float = 20.0
     on_deploy: DeployHook | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -723,6 +727,7 @@ class SentryPull:
         """Pull each project's new events, then its releases, commits and deploys; one project's failure
         does not stop the others, nor does a failure of events stop releases (unless Sentry rate-limited us)."""
         reports = []
+        deadline = time.monotonic() + self.max_seconds_per_run
         with self.api() as api:
             for slug in self.projects:
                 project_id = ensure_project(self.factory, slug=slug, org=self.local_org)
@@ -735,6 +740,7 @@ class SentryPull:
                     overlap=self.overlap,
                     initial_lookback=self.initial_lookback,
                     max_pages=self.max_pages,
+                    deadline=deadline,
                     clock=self.clock,
                 )
                 if report.skipped_until is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -389,3 +390,21 @@ def test_pull_creates_the_project_and_reads_projects_from_the_environment(
     with transaction(factory) as session:
         project = session.scalar(select(Project).where(Project.slug == "sentry"))
     assert project is not None and {i.project_id for i in stored_items(factory)} == {project.id}
+
+
+def test_a_run_past_its_deadline_stops_after_the_page_in_hand(
+    factory: sessionmaker[Session], project: Project, sentry: SentryStandin, sleep: FakeSleep, clock: Clock
+) -> None:
+    with make_api(sentry, sleep, clock) as api:
+        report = pull_project_events(
+            factory,
+            api,
+            org=sentry.org,
+            sentry_project=sentry.projects[0],
+            project_id=project.id,
+            initial_lookback=LOOKBACK,
+            deadline=time.monotonic() - 1,
+            clock=clock,
+        )
+    assert (report.pages, report.events_stored, report.sweeps_completed) == (1, 1, 0)
+    assert cursor_row(factory, sentry).cursor == "0:1:0"
