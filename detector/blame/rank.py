@@ -260,7 +260,7 @@ def _score_commit(
             if touched:
                 symbol_list = ", ".join(f"`{n}`" for n in touched[:3])
                 imported_symbol.offer(
-                    w * (1.0 if hops == 1 else 0.6),
+                    w * (1.0 if hops == 1 else 0.6) * specificity,
                     f"Changed {symbol_list} in {changed.path}, which {label} imports{via}.",
                 )
 
@@ -365,7 +365,7 @@ def _offer_crash_symbols(
                 touched = sorted((taken or frozenset()) & (diff.functions | diff.exports))
                 if touched:
                     best.offer(
-                        0.6 * w,
+                        0.8 * w,
                         f"Changed `{touched[0]}` in {changed}, which `{name}` ({source}) calls; {reason}.",
                     )
 
