@@ -122,9 +122,7 @@ class GitRepo:
         out = self._run(["ls-tree", "-r", "-z", "--name-only", self.resolve(sha)]).stdout
         return [p for p in out.decode("utf-8", "surrogateescape").split("\x00") if p]
 
-    def read_files(
-        self, sha: str, paths: Iterable[str], *, max_bytes: int = READ_CAP_BYTES
-    ) -> dict[str, str]:
+    def read_files(self, sha: str, paths: Iterable[str], *, max_bytes: int = READ_CAP_BYTES) -> dict[str, str]:
         """Text of `paths` at commit `sha`, read in one `cat-file --batch` call.
 
         Paths that do not exist at `sha`, are not files, or exceed `max_bytes` are left out of the result.
