@@ -67,6 +67,8 @@ class _Prepared:
 
     at: pd.Timestamp
     at_minute: int
+    vocabulary: dict[str, int]
+    """Code of every environment and release name; the ``env``/``release`` columns hold codes."""
     sig: np.ndarray
     release: np.ndarray
     env: np.ndarray
@@ -84,6 +86,24 @@ class _Prepared:
     first_seen: dict[int, pd.Timestamp]
     noisy_ids: frozenset[int]
     deploys: pd.DataFrame
+
+    def code(self, name: str) -> int:
+        """Code of an environment or release name (-1, matching nothing, if it has no data)."""
+        return self.vocabulary.get(str(name), -1)
+
+    def name(self, code: int) -> str:
+        return self.names[code]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.vocabulary)
+
+
+def _encode(column: pd.Series, vocabulary: dict[str, int]) -> np.ndarray:
+    """Integer codes of a string column in a shared, growing vocabulary (comparisons on codes are fast)."""
+    codes, uniques = pd.factorize(column)
+    mapping = np.array([vocabulary.setdefault(str(u), len(vocabulary)) for u in uniques] + [-1], dtype=np.int64)
+    return mapping[codes]
 
 
 def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures: pd.DataFrame,
@@ -113,24 +133,29 @@ def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures:
 
     minute = minute_index(sig_counts["minute"]) if len(sig_counts) else np.array([], np.int64)
     sig = sig_counts["signature_id"].to_numpy(np.int64)
-    keep = (minute <= at_minute) & ~np.isin(sig, list(suppressed))
-    env = sig_counts["environment"].astype(str).to_numpy()
+    keep = minute <= at_minute
+    if suppressed:
+        keep &= ~np.isin(sig, list(suppressed))
+    vocabulary: dict[str, int] = {}
+    env = _encode(sig_counts["environment"], vocabulary)
+    release = _encode(sig_counts["release"], vocabulary)
+    s_env = _encode(session_counts["environment"], vocabulary)
+    s_release = _encode(session_counts["release"], vocabulary)
     if grace:
-        in_grace = _within_grace(minute, env, deploys, config.deploy_grace_minutes)
+        in_grace = _within_grace(minute, env, deploys, config.deploy_grace_minutes, vocabulary)
         keep &= ~(in_grace & np.isin(sig, list(grace)))
 
     s_minute = minute_index(session_counts["minute"]) if len(session_counts) else np.array([], np.int64)
     s_keep = s_minute <= at_minute
     return _Prepared(
-        at=at, at_minute=at_minute,
-        sig=sig[keep], release=sig_counts["release"].astype(str).to_numpy()[keep], env=env[keep],
+        at=at, at_minute=at_minute, vocabulary=vocabulary,
+        sig=sig[keep], release=release[keep], env=env[keep],
         minute=minute[keep],
         events=sig_counts["events"].to_numpy(float)[keep],
         users=sig_counts["users"].to_numpy(float)[keep],
         sessions=sig_counts["sessions"].to_numpy(float)[keep],
         noisy=np.isin(sig[keep], list(noisy_ids)),
-        s_release=session_counts["release"].astype(str).to_numpy()[s_keep],
-        s_env=session_counts["environment"].astype(str).to_numpy()[s_keep],
+        s_release=s_release[s_keep], s_env=s_env[s_keep],
         s_minute=s_minute[s_keep],
         s_started=session_counts["started"].to_numpy(float)[s_keep],
         s_errored=session_counts["errored"].to_numpy(float)[s_keep],
@@ -139,11 +164,11 @@ def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures:
 
 
 def _within_grace(minute: np.ndarray, env: np.ndarray, deploys: pd.DataFrame,
-                  grace_minutes: int) -> np.ndarray:
+                  grace_minutes: int, vocabulary: dict[str, int]) -> np.ndarray:
     """True for rows whose minute lies in [deploy, deploy + grace) of a deploy in the same environment."""
     result = np.zeros(len(minute), dtype=bool)
     for environment, group in deploys.groupby("environment"):
-        rows = env == environment
+        rows = env == vocabulary.get(str(environment), -1)
         starts = np.sort(group["minute"].to_numpy(np.int64))
         last = np.searchsorted(starts, minute[rows], side="right") - 1
         since = minute[rows] - starts[np.maximum(last, 0)]
@@ -186,25 +211,52 @@ class _Stream:
 
 
 def _stream(prepared: _Prepared, mask: np.ndarray) -> _Stream:
-    """Rows selected by ``mask`` summed per (signature, minute) across releases."""
-    frame = pd.DataFrame({
-        "sig": prepared.sig[mask], "minute": prepared.minute[mask], "events": prepared.events[mask],
-        "users": prepared.users[mask], "sessions": prepared.sessions[mask],
-    })
-    summed = frame.groupby(["sig", "minute"], sort=True).sum()
-    return _Stream(
-        sig=summed.index.get_level_values(0).to_numpy(np.int64),
-        minute=summed.index.get_level_values(1).to_numpy(np.int64),
-        events=summed["events"].to_numpy(float), users=summed["users"].to_numpy(float),
-        sessions=summed["sessions"].to_numpy(float),
-    )
+    """Rows selected by ``mask`` summed per (signature, minute) across releases, sorted."""
+    sig, minute = prepared.sig[mask], prepared.minute[mask]
+    if len(sig) == 0:
+        empty = np.array([], dtype=float)
+        return _Stream(sig.astype(np.int64), minute, empty, empty, empty)
+    low = int(minute.min())
+    key = (sig - int(sig.min())) * (int(minute.max()) - low + 1) + (minute - low)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    first = group_starts(key)
+    at = np.flatnonzero(first)
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values[mask][order], at)
+
+    return _Stream(sig=sig[order][at], minute=minute[order][at], events=total(prepared.events),
+                   users=total(prepared.users), sessions=total(prepared.sessions))
 
 
 def _sum_by_sig(sig: np.ndarray, values: np.ndarray) -> dict[int, float]:
     if len(sig) == 0:
         return {}
-    series = pd.Series(values).groupby(sig).sum()
-    return dict(zip(series.index.tolist(), series.to_numpy().tolist(), strict=True))
+    ids, codes = np.unique(sig, return_inverse=True) if len(sig) < 1024 else _factorize_sorted(sig)
+    totals = np.bincount(codes, weights=values, minlength=len(ids))
+    return dict(zip(ids.tolist(), totals.tolist(), strict=True))
+
+
+def _lookup(totals: dict[int, float], sig: np.ndarray) -> np.ndarray:
+    """``totals[s]`` for each row's signature (0 where absent), vectorised."""
+    if not totals:
+        return np.zeros(len(sig))
+    ids = np.fromiter(totals, dtype=np.int64, count=len(totals))
+    values = np.fromiter(totals.values(), dtype=float, count=len(totals))
+    order = np.argsort(ids)
+    ids, values = ids[order], values[order]
+    position = np.minimum(np.searchsorted(ids, sig), len(ids) - 1)
+    return np.where(ids[position] == sig, values[position], 0.0)
+
+
+def _factorize_sorted(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Like ``np.unique(..., return_inverse=True)`` but hash-based (no sort of all rows)."""
+    codes, uniques = pd.factorize(sig)
+    order = np.argsort(uniques)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return np.asarray(uniques)[order], rank[codes]
 
 
 def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures: pd.DataFrame,
@@ -242,15 +294,15 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float,
     origin = int(deploy.minute)  # type: ignore[attr-defined]
     lookback = round(config.lookback_days * 24 * 60)
     length = prepared.at_minute - origin + 1
-    in_env = prepared.env == environment
+    in_env = prepared.env == prepared.code(environment)
     pre = in_env & (prepared.minute >= origin - lookback) & (prepared.minute < origin)
     post = in_env & (prepared.minute >= origin)
-    new_rel = prepared.release == release
+    new_rel = prepared.release == prepared.code(release)
 
-    s_env = prepared.s_env == environment
+    s_env = prepared.s_env == prepared.code(environment)
     s_post = s_env & (prepared.s_minute >= origin)
-    s_new = s_post & (prepared.s_release == release)
-    s_old = s_post & (prepared.s_release != release)
+    s_new = s_post & (prepared.s_release == prepared.code(release))
+    s_old = s_post & ~s_new
     started_new = _per_minute(prepared.s_minute[s_new], prepared.s_started[s_new], origin, length)
     started_old = _per_minute(prepared.s_minute[s_old], prepared.s_started[s_old], origin, length)
 
@@ -361,6 +413,24 @@ def _max_per_group(codes: np.ndarray, values: np.ndarray) -> dict[int, float]:
     return dict(zip(series.index.tolist(), series.to_numpy().tolist(), strict=True))
 
 
+def _mixture_where_possible(cum_counts: np.ndarray, cum_expected: np.ndarray, thresholds: np.ndarray,
+                            ratios: np.ndarray) -> np.ndarray:
+    """Mixture log-evidence, computed only where it could reach ``thresholds``; -inf elsewhere.
+
+    The mixture never exceeds the best single ratio's log-likelihood ratio, itself at most the
+    Poisson GLR ``X log(X / mu) - (X - mu)``; rows below the threshold by that bound are skipped,
+    which under the null is nearly all of them.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = np.where(cum_counts > cum_expected,
+                         cum_counts * np.log(cum_counts / cum_expected) - (cum_counts - cum_expected), 0.0)
+    log_e = np.full(len(cum_counts), -np.inf)
+    possible = bound >= thresholds
+    if possible.any():
+        log_e[possible] = mixture_log_evidence(cum_counts[possible], cum_expected[possible], ratios)
+    return log_e
+
+
 def _new_signature_findings(context: _DeployContext, new_stream: _Stream,
                             candidates: set[int]) -> list[Finding]:
     config = context.config
@@ -374,9 +444,9 @@ def _new_signature_findings(context: _DeployContext, new_stream: _Stream,
     threshold = eprocess_threshold(alarms_per_week=config.budget("new_signature"), tests_per_week=tests)
     thresholds = threshold + context.noisy_extra(stream.sig)
     floor = config.new_signature_floor_rate
-    log_e = mixture_log_evidence(grouped_cumsum(stream.sessions, start),
-                                 floor * _exposure_through(context, stream, start),
-                                 np.asarray(config.rate_ratios))
+    log_e = _mixture_where_possible(grouped_cumsum(stream.sessions, start),
+                                    floor * _exposure_through(context, stream, start), thresholds,
+                                    np.asarray(config.rate_ratios))
     crossed = _first_true_per_group(stream.sig, (log_e >= thresholds) & _gates(stream, start, config))
     best = _max_per_group(stream.sig, log_e / thresholds)
     bounds = _group_bounds(stream.sig)
@@ -401,8 +471,8 @@ def _regression_findings(context: _DeployContext, new_stream: _Stream, old_strea
     thresholds = threshold + context.noisy_extra(stream.sig)
     baseline = {s: (pre_sessions[s] + 1.0) / pre_exposure for s in known.tolist()}
     rate0 = np.array([baseline[s] for s in stream.sig.tolist()])
-    log_e = mixture_log_evidence(grouped_cumsum(stream.sessions, start),
-                                 rate0 * _exposure_through(context, stream, start), ratios)
+    log_e = _mixture_where_possible(grouped_cumsum(stream.sessions, start),
+                                    rate0 * _exposure_through(context, stream, start), thresholds, ratios)
     crossed = _first_true_per_group(stream.sig, (log_e >= thresholds) & _gates(stream, start, config))
     if context.control_informative() and crossed:
         crossed_control = _control_crossings(context, stream, old_stream, ratios, threshold)
@@ -453,8 +523,8 @@ def _release_error_rate_findings(context: _DeployContext) -> list[Finding]:
     if baseline is None:
         return []
     length = len(context.started_new)
-    s_post = (prepared.s_env == context.environment) & (prepared.s_minute >= context.origin)
-    is_new = prepared.s_release == context.release
+    s_post = (prepared.s_env == prepared.code(context.environment)) & (prepared.s_minute >= context.origin)
+    is_new = prepared.s_release == prepared.code(context.release)
     errored_new = _per_minute(prepared.s_minute[s_post & is_new], prepared.s_errored[s_post & is_new],
                               context.origin, length)
     errored_old = _per_minute(prepared.s_minute[s_post & ~is_new], prepared.s_errored[s_post & ~is_new],
@@ -493,13 +563,13 @@ def _release_error_rate_findings(context: _DeployContext) -> list[Finding]:
 def _previous_release_error_share(context: _DeployContext) -> float | None:
     """Errored share of the release deployed before this one (all releases if unknown), pre-deploy."""
     prepared, config = context.prepared, context.config
-    pre = ((prepared.s_env == context.environment) & (prepared.s_minute < context.origin)
+    pre = ((prepared.s_env == prepared.code(context.environment)) & (prepared.s_minute < context.origin)
            & (prepared.s_minute >= context.origin - context.lookback))
     deploys = prepared.deploys
     earlier = deploys[(deploys["environment"] == context.environment) & (deploys["minute"] < context.origin)
                       & (deploys["release"].astype(str) != context.release)]
     if len(earlier):
-        previous = pre & (prepared.s_release == str(earlier["release"].iloc[-1]))
+        previous = pre & (prepared.s_release == prepared.code(str(earlier["release"].iloc[-1])))
         if prepared.s_started[previous].sum() >= config.baseline_min_sessions:
             pre = previous
     started = float(prepared.s_started[pre].sum())
@@ -511,7 +581,8 @@ def _previous_release_error_share(context: _DeployContext) -> float | None:
 def _spike_findings(prepared: _Prepared, config: DetectorConfig) -> list[Finding]:
     lookback = round(config.lookback_days * 24 * 60)
     origins: dict[str, int] = {}
-    for environment in np.unique(prepared.env).tolist():
+    for code in pd.unique(prepared.env).tolist():
+        environment = prepared.name(code)
         origin = prepared.at_minute - config.spike_window_minutes + 1
         env_deploys = prepared.deploys[prepared.deploys["environment"] == environment]
         if len(env_deploys):
@@ -521,10 +592,10 @@ def _spike_findings(prepared: _Prepared, config: DetectorConfig) -> list[Finding
     n_streams = 0
     plans = []
     for environment, origin in origins.items():
-        in_env = prepared.env == environment
+        in_env = prepared.env == prepared.code(environment)
         pre = in_env & (prepared.minute >= origin - lookback) & (prepared.minute < origin)
         window = in_env & (prepared.minute >= origin)
-        n_streams += len(np.unique(prepared.sig[in_env & (prepared.minute >= origin - lookback)]))
+        n_streams += len(pd.unique(prepared.sig[in_env & (prepared.minute >= origin - lookback)]))
         plans.append((environment, origin, pre, window))
     if n_streams == 0:
         return []
@@ -538,7 +609,7 @@ def _spike_findings(prepared: _Prepared, config: DetectorConfig) -> list[Finding
 def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environment: str, origin: int,
                            pre: np.ndarray, window: np.ndarray, threshold: float) -> list[Finding]:
     lookback = round(config.lookback_days * 24 * 60)
-    s_env = prepared.s_env == environment
+    s_env = prepared.s_env == prepared.code(environment)
     s_pre = s_env & (prepared.s_minute >= origin - lookback) & (prepared.s_minute < origin)
     pre_exposure = float(prepared.s_started[s_pre].sum())
     if pre_exposure < config.baseline_min_sessions or not window.any():
@@ -550,8 +621,8 @@ def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environm
 
     stream = _stream(prepared, window)
     start = stream.start
-    pre_sessions = pd.Series(prepared.sessions[pre]).groupby(prepared.sig[pre]).sum()
-    pre_by_row = pre_sessions.reindex(stream.sig, fill_value=0.0).to_numpy()
+    pre_sessions = _sum_by_sig(prepared.sig[pre], prepared.sessions[pre])
+    pre_by_row = _lookup(pre_sessions, stream.sig)
     rate0 = (pre_by_row + 1.0) / pre_exposure
     offset = stream.minute - origin
     cum_sessions = grouped_cumsum(stream.sessions, start)
@@ -592,11 +663,13 @@ def _spike_finding(prepared: _Prepared, environment: str, stream: _Stream, rows:
     begin = int(stream.minute[rows[0]])
     sessions = float(stream.sessions[rows].sum())
     exposure = float(cum[-1] - (cum[begin - origin - 1] if begin > origin else 0.0))
-    in_excursion = (prepared.sig == sig) & (prepared.env == environment) & (prepared.minute >= begin)
+    in_excursion = ((prepared.sig == sig) & (prepared.env == prepared.code(environment))
+                    & (prepared.minute >= begin))
     by_release = pd.Series(prepared.sessions[in_excursion]).groupby(prepared.release[in_excursion]).sum()
     crossed_at = minute_timestamp(int(stream.minute[hit]))
     return Finding(
-        kind="spike", signature_id=sig, title=prepared.titles.get(sig, ""), release=str(by_release.idxmax()),
+        kind="spike", signature_id=sig, title=prepared.titles.get(sig, ""),
+        release=prepared.name(int(by_release.idxmax())),
         environment=environment, deploy_id=None,
         first_seen=prepared.first_seen.get(sig, minute_timestamp(begin)), detected_at=prepared.at,
         crossed_at=crossed_at, events=int(stream.events[rows].sum()), users=int(stream.users[rows].max()),

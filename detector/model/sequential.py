@@ -22,7 +22,6 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 from scipy.special import logsumexp
 
 MINUTES_PER_WEEK = 7 * 24 * 60
@@ -111,18 +110,26 @@ def grouped_cumsum(values: np.ndarray, start: np.ndarray) -> np.ndarray:
     return total - before_group[group_of_row]
 
 
+def _grouped_accumulate(values: np.ndarray, start: np.ndarray, sign: float) -> np.ndarray:
+    values = np.asarray(values, float)
+    if len(values) == 0:
+        return values.copy()
+    # Shift each group by a multiple of a span wider than the data's range so one global running
+    # maximum cannot carry a value across a group boundary.
+    group = np.cumsum(start) - 1
+    span = float(np.ptp(values)) + 1.0
+    shifted = sign * values + group * span
+    return sign * (np.maximum.accumulate(shifted) - group * span)
+
+
 def grouped_cummin(values: np.ndarray, start: np.ndarray) -> np.ndarray:
     """Running minimum along rows restarting at every ``start`` row."""
-    if len(values) == 0:
-        return np.asarray(values, float).copy()
-    return pd.Series(values).groupby(np.cumsum(start)).cummin().to_numpy()
+    return _grouped_accumulate(values, start, -1.0)
 
 
 def grouped_cummax(values: np.ndarray, start: np.ndarray) -> np.ndarray:
     """Running maximum along rows restarting at every ``start`` row."""
-    if len(values) == 0:
-        return np.asarray(values, float).copy()
-    return pd.Series(values).groupby(np.cumsum(start)).cummax().to_numpy()
+    return _grouped_accumulate(values, start, 1.0)
 
 
 def mixture_log_evidence(cum_counts: np.ndarray, cum_expected: np.ndarray,
