@@ -19,11 +19,12 @@ Incremental scheme for events (Sentry lists newest first, paginated by offset cu
 * The cursor row carries a revision: a write whose revision moved meanwhile (another worker pulled the
   same project) is rolled back, so two workers never store the same page.
 
-Failures never raise out of `pull_sentry`: 429 is retried after ``Retry-After`` (bounded by attempts and
-by a longest wait, past which the project is skipped until then), 5xx and transport errors with
-exponential backoff; a refused request (401/403/404), retries exhausted, or a malformed page ends that
-project's run, is logged and recorded in the cursor state's ``last_error``; the next run retries from
-the last good cursor. Database errors do propagate (the worker's job boundary logs them).
+Failures never raise out of `pull_project_events`, `pull_project_releases` or `SentryPull.run`: 429
+is retried after ``Retry-After`` (bounded by attempts and by a longest wait, past which the project is
+skipped until then), 5xx and transport errors with exponential backoff; a refused request (401/403/404),
+retries exhausted, or a malformed page ends that project's run, is logged and recorded in the cursor
+state's ``last_error``; the next run retries from the last good cursor. Database errors do propagate
+(the worker's job boundary logs them).
 """
 
 from __future__ import annotations
@@ -345,16 +346,39 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _prune_seen(seen: dict[str, str], *, keep_from: datetime | None) -> dict[str, str]:
-    kept = {
-        event_id: created
-        for event_id, created in seen.items()
-        if keep_from is None or (parse_sentry_datetime(created) or keep_from) >= keep_from
-    }
-    if len(kept) > MAX_SEEN_IDS:
-        newest = sorted(kept.items(), key=lambda item: item[1], reverse=True)[:MAX_SEEN_IDS]
-        kept = dict(newest)
-    return kept
+def _newest_seen(seen: dict[str, str]) -> dict[str, str]:
+    if len(seen) <= MAX_SEEN_IDS:
+        return seen
+    oldest = datetime.min.replace(tzinfo=UTC)
+    ordered = sorted(seen.items(), key=lambda item: parse_sentry_datetime(item[1]) or oldest, reverse=True)
+    return dict(ordered[:MAX_SEEN_IDS])
+
+
+def _seen_worth_keeping(
+    seen: dict[str, str],
+    *,
+    watermark: datetime | None,
+    newest: datetime | None,
+    overlap: timedelta,
+    page_ids: set[str],
+) -> dict[str, str]:
+    """The ids a later page or sweep may list again, so the state stays near two overlap windows:
+    the page in hand's (a late arrival shifts the offsets by a few), those no newer than the watermark
+    (the previous sweeps' overlap, listed again at the end of this sweep), and those within the overlap
+    below the newest seen (listed again by the next sweep). At most `MAX_SEEN_IDS`, newest kept."""
+    newest_known = max(filter(None, (watermark, newest)), default=None)
+    low = newest_known - overlap if newest_known else None
+    kept = {}
+    for event_id, created in seen.items():
+        at = parse_sentry_datetime(created)
+        if (
+            event_id in page_ids
+            or at is None
+            or (watermark is not None and at <= watermark)
+            or (low is not None and at >= low)
+        ):
+            kept[event_id] = created
+    return _newest_seen(kept)
 
 
 def _begin_sweep(state: dict[str, Any], *, now: datetime, overlap: timedelta, initial_lookback: timedelta) -> None:
@@ -408,6 +432,7 @@ def pull_project_events(
             report.pages += 1
             received_at = clock()
             seen: dict[str, str] = dict(state.get("seen") or {})
+            page_ids: set[str] = set()
             rows: list[dict[str, object]] = []
             for obj in page.objects:
                 try:
@@ -417,6 +442,7 @@ def pull_project_events(
                     report.events_unmappable += 1
                     continue
                 event_id, created = str(payload["event_id"]), str(payload["timestamp"])
+                page_ids.add(event_id)
                 if event_id in seen:
                     report.events_already_seen += 1
                     continue
@@ -436,7 +462,13 @@ def pull_project_events(
                 state = _complete_sweep(state, sweep, seen, overlap)
                 report.sweeps_completed += 1
             else:
-                state["seen"] = _prune_seen(seen, keep_from=None)
+                state["seen"] = _seen_worth_keeping(
+                    seen,
+                    watermark=parse_sentry_datetime(state.get("watermark")),
+                    newest=parse_sentry_datetime(sweep.get("newest")),
+                    overlap=overlap,
+                    page_ids=page_ids,
+                )
             state.update(last_error=None, last_success_at=_iso(received_at))
             state.pop("retry_not_before", None)
             with transaction(factory) as session:
@@ -475,7 +507,14 @@ def _complete_sweep(
     watermark = max(filter(None, (previous, newest)), default=None)
     done = {k: v for k, v in state.items() if k != "sweep"}
     done["watermark"] = _iso(watermark) if watermark else None
-    done["seen"] = _prune_seen(seen, keep_from=watermark - overlap if watermark else None)
+    low = watermark - overlap if watermark else None
+    done["seen"] = _newest_seen(
+        {
+            event_id: created
+            for event_id, created in seen.items()
+            if low is None or (parse_sentry_datetime(created) or low) >= low
+        }
+    )
     done["sweeps_completed"] = int(state.get("sweeps_completed", 0)) + 1
     return done
 

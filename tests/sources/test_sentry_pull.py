@@ -408,3 +408,22 @@ def test_a_run_past_its_deadline_stops_after_the_page_in_hand(
         )
     assert (report.pages, report.events_stored, report.sweeps_completed) == (1, 1, 0)
     assert cursor_row(factory, sentry).cursor == "0:1:0"
+
+
+def test_seen_ids_kept_during_a_sweep_are_only_those_that_can_be_listed_again() -> None:
+    watermark = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    seen = {
+        "previous-overlap": "2024-01-01T11:50:00Z",  # listed again at the end of this sweep
+        "newest": "2024-01-02T12:00:00Z",  # the next sweep starts 15 minutes before it
+        "in-next-overlap": "2024-01-02T11:50:00Z",
+        "middle": "2024-01-02T08:00:00Z",  # neither: forgotten
+        "on-this-page": "2024-01-02T07:00:00Z",  # a late arrival may shift it onto the next page
+    }
+    kept = sentry_pull._seen_worth_keeping(
+        seen,
+        watermark=watermark,
+        newest=datetime(2024, 1, 2, 12, 0, tzinfo=UTC),
+        overlap=timedelta(minutes=15),
+        page_ids={"on-this-page"},
+    )
+    assert set(kept) == {"previous-overlap", "newest", "in-next-overlap", "on-this-page"}
