@@ -26,7 +26,9 @@ def project(rng, signatures, deploys, *, sessions_per_minute=100.0, days=2.0, af
 
 def test_seed_incident_alarms_within_two_minutes(rng):
     seed = SimSignature(500, 0.0, {"web@1.2.0": 0.05}, title="TypeError: e.map is not a function")
-    data = project(rng, [*BACKGROUND, seed], [SimDeploy(7, "web@1.2.0", DEPLOY_AT)])
+    data = simulate_project(start=DEPLOY_AT - pd.Timedelta(days=2), end=DEPLOY_AT + 10 * MIN,
+                            sessions_per_minute=100.0, diurnal_amplitude=0.0, signatures=[*BACKGROUND, seed],
+                            deploys=[SimDeploy(7, "web@1.2.0", DEPLOY_AT)], rng=rng)
     findings = run(data, DEPLOY_AT + 2 * MIN)
     new = [f for f in findings if f.kind == "new_signature"]
     assert [f.signature_id for f in new] == [500]
