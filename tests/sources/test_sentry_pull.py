@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from detector.sources.sentry_pull import (
     RetryPolicy,
     SentryApi,
     SentryPull,
+    SentryUnavailable,
     events_cursor_key,
     pull_project_events,
     read_cursor,
@@ -427,3 +429,21 @@ def test_seen_ids_kept_during_a_sweep_are_only_those_that_can_be_listed_again() 
         page_ids={"on-this-page"},
     )
     assert set(kept) == {"previous-overlap", "newest", "in-next-overlap", "on-this-page"}
+
+
+def test_connection_errors_are_retried_with_backoff_then_reported(sleep: FakeSleep, clock: Clock) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    api = SentryApi(
+        f"http://127.0.0.1:{port}",
+        "token",
+        timeout=1.0,
+        retry=RetryPolicy(max_attempts=3, base_backoff_seconds=0.5),
+        sleep=sleep,
+        clock=clock,
+        jitter=lambda: 0.0,  # the shortest backoff of each attempt: half of it
+    )
+    with api, pytest.raises(SentryUnavailable, match="ConnectError"):
+        api.get_page("/api/0/projects/o/p/events/")
+    assert sleep.waits == [0.25, 0.5]
