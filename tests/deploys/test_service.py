@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -15,16 +14,11 @@ from detector.errors import InvalidInput
 from detector.store import deploys as store
 from detector.store.db import transaction
 from detector.store.models import Deploy, Project
-from tests.deploys.gitrepos import History, build_history
+from tests.deploys.gitrepos import History
 
 T1 = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
 T2 = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
 T3 = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def history(tmp_path: Path) -> History:
-    return build_history(tmp_path / "repo")
 
 
 @pytest.fixture
