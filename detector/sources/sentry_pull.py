@@ -624,12 +624,13 @@ def pull_project_releases(
                     now=release.date_created or now,
                 )
                 if commits:
-                    # Sentry lists a release's commits newest first, as sentry-cli sent them.
+                    # Sentry lists a release's commits newest first, as sentry-cli sent them. They are
+                    # the release's commits for every project it is linked to (as sentry-cli's
+                    # set-commits), so a release pulled for two projects keeps them for both.
                     record_release_commits(
                         session,
                         release=release_row,
                         commits=[_commit_record(c) for c in commits],
-                        projects=[project],
                         newest_first=True,
                     )
                 for deploy in deploys:

@@ -202,3 +202,25 @@ def test_pulled_events_are_digested_into_events_with_signatures(
     digest_all(factory)
     with transaction(factory) as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 2
+
+
+def test_a_release_of_two_pulled_projects_keeps_its_commits_for_both(
+    factory: sessionmaker[Session], sentry: SentryStandin, sentry_project: Project, settings: Any
+) -> None:
+    with transaction(factory) as session:
+        other = create_project(session, slug="admin", org=settings.org)
+    sentry.projects = ("sentry", "admin")
+    for release in sentry.releases:
+        release["projects"].append({"id": 2, "slug": "admin", "name": "admin"})
+
+    pull_releases(factory, sentry, sentry_project)
+    with SentryApi(sentry.base_url, sentry.token, sleep=lambda _: None) as api:
+        report = pull_project_releases(factory, api, org=sentry.org, sentry_project="admin", project_id=other.id)
+    assert report.releases == 1
+
+    with transaction(factory) as session:
+        release = find_release(session, org=settings.org, version=RELEASE)
+        assert release is not None
+        for project in (sentry_project, other):
+            ids = release_commit_ids(session, release_id=release.id, project_id=project.id)
+            assert [session.get(Commit, i).sha for i in ids] == [COMMIT_SHA]  # type: ignore[union-attr]
