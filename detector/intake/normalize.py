@@ -14,7 +14,7 @@ import math
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -505,10 +505,26 @@ def normalize_event(
 # JSON round trip
 
 
+_EVENT_FIELDS = tuple(f.name for f in fields(NormalizedEvent))
+_FRAME_FIELDS = tuple(f.name for f in fields(Frame))
+
+
 def event_to_dict(event: NormalizedEvent) -> dict[str, Any]:
-    """A JSON-serialisable dict of ``event`` (the timestamp as an ISO 8601 string with offset)."""
-    data = asdict(event)
+    """A JSON-serialisable dict of ``event`` (the timestamp as an ISO 8601 string with offset).
+
+    Built field by field rather than with ``dataclasses.asdict``, whose deep copies made this the
+    most expensive step of the digest; the values are fresh containers, so callers may mutate them.
+    """
+    data = {name: getattr(event, name) for name in _EVENT_FIELDS}
     data["timestamp"] = event.timestamp.isoformat()
+    data["frames"] = [
+        {**{name: getattr(frame, name) for name in _FRAME_FIELDS},
+         "pre_context": list(frame.pre_context), "post_context": list(frame.post_context)}
+        for frame in event.frames
+    ]
+    data["tags"] = dict(event.tags)
+    data["debug_ids"] = [dict(d) for d in event.debug_ids]
+    data["fingerprint"] = None if event.fingerprint is None else list(event.fingerprint)
     return data
 
 

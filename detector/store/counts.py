@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, tuple_
+from sqlalchemy import case, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from detector.store.dialect import upsert_insert
@@ -35,27 +35,27 @@ def upsert_signatures(session: Session, project_id: int, rows: Sequence[dict[str
     stmt = stmt.on_conflict_do_nothing(index_elements=["project_id", "hash"])
     session.execute(stmt, [{"project_id": project_id, **row} for row in rows])
     hashes = [row["hash"] for row in rows]
-    ids: dict[str, int] = dict(
-        session.execute(
-            select(Signature.hash, Signature.id).where(
-                Signature.project_id == project_id, Signature.hash.in_(hashes)
-            )
-        ).all()
-    )
-    for row in rows:
-        sig_id = ids[row["hash"]]
-        session.execute(
-            Signature.__table__.update()
-            .where(Signature.id == sig_id)
-            .values(
-                first_seen=case(
-                    (Signature.first_seen > row["first_seen"], row["first_seen"]), else_=Signature.first_seen
-                ),
-                last_seen=case(
-                    (Signature.last_seen < row["last_seen"], row["last_seen"]), else_=Signature.last_seen
-                ),
-            )
+    known = session.execute(
+        select(Signature.hash, Signature.id, Signature.first_seen, Signature.last_seen).where(
+            Signature.project_id == project_id, Signature.hash.in_(hashes)
         )
+    ).all()
+    by_hash = {row["hash"]: row for row in rows}
+    ids: dict[str, int] = {}
+    widened: list[dict[str, Any]] = []
+    for sig_hash, sig_id, first_seen, last_seen in known:
+        ids[sig_hash] = sig_id
+        row = by_hash[sig_hash]
+        if row["first_seen"] < first_seen or row["last_seen"] > last_seen:
+            widened.append(
+                {
+                    "id": sig_id,
+                    "first_seen": min(first_seen, row["first_seen"]),
+                    "last_seen": max(last_seen, row["last_seen"]),
+                }
+            )
+    if widened:
+        session.execute(update(Signature), widened)  # ORM bulk UPDATE by primary key
     return ids
 
 
