@@ -137,9 +137,7 @@ def parse_bundle(data: bytes, *, max_uncompressed: int) -> ParsedBundle:
                 try:
                     SourceMapView.from_json_bytes(content)
                 except SymbolicError as exc:
-                    raise InvalidBundle(
-                        f"source map {file.url!r} ({file.path}) does not parse: {exc}"
-                    ) from None
+                    raise InvalidBundle(f"source map {file.url!r} ({file.path}) does not parse: {exc}") from None
     debug_id = manifest.get("debug_id")
     return ParsedBundle(
         manifest=manifest,

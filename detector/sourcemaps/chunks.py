@@ -82,9 +82,7 @@ def verify_chunk(name: str | None, data: bytes, limits: ChunkLimits) -> str:
     if not is_sha1(declared):
         raise InvalidInput(f"chunk file name must be the SHA-1 of the chunk, got {name!r}")
     if len(data) > limits.chunk_size:
-        raise PayloadTooLarge(
-            f"chunk {declared} is {len(data)} bytes, over the chunk size of {limits.chunk_size}"
-        )
+        raise PayloadTooLarge(f"chunk {declared} is {len(data)} bytes, over the chunk size of {limits.chunk_size}")
     actual = hashlib.sha1(data).hexdigest()
     if actual != declared:
         raise InvalidInput(f"chunk {declared} does not match its content (SHA-1 of the content is {actual})")
@@ -112,9 +110,7 @@ def parse_assemble_request(payload: Any, limits: ChunkLimits) -> AssembleRequest
         raise InvalidInput("'chunks' must be a list of lower-case hex SHA-1 values")
     max_chunks = -(-limits.max_file_size // limits.chunk_size)
     if len(chunks) > max_chunks:
-        raise PayloadTooLarge(
-            f"{len(chunks)} chunks make a file over the limit of {limits.max_file_size} bytes"
-        )
+        raise PayloadTooLarge(f"{len(chunks)} chunks make a file over the limit of {limits.max_file_size} bytes")
     projects = payload.get("projects")
     if not isinstance(projects, list) or not projects or not all(isinstance(p, str) and p for p in projects):
         raise InvalidInput("'projects' must be a non-empty list of project slugs")
@@ -138,9 +134,7 @@ def assemble_file(checksum: str, parts: Sequence[bytes], limits: ChunkLimits) ->
     """
     total = sum(len(p) for p in parts)
     if total > limits.max_file_size:
-        raise PayloadTooLarge(
-            f"the assembled file is {total} bytes, over the limit of {limits.max_file_size}"
-        )
+        raise PayloadTooLarge(f"the assembled file is {total} bytes, over the limit of {limits.max_file_size}")
     data = b"".join(parts)
     actual = hashlib.sha1(data).hexdigest()
     if actual != checksum:

@@ -37,24 +37,34 @@ class LoadedSourceMap:
     map_url: str
 
 
-def _definition_patterns(name: str) -> list[re.Pattern[str]]:
-    n = re.escape(name)
-    boundary = r"(?<![\w$.])"
-    return [
-        re.compile(rf"\bfunction\s*\*?\s*(?P<name>{n})\s*\("),
-        re.compile(rf"{boundary}(?P<name>{n})\s*=\s*(?:async\s*)?(?:function\b|\(|[\w$]+\s*=>)"),
-        re.compile(rf"(?:[{{,]\s*|\.)(?P<name>{n})\s*[:=]\s*(?:async\s*)?(?:function\b|\(|[\w$]+\s*=>)"),
-    ]
+_DEFINED_AFTER_KEYWORD = re.compile(r"\bfunction\s*\*?\s*$")
+_DEFINED_BY_ASSIGNMENT = re.compile(r"^\s*[:=]\s*(?:async\s*)?(?:function\b|\(|[\w$]+\s*=>)")
+_IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 
 
-def _last_match_before(patterns: list[re.Pattern[str]], text: str, end: int) -> int | None:
-    best: int | None = None
-    for pattern in patterns:
-        for match in pattern.finditer(text, 0, end):
-            start = match.start("name")
-            if best is None or start > best:
-                best = start
-    return best
+def _is_definition(text: str, position: int, name: str) -> bool:
+    """True when `name` at `position` is where a function gets that name (`function Pl(`, `Pl=()=>`)."""
+    end = position + len(name)
+    if position > 0 and text[position - 1] in _IDENTIFIER_CHARS:
+        return False
+    if end < len(text) and text[end] in _IDENTIFIER_CHARS:
+        return False
+    before = text[max(0, position - 24) : position]
+    after = text[end : end + 48]
+    if _DEFINED_AFTER_KEYWORD.search(before):
+        return True
+    # `a == b(...)` compares, it does not define
+    return bool(_DEFINED_BY_ASSIGNMENT.match(after)) and not after.lstrip().startswith("==")
+
+
+def _last_definition_before(text: str, start: int, end: int, name: str) -> int | None:
+    """The position of the nearest definition of `name` in `text[start:end]`, scanning backwards."""
+    position = text.rfind(name, start, end)
+    while position >= 0:
+        if _is_definition(text, position, name):
+            return position
+        position = text.rfind(name, start, position)
+    return None
 
 
 def minified_name_of(function: str | None) -> str | None:
@@ -72,7 +82,6 @@ def original_function_name(
     sourcemap: SourceMapView, minified: SourceView, line: int, col: int, minified_name: str
 ) -> str | None:
     """The original name of the function named `minified_name` that encloses `line:col` (0-based)."""
-    patterns = _definition_patterns(minified_name)
     lines_back = 0
     chars_back = 0
     current = line
@@ -83,9 +92,8 @@ def original_function_name(
             return None
         end = col if current == line else len(text)
         window_start = max(0, end - (MAX_LOOKBACK_CHARS - chars_back))
-        found = _last_match_before(patterns, text[window_start:end], end - window_start)
-        if found is not None:
-            position = window_start + found
+        position = _last_definition_before(text, window_start, end, minified_name)
+        if position is not None:
             token = sourcemap.lookup(current, position)
             if token is not None and token.dst_line == current and token.dst_col == position:
                 return token.name
@@ -155,16 +163,12 @@ def resolve_frame(frame: Frame, loaded: LoadedSourceMap, *, frame_url: str | Non
         context_line = _trim(source_view[token.src_line], token.src_col)
         first = max(0, token.src_line - CONTEXT_LINES)
         pre_context = [_trim(x) for x in source_view[first : token.src_line]]
-        post_context = [
-            _trim(x) for x in source_view[token.src_line + 1 : token.src_line + 1 + CONTEXT_LINES]
-        ]
+        post_context = [_trim(x) for x in source_view[token.src_line + 1 : token.src_line + 1 + CONTEXT_LINES]]
 
     return replace(
         frame,
         filename=path,
-        abs_path=_absolute_source_url(
-            frame_url or frame.abs_path or frame.filename, loaded.map_url, token.src
-        ),
+        abs_path=_absolute_source_url(frame_url or frame.abs_path or frame.filename, loaded.map_url, token.src),
         function=function or frame.function,
         lineno=token.src_line + 1,
         colno=token.src_col + 1,

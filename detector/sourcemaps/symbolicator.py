@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,28 @@ MINIFIED_TYPES = frozenset({"minified_source", "source"})
 DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
 
 CacheKey = tuple[int, str, int | None, str | None]
+LookupKey = tuple[str, str, str, tuple[str, ...]]
+MAX_LOOKUPS = 10_000
+FrameKey = tuple[int | None, int | None, str | None, str | None, str | None]
+MAX_FRAMES_PER_MAP = 4096
+
+
+@dataclass
+class CachedMap:
+    """A parsed map and the frames already resolved through it (the same error repeats a lot)."""
+
+    loaded: LoadedSourceMap
+    frames: dict[FrameKey, Frame | None] = field(default_factory=dict)
+
+    def resolve(self, frame: Frame, url: str) -> Frame | None:
+        key = (frame.lineno, frame.colno, frame.function, frame.module, url)
+        if key in self.frames:
+            return self.frames[key]
+        resolved = resolve_frame(frame, self.loaded, frame_url=url)
+        if len(self.frames) >= MAX_FRAMES_PER_MAP:
+            self.frames.clear()
+        self.frames[key] = resolved
+        return resolved
 
 
 @dataclass
@@ -47,13 +70,13 @@ class SourceMapCache:
 
     max_bytes: int = 512 * 1024 * 1024
     max_entries: int = 128
-    _entries: OrderedDict[CacheKey, tuple[LoadedSourceMap, int]] = field(default_factory=OrderedDict)
+    _entries: OrderedDict[CacheKey, tuple[CachedMap, int]] = field(default_factory=OrderedDict)
     _size: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     hits: int = 0
     misses: int = 0
 
-    def get(self, key: CacheKey) -> LoadedSourceMap | None:
+    def get(self, key: CacheKey) -> CachedMap | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -63,7 +86,7 @@ class SourceMapCache:
             self.hits += 1
             return entry[0]
 
-    def put(self, key: CacheKey, value: LoadedSourceMap, weight: int) -> None:
+    def put(self, key: CacheKey, value: CachedMap, weight: int) -> None:
         with self._lock:
             previous = self._entries.pop(key, None)
             if previous is not None:
@@ -85,6 +108,10 @@ class _Located:
     map_ref: ArtifactRef | None
     minified_ref: ArtifactRef | None
     inline_map: bytes | None = None
+
+
+def _matching_urls(url: str) -> set[str]:
+    return {url, *artifact_url_candidates(url)}
 
 
 def _frame_url(frame: Frame) -> str | None:
@@ -110,26 +137,27 @@ class ArtifactSymbolicator:
 
     cache: SourceMapCache = field(default_factory=SourceMapCache)
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    found_ttl: float = 60.0
+    missing_ttl: float = 2.0
+    clock: Callable[[], float] = time.monotonic
     _orgs: dict[int, str] = field(default_factory=dict)
+    _lookups: dict[LookupKey, tuple[float, _Located | None]] = field(default_factory=dict)
 
     def __call__(self, session: Session, project_id: int, event: NormalizedEvent) -> NormalizedEvent:
-        urls = list(dict.fromkeys(_frame_url(f) for f in event.frames if _resolvable(f)))
+        urls = list(dict.fromkeys(url for f in event.frames if _resolvable(f) and (url := _frame_url(f))))
         if not urls:
             return event
         org = self._org(session, project_id)
         if org is None:
             return event
-        maps: dict[str, LoadedSourceMap | None] = {}
-        for url in urls:
-            assert url is not None
-            maps[url] = self._source_map_for(session, org, event, url)
+        maps = {url: self._source_map_for(session, org, event, url) for url in urls}
         if not any(maps.values()):
             return event
         frames: list[Frame] = []
         for frame in event.frames:
             url = _frame_url(frame)
-            loaded = maps.get(url) if url and _resolvable(frame) else None
-            resolved = resolve_frame(frame, loaded, frame_url=url) if loaded is not None else None
+            cached = maps.get(url) if url and _resolvable(frame) else None
+            resolved = cached.resolve(frame, url) if cached is not None and url else None
             frames.append(resolved or frame)
         return replace(event, frames=frames)
 
@@ -143,25 +171,12 @@ class ArtifactSymbolicator:
 
     # --- finding the map ------------------------------------------------------------------------
 
-    def _locate_by_debug_id(
-        self, session: Session, org: str, event: NormalizedEvent, url: str
-    ) -> _Located | None:
-        candidates = set(artifact_url_candidates(url))
-        debug_ids = [
-            str(image["debug_id"])
-            for image in event.debug_ids
-            if image.get("debug_id")
-            and (image.get("code_file") in candidates or image.get("code_file") == url)
-        ]
-        if not debug_ids:
-            return None
+    def _locate_by_debug_id(self, session: Session, org: str, debug_ids: Sequence[str]) -> _Located | None:
         refs = artifacts.find_artifacts_by_debug_id(session, org=org, debug_ids=debug_ids)
         map_ref = next((r for r in refs if r.file_type in SOURCE_MAP_TYPES), None)
         if map_ref is None:
             return None
-        minified = next(
-            (r for r in refs if r.bundle_id == map_ref.bundle_id and r.file_type in MINIFIED_TYPES), None
-        )
+        minified = next((r for r in refs if r.bundle_id == map_ref.bundle_id and r.file_type in MINIFIED_TYPES), None)
         return _Located(map_ref=map_ref, minified_ref=minified)
 
     def _locate_by_release(self, session: Session, org: str, release: str, url: str) -> _Located | None:
@@ -169,9 +184,7 @@ class ArtifactSymbolicator:
         if not candidates:
             return None
         map_guesses = [f"{c.split('?', 1)[0]}.map" for c in candidates]
-        refs = artifacts.find_artifacts_by_url(
-            session, org=org, release=release, urls=candidates + map_guesses
-        )
+        refs = artifacts.find_artifacts_by_url(session, org=org, release=release, urls=candidates + map_guesses)
         minified = _best(refs, candidates, MINIFIED_TYPES)
         if minified is None:
             map_only = _best(refs, map_guesses, SOURCE_MAP_TYPES)
@@ -191,12 +204,31 @@ class ArtifactSymbolicator:
             map_ref = _best(others, map_urls, SOURCE_MAP_TYPES)
         return _Located(map_ref=map_ref, minified_ref=minified) if map_ref else None
 
-    def _source_map_for(
-        self, session: Session, org: str, event: NormalizedEvent, url: str
-    ) -> LoadedSourceMap | None:
-        located = self._locate_by_debug_id(session, org, event, url)
+    def _locate(self, session: Session, org: str, event: NormalizedEvent, url: str) -> _Located | None:
+        """Where `url`'s map is, remembered for `found_ttl` seconds (`missing_ttl` when there is none,
+        so a map uploaded moments after the first events of a release is picked up quickly)."""
+        debug_ids = tuple(
+            sorted(
+                str(image["debug_id"])
+                for image in event.debug_ids
+                if image.get("debug_id") and image.get("code_file") in _matching_urls(url)
+            )
+        )
+        key: LookupKey = (org, event.release, url, debug_ids)
+        now = self.clock()
+        remembered = self._lookups.get(key)
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
+        located = self._locate_by_debug_id(session, org, debug_ids) if debug_ids else None
         if located is None and event.release:
             located = self._locate_by_release(session, org, event.release, url)
+        if len(self._lookups) >= MAX_LOOKUPS:
+            self._lookups.clear()
+        self._lookups[key] = (now + (self.found_ttl if located else self.missing_ttl), located)
+        return located
+
+    def _source_map_for(self, session: Session, org: str, event: NormalizedEvent, url: str) -> CachedMap | None:
+        located = self._locate(session, org, event, url)
         if located is None:
             return None
         try:
@@ -208,9 +240,7 @@ class ArtifactSymbolicator:
 
     # --- loading, through the cache -------------------------------------------------------------
 
-    def _read(
-        self, session: Session, ref: ArtifactRef, bundles: dict[int, bytes | None] | None = None
-    ) -> bytes | None:
+    def _read(self, session: Session, ref: ArtifactRef, bundles: dict[int, bytes | None] | None = None) -> bytes | None:
         """The file's bytes; `bundles` memoises bundle blobs within one load (map and minified file
         usually share a bundle, and a bundle can be large)."""
         bundles = {} if bundles is None else bundles
@@ -221,7 +251,7 @@ class ArtifactSymbolicator:
             return None
         return read_bundle_file(data, ref.path, max_size=self.max_file_bytes)
 
-    def _load(self, session: Session, located: _Located) -> LoadedSourceMap | None:
+    def _load(self, session: Session, located: _Located) -> CachedMap | None:
         minified = located.minified_ref
         map_ref = located.map_ref
         if map_ref is not None:
@@ -243,10 +273,12 @@ class ArtifactSymbolicator:
         if map_bytes is None:
             return None
         minified_bytes = self._read(session, minified, bundles) if minified is not None else None
-        loaded = LoadedSourceMap(
-            sourcemap=SourceMapView.from_json_bytes(map_bytes),
-            minified=SourceView.from_bytes(minified_bytes) if minified_bytes is not None else None,
-            map_url=map_ref.url if map_ref is not None else (minified.url if minified else ""),
+        loaded = CachedMap(
+            LoadedSourceMap(
+                sourcemap=SourceMapView.from_json_bytes(map_bytes),
+                minified=SourceView.from_bytes(minified_bytes) if minified_bytes is not None else None,
+                map_url=map_ref.url if map_ref is not None else (minified.url if minified else ""),
+            )
         )
         self.cache.put(key, loaded, len(map_bytes) + len(minified_bytes or b""))
         return loaded

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.intake.normalize import Frame, NormalizedEvent, normalize_event
@@ -227,3 +228,33 @@ def test_a_stored_map_that_does_not_parse_leaves_frames_unresolved(
         )
     event = make_event(event_payload)
     assert symbolicate(factory, ArtifactSymbolicator(), project, event) is event
+
+
+def test_a_map_uploaded_after_the_first_events_is_used_once_the_short_miss_memory_expires(
+    factory: sessionmaker[Session], project: Project, fixture_bundle: BundleBuilder, event_payload: dict[str, Any]
+) -> None:
+    now = [1000.0]
+    symbolicator = ArtifactSymbolicator(clock=lambda: now[0], missing_ttl=2.0, found_ttl=60.0)
+    event = make_event(event_payload)
+    assert symbolicate(factory, symbolicator, project, event) is event  # nothing uploaded yet
+
+    store(factory, fixture_bundle.build())
+    now[0] += 1.0
+    assert symbolicate(factory, symbolicator, project, event) is event  # the miss is remembered briefly
+    now[0] += 1.5
+    assert_resolved(symbolicate(factory, symbolicator, project, event))
+
+    # once found, the location and the resolved frames are remembered: later events need no queries
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    with factory() as session:
+        engine = session.get_bind()
+        sqlalchemy_event.listen(engine, "before_cursor_execute", count)
+        try:
+            assert_resolved(symbolicator(session, project.id, event))
+        finally:
+            sqlalchemy_event.remove(engine, "before_cursor_execute", count)
+    assert statements == []

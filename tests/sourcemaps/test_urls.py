@@ -91,3 +91,13 @@ def test_inline_data_url_maps_decode() -> None:
     assert decode_data_url(url) == payload
     assert decode_data_url("data:application/json,%7B%7D") == b"{}"
     assert decode_data_url("app.js.map") is None
+
+
+def test_docstring_examples_hold() -> None:
+    import doctest
+
+    import detector.sourcemaps.urls as urls
+
+    result = doctest.testmod(urls)
+    assert result.attempted >= 8
+    assert result.failed == 0
