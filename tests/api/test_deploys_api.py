@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from detector.sources.github import signature_for
 from detector.store.db import transaction
-from detector.store.models import Commit, Deploy, Project
+from detector.store.models import Commit, CommitFile, Deploy, Project
 from tests.deploys.gitrepos import History, build_history
 
 ORG = "/api/0/organizations/default"
@@ -328,6 +328,25 @@ def test_a_pushed_commit_becomes_the_deploys_commit(
         {"path": path, "change_type": "A", "old_path": None, "additions": None, "deletions": None}
         for path in push["commits"][0]["added"]
     ]
+
+
+def test_pushed_commits_are_enriched_from_the_linked_repository(
+    client: TestClient, linked: Project, history: History, fixtures_dir: Path, factory: sessionmaker[Session]
+) -> None:
+    push = next(p for p in github_payloads(fixtures_dir, "push") if p["commits"])
+    commit = {**push["commits"][0], "id": history.main_fix, "added": [], "modified": ["src/api/entitlements.js"]}
+    r = send(client, linked, "push", {**push, "after": history.main_fix, "commits": [commit]})
+    assert r.status_code == 200 and r.json() == {"commits": 1}
+    with factory() as session:
+        stored = session.scalar(select(Commit).where(Commit.sha == history.main_fix))
+        assert stored is not None and stored.enriched
+        files = store_files(session, stored.id)
+    assert files == [("src/api/entitlements.js", "M", 1, 1)]
+
+
+def store_files(session: Session, commit_id: int) -> list[tuple[str, str, int | None, int | None]]:
+    rows = session.scalars(select(CommitFile).where(CommitFile.commit_id == commit_id))
+    return [(f.path, f.change_type, f.additions, f.deletions) for f in rows]
 
 
 def test_webhook_signatures_are_required_and_checked(
