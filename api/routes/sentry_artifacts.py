@@ -44,6 +44,8 @@ router = APIRouter(prefix="/api/0/organizations/{org}", tags=["sentry-cli"])
 LIMITS = ChunkLimits()
 CHUNK_FIELDS = ("file_gzip", "file")
 MAX_ASSEMBLE_BODY = 1024 * 1024
+# source maps compress several times over; this bounds what validating one bundle may inflate
+MAX_UNPACKED_BYTES = 4 * LIMITS.max_file_size
 # multipart framing (boundaries, part headers) on top of the announced request size
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -138,7 +140,7 @@ def _assemble(state: AppState, org: str, req: AssembleRequest) -> dict[str, Any]
         stored = artifacts.load_chunks(session, req.chunks)
         try:
             data = assemble_file(req.checksum, [stored[c] for c in req.chunks], LIMITS)
-            bundle = parse_bundle(data, max_uncompressed=LIMITS.max_file_size)
+            bundle = parse_bundle(data, max_uncompressed=MAX_UNPACKED_BYTES)
         except (ChecksumMismatch, InvalidBundle) as exc:
             return {"state": "error", "detail": str(exc), "missingChunks": []}
         artifacts.store_bundle(

@@ -28,9 +28,9 @@ __all__ = [
 
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 
-# What sentry-cli may send with artifact bundles; listed as Sentry lists them, so older sentry-cli
-# versions (which read `accept`) choose artifact bundles instead of legacy release files.
-ACCEPT = ["release_files", "artifact_bundles", "artifact_bundles_v2", "sources"]
+# sentry-cli 2.x reads `accept` to choose its upload path; only artifact bundles are implemented here,
+# so only they are announced (listing `release_files` would invite the legacy release-file assemble).
+ACCEPT = ["artifact_bundles", "artifact_bundles_v2"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class ChunkLimits:
     chunk_size: int = 8 * 1024 * 1024
     chunks_per_request: int = 64
     max_request_size: int = 32 * 1024 * 1024
-    max_file_size: int = 256 * 1024 * 1024
+    max_file_size: int = 128 * 1024 * 1024
     concurrency: int = 4
 
 

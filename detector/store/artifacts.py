@@ -21,6 +21,7 @@ from detector.store.models import ArtifactBundle, ArtifactFile, Project, UploadC
 __all__ = [
     "ArtifactRef",
     "BundleFileRow",
+    "delete_stale_chunks",
     "existing_chunk_ids",
     "find_artifacts_by_debug_id",
     "find_artifacts_by_url",
@@ -92,6 +93,13 @@ def save_chunks(session: Session, *, org: str, chunks: dict[str, bytes], now: da
         stmt,
         [{"sha1": sha1, "org": org, "data": data, "created_at": created} for sha1, data in chunks.items()],
     )
+
+
+def delete_stale_chunks(session: Session, *, older_than: datetime) -> int:
+    """Delete chunks stored before `older_than` that no assemble consumed (an upload abandoned midway);
+    returns how many were deleted."""
+    result = session.execute(delete(UploadChunk).where(UploadChunk.created_at < older_than))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def existing_chunk_ids(session: Session, sha1s: Iterable[str]) -> set[str]:
@@ -176,9 +184,7 @@ def store_bundle(
     return int(bundle_id)
 
 
-def find_artifacts_by_url(
-    session: Session, *, org: str, release: str, urls: Sequence[str]
-) -> list[ArtifactRef]:
+def find_artifacts_by_url(session: Session, *, org: str, release: str, urls: Sequence[str]) -> list[ArtifactRef]:
     """Files of `release` whose URL is one of `urls`, newest bundle first."""
     if not urls:
         return []
