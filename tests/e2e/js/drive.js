@@ -39,12 +39,15 @@ function itemTypes(body) {
       if (!req.url().includes("/envelope/")) return;
       pending.add(req);
     });
-    page.on("requestfinished", async (req) => {
-      if (!pending.delete(req)) return;
-      const res = await req.response();
-      const record = { url: req.url(), status: res ? res.status() : null, ...itemTypes(req.postData()) };
-      sent.push(record);
-      console.log(JSON.stringify({ request: record }));
+    page.on("requestfinished", (req) => {
+      if (!pending.has(req)) return;
+      // Still pending until its answer is recorded, so the loop below never counts ahead of `sent`.
+      req.response().then((res) => {
+        const record = { url: req.url(), status: res ? res.status() : null, ...itemTypes(req.postData()) };
+        sent.push(record);
+        console.log(JSON.stringify({ request: record }));
+        pending.delete(req);
+      });
     });
     page.on("requestfailed", (req) => {
       if (!pending.delete(req)) return;
@@ -67,7 +70,9 @@ function itemTypes(body) {
     const summary = { result, events: delivered(), requests: sent.length, pending: pending.size };
     console.log(JSON.stringify({ summary }));
     const failed = sent.filter((r) => !(r.status >= 200 && r.status < 300));
-    if (result !== "ok" || summary.events < expectedEvents || failed.length > 0) process.exitCode = 1;
+    if (result !== "ok" || summary.events < expectedEvents || failed.length > 0 || pending.size > 0) {
+      process.exitCode = 1;
+    }
   } finally {
     await browser.close();
   }
