@@ -228,11 +228,9 @@ class ArtifactSymbolicator:
         return located
 
     def _source_map_for(self, session: Session, org: str, event: NormalizedEvent, url: str) -> CachedMap | None:
-        located = self._locate(session, org, event, url)
-        if located is None:
-            return None
         try:
-            return self._load(session, located)
+            located = self._locate(session, org, event, url)
+            return self._load(session, located) if located is not None else None
         except (SymbolicError, InvalidBundle) as exc:
             # validated at upload, so this is a damaged row or a map symbolic reads differently now
             log.warning("source map for %s in org %s is unusable: %s", url, org, exc)
