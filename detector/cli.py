@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -48,9 +49,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         raise fail(f"invalid settings: {problems}") from exc
 
 
@@ -86,13 +85,9 @@ def db_upgrade() -> None:
 @project_app.command("create")
 def project_create(
     slug: str,
-    platform: Annotated[
-        str, typer.Option(help="The SDK platform, e.g. javascript or python.")
-    ] = "javascript",
+    platform: Annotated[str, typer.Option(help="The SDK platform, e.g. javascript or python.")] = "javascript",
     org: Annotated[str | None, typer.Option(help="Organisation slug (default: DETECTOR_ORG).")] = None,
-    repo: Annotated[
-        str | None, typer.Option(help="Path of a local clone of the project's repository.")
-    ] = None,
+    repo: Annotated[str | None, typer.Option(help="Path of a local clone of the project's repository.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create a project and print its DSN."""
@@ -107,9 +102,7 @@ def project_create(
                     GitRepo(repo).resolve("HEAD")
                 except GitError as exc:
                     raise fail(f"--repo {repo}: {exc}") from exc
-            project = create_project(
-                session, slug=slug, org=org or settings.org, platform=platform, repo_path=repo
-            )
+            project = create_project(session, slug=slug, org=org or settings.org, platform=platform, repo_path=repo)
             data = project_as_dict(project, settings.public_url)
     except DetectorError as exc:
         raise fail(str(exc)) from exc
@@ -183,9 +176,7 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise fail(
-                f"cannot listen on {host}:{port}: {exc.strerror} (is another server running there?)"
-            ) from exc
+            raise fail(f"cannot listen on {host}:{port}: {exc.strerror} (is another server running there?)") from exc
 
 
 @app.command()
@@ -229,6 +220,60 @@ def worker_command(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     worker.run(stop)
+
+
+def parse_when(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise fail(f"--at {value!r} is not an ISO 8601 time such as 2026-11-27T15:04:00Z") from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@app.command("detect")
+def detect_command(
+    project: Annotated[str, typer.Option(help="Project slug.")],
+    at: Annotated[str | None, typer.Option(help="Run the pass as of this ISO 8601 time (default: now).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run one detection pass and print the anomalies it opened or updated."""
+    from detector.scheduling import run_project_pass
+    from detector.store.anomalies import anomaly_as_dict
+    from detector.store.models import Anomaly, Deploy
+
+    settings = load_settings()
+    factory = session_factory(settings)
+    when = parse_when(at)
+    try:
+        with factory() as session:
+            project_id = get_project_by_slug(session, project).id
+        changes = run_project_pass(factory, settings, project_id=project_id, at=when)
+    except DetectorError as exc:
+        raise fail(str(exc)) from exc
+    with factory() as session:
+        rows = []
+        for change in changes:
+            anomaly = session.get(Anomaly, change.anomaly_id)
+            assert anomaly is not None
+            deploy = session.get(Deploy, anomaly.deploy_id) if anomaly.deploy_id else None
+            rows.append(
+                {
+                    "change": change.change,
+                    **anomaly_as_dict(anomaly, deploy, project_slug=project, public_url=settings.public_url),
+                }
+            )
+    if as_json:
+        typer.echo(json.dumps({"at": when.isoformat(), "anomalies": rows}, default=str))
+        return
+    if not rows:
+        typer.echo(f"{when.isoformat()}: no anomalies")
+    for row in rows:
+        typer.echo(
+            f"{row['change']:>8} #{row['id']} {row['kind']}: {row['title']} in {row['release']} "
+            f"({row['sessions_affected']} sessions, score {row['score']:.1f})"
+        )
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from detector.config import Settings
 from detector.metrics import Metrics
+from detector.scheduling import DetectionJob
 from detector.sourcemaps.symbolicator import make_symbolicator
 from detector.sources.sentry_pull import SentryPull, pull_is_configured
 from detector.store.db import make_engine, make_sessionmaker
@@ -15,6 +16,7 @@ from detector.worker import PeriodicJob, Worker
 def build_worker_from_settings(settings: Settings, metrics: Metrics, factory: Any = None) -> Worker:
     factory = factory or make_sessionmaker(make_engine(settings.database_url))
     worker = Worker(settings=settings, factory=factory, metrics=metrics, symbolicate=make_symbolicator())
+    worker.jobs.append(PeriodicJob("detection-and-alerts", 1.0, DetectionJob(factory, settings, metrics).run))
     if pull_is_configured(settings):
         pull = SentryPull.from_settings(settings, factory)
         worker.jobs.append(PeriodicJob("sentry-pull", settings.sentry_pull_interval_seconds, pull.run))

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import ProjectDep, SessionDep, StateDep
 from api.pagination import decode_cursor, page
+from detector.scheduling import run_project_pass
 from detector.store.anomalies import anomaly_as_dict, get_anomaly, list_anomalies, set_anomaly_state
 from detector.store.models import Anomaly, Deploy
 from detector.store.signatures import signature_series
@@ -49,18 +50,14 @@ def anomalies(
         limit=limit,
     )
     items = [
-        anomaly_as_dict(
-            a, _with_deploy(session, a), project_slug=project.slug, public_url=state.settings.public_url
-        )
+        anomaly_as_dict(a, _with_deploy(session, a), project_slug=project.slug, public_url=state.settings.public_url)
         for a in rows
     ]
     return page(items, limit, rows[limit - 1].id if len(rows) > limit else None)
 
 
 @router.get("/anomalies/{anomaly_id}")
-def anomaly_detail(
-    project: ProjectDep, session: SessionDep, state: StateDep, anomaly_id: int
-) -> dict[str, Any]:
+def anomaly_detail(project: ProjectDep, session: SessionDep, state: StateDep, anomaly_id: int) -> dict[str, Any]:
     anomaly = get_anomaly(session, project_id=project.id, anomaly_id=anomaly_id)
     data = anomaly_as_dict(
         anomaly,
@@ -94,3 +91,14 @@ def parse_at(at: datetime | None) -> datetime:
     if at is None:
         return datetime.now(UTC)
     return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@router.post("/detect")
+def detect(project: ProjectDep, state: StateDep, at: datetime | None = None) -> dict[str, Any]:
+    """Run a detection pass now, or as it would have run at `at` (it sees only data up to `at`)."""
+    when = parse_at(at)
+    changes = run_project_pass(state.factory, state.settings, project_id=project.id, at=when)
+    return {
+        "at": when,
+        "changes": [{"anomaly_id": c.anomaly_id, "change": c.change, "kind": c.kind} for c in changes],
+    }

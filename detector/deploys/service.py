@@ -20,6 +20,7 @@ from detector.deploys.records import CommitRecord, commit_from_git, enrich_commi
 from detector.errors import InvalidInput
 from detector.sources.git_repo import GitError, GitRepo
 from detector.store import deploys as store
+from detector.store.leases import request_detection
 from detector.store.models import Commit, Deploy, Project, Release
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,13 @@ def record_deploy(
         raise InvalidInput("the deploy finished before it started: check dateStarted/dateFinished")
     now = now or datetime.now(UTC)
     when = ranges.deployed_at(date_started, date_finished, now)
+    repo = repo or repo_for(project)
+    sha = sha.strip() if sha else None
+    git_sha = _resolve(repo, sha, what="sha", strict=require_known_sha) if repo and sha else None
+    git_from = _resolve(repo, from_sha, what="from_sha", strict=require_known_sha) if repo and from_sha else None
+    # A sha the repository resolved is full and canonical; one it could not is kept as sent, in
+    # lowercase so it compares equal to the same commit reported elsewhere.
+    sha = git_sha or (sha.lower() if sha else None)
     key = dedupe_key or ranges.dedupe_key(
         sha=sha, date_started=date_started, date_finished=date_finished, name=name, url=url
     )
@@ -87,12 +95,6 @@ def record_deploy(
     )
     if existing is not None:
         return existing
-
-    repo = repo or repo_for(project)
-    sha = sha.strip().lower() if sha else None
-    git_sha = _resolve(repo, sha, what="sha", strict=require_known_sha) if repo and sha else None
-    git_from = _resolve(repo, from_sha, what="from_sha", strict=require_known_sha) if repo and from_sha else None
-    sha = git_sha or sha
 
     release_row, _ = store.upsert_release(session, org=project.org, version=release, project_ids=[project.id], now=now)
     previous = store.previous_deploy(session, project_id=project.id, environment=environment, before=when)
@@ -157,6 +159,7 @@ def record_deploy(
         "deploy %s of %s to %s recorded from %s with %d commits (%s)",
         deploy.id, release, environment, source, len(commit_ids), kind.value,
     )  # fmt: skip
+    request_detection(session, project.id, now)  # a pass right after the deploy, in whichever worker is free
     if on_deploy is not None:
         _after_commit(session, lambda: on_deploy(project.id, deploy.id))
     return deploy

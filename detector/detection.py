@@ -1,0 +1,340 @@
+"""A detection pass, end to end: load the counts a pass at `at` may see, run the statistical detectors
+(pure, `detector.model`), and record what they found: anomalies with segments and suspect commits, and
+the alerts to send. Run by the worker on a schedule and right after each deploy, and on demand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from detector.blame.model import ErrorContext, SuspectRanking
+from detector.blame.rank import rank_suspects
+from detector.blame.snapshot import GitSnapshot
+from detector.model import DetectorConfig, Finding, detect_anomalies, segments_over_represented
+from detector.sources.git_repo import CommitInfo, FileChange, GitError, GitRepo
+from detector.store.anomalies import upsert_anomaly
+from detector.store.db import transaction
+from detector.store.models import (
+    Anomaly,
+    Commit,
+    CommitFile,
+    Deploy,
+    DeployCommit,
+    Event,
+    Project,
+    SessionMinute,
+    Signature,
+    SignatureMinute,
+)
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(hours=24)
+"""How far back a pass loads minute counts (baselines and rollouts live within it)."""
+
+PREVIOUS_DEPLOYS_FOR_REGRESSIONS = 3
+SEGMENT_COLUMNS = ("route", "browser", "os")
+
+
+@dataclass(frozen=True)
+class AnomalyChange:
+    anomaly_id: int
+    change: str  # created, grew, updated
+    kind: str
+
+
+def floor_minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def _frame(rows: list[Any], columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in columns:
+        if column in ("minute", "first_seen", "deployed_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def load_frames(
+    session: Session, *, project_id: int, at: datetime, lookback: timedelta
+) -> dict[str, pd.DataFrame]:
+    """The four frames `detect_anomalies` takes, holding only what was known at `at`."""
+    start = floor_minute(at - WINDOW)
+    end = floor_minute(at)
+    sig_rows = session.execute(
+        select(
+            SignatureMinute.signature_id,
+            SignatureMinute.release,
+            SignatureMinute.environment,
+            SignatureMinute.minute,
+            SignatureMinute.events,
+            SignatureMinute.users,
+            SignatureMinute.sessions,
+        ).where(
+            SignatureMinute.project_id == project_id,
+            SignatureMinute.minute >= start,
+            SignatureMinute.minute <= end,
+        )
+    ).all()
+    sig_counts = _frame(
+        list(sig_rows), ["signature_id", "release", "environment", "minute", "events", "users", "sessions"]
+    )
+    session_rows = session.execute(
+        select(
+            SessionMinute.release,
+            SessionMinute.environment,
+            SessionMinute.minute,
+            SessionMinute.started,
+            SessionMinute.errored,
+            SessionMinute.crashed,
+        ).where(
+            SessionMinute.project_id == project_id, SessionMinute.minute >= start, SessionMinute.minute <= end
+        )
+    ).all()
+    session_counts = _frame(
+        list(session_rows), ["release", "environment", "minute", "started", "errored", "crashed"]
+    )
+
+    active = sorted({int(s) for s in sig_counts["signature_id"].unique()}) if len(sig_counts) else []
+    signatures = _signature_frame(
+        session, project_id=project_id, ids=active, window_start=start, lookback=lookback
+    )
+    deploy_rows = session.execute(
+        select(Deploy.id, Deploy.release, Deploy.environment, Deploy.deployed_at).where(
+            Deploy.project_id == project_id, Deploy.deployed_at <= at
+        )
+    ).all()
+    deploys = _frame(list(deploy_rows), ["deploy_id", "release", "environment", "deployed_at"])
+    return {
+        "sig_counts": sig_counts,
+        "session_counts": session_counts,
+        "signatures": signatures,
+        "deploys": deploys,
+    }
+
+
+def _signature_frame(
+    session: Session, *, project_id: int, ids: list[int], window_start: datetime, lookback: timedelta
+) -> pd.DataFrame:
+    """Active signatures; `first_seen` is their first minute in the window unless they were seen within
+    `lookback` before it (a signature silent for longer than the lookback counts as new again)."""
+    columns = ["signature_id", "title", "first_seen", "noise_class", "in_app"]
+    if not ids:
+        return _frame([], columns)
+    rows = []
+    seen_before: set[int] = set()
+    first_in_window: dict[int, datetime] = {}
+    for chunk_start in range(0, len(ids), 900):
+        chunk = ids[chunk_start : chunk_start + 900]
+        seen_before.update(
+            session.scalars(
+                select(SignatureMinute.signature_id)
+                .where(
+                    SignatureMinute.signature_id.in_(chunk),
+                    SignatureMinute.minute < window_start,
+                    SignatureMinute.minute >= window_start - lookback,
+                )
+                .distinct()
+            )
+        )
+        first_in_window.update(
+            session.execute(
+                select(SignatureMinute.signature_id, func.min(SignatureMinute.minute))
+                .where(SignatureMinute.signature_id.in_(chunk), SignatureMinute.minute >= window_start)
+                .group_by(SignatureMinute.signature_id)
+            ).all()
+        )
+        for sig in session.scalars(select(Signature).where(Signature.id.in_(chunk))):
+            if sig.id in seen_before or sig.first_seen >= window_start:
+                first = sig.first_seen
+            else:  # seen long ago, silent through the lookback, back in the window: new again
+                first = first_in_window.get(sig.id, sig.first_seen)
+            rows.append((sig.id, sig.title, first, sig.noise_class, sig.in_app))
+    return _frame(rows, columns)
+
+
+def _segments(session: Session, anomaly: Finding, project_id: int) -> list[dict[str, Any]]:
+    if anomaly.signature_id is None:
+        return []
+    since = anomaly.first_seen - timedelta(minutes=1)
+    base = select(Event.route, Event.browser, Event.os).where(
+        Event.project_id == project_id,
+        Event.release == anomaly.release,
+        Event.environment == anomaly.environment,
+        Event.timestamp >= since,
+    )
+    affected = pd.DataFrame(
+        session.execute(base.where(Event.signature_id == anomaly.signature_id).limit(5000)).all(),
+        columns=list(SEGMENT_COLUMNS),
+    )
+    population = pd.DataFrame(session.execute(base.limit(20000)).all(), columns=list(SEGMENT_COLUMNS))
+    if affected.empty:
+        return []
+    return segments_over_represented(affected, population, columns=SEGMENT_COLUMNS)
+
+
+def _commit_infos(session: Session, deploy_ids: list[int]) -> list[CommitInfo]:
+    """The commits those deploys brought, oldest first, with their changed files and diffs."""
+    rows = session.execute(
+        select(Commit, DeployCommit.deploy_id, DeployCommit.position)
+        .join(DeployCommit, DeployCommit.commit_id == Commit.id)
+        .where(DeployCommit.deploy_id.in_(deploy_ids))
+        .order_by(DeployCommit.deploy_id, DeployCommit.position)
+    ).all()
+    commits: list[CommitInfo] = []
+    seen: set[str] = set()
+    for commit, _deploy_id, _position in rows:
+        if commit.sha in seen:
+            continue
+        seen.add(commit.sha)
+        files = [
+            FileChange(
+                path=f.path,
+                change_type=f.change_type,
+                old_path=f.old_path,
+                additions=f.additions or 0,
+                deletions=f.deletions or 0,
+                patch=f.patch or "",
+            )
+            for f in session.scalars(select(CommitFile).where(CommitFile.commit_id == commit.id))
+        ]
+        commits.append(
+            CommitInfo(
+                sha=commit.sha,
+                message=commit.message,
+                author_name=commit.author_name,
+                author_email=commit.author_email,
+                timestamp=commit.timestamp or datetime.now(UTC),
+                parents=(),
+                files=files,
+            )
+        )
+    return commits
+
+
+def suspects_for(session: Session, project: Project, anomaly: Anomaly) -> SuspectRanking | None:
+    """Rank the commits of the anomaly's deploy (and, for a regression, of the few deploys before)."""
+    if anomaly.deploy_id is None:
+        return None
+    deploy = session.get(Deploy, anomaly.deploy_id)
+    if deploy is None:
+        return None
+    deploy_ids = [deploy.id]
+    if anomaly.kind == "regression":
+        deploy_ids += list(
+            session.scalars(
+                select(Deploy.id)
+                .where(
+                    Deploy.project_id == project.id,
+                    Deploy.environment == deploy.environment,
+                    Deploy.deployed_at < deploy.deployed_at,
+                )
+                .order_by(Deploy.deployed_at.desc())
+                .limit(PREVIOUS_DEPLOYS_FOR_REGRESSIONS)
+            )
+        )
+    commits = _commit_infos(session, list(reversed(deploy_ids)))
+    if not commits:
+        return SuspectRanking(suspects=[], unavailable=["commits (the deploy carried none)"])
+    error = ErrorContext(type="", value="", title=anomaly.title, frames=[])
+    if anomaly.signature_id is not None:
+        sample = session.scalar(
+            select(Event.data)
+            .where(Event.signature_id == anomaly.signature_id, Event.release == anomaly.release)
+            .order_by(Event.timestamp.desc())
+            .limit(1)
+        )
+        if sample:
+            error = ErrorContext(
+                type=sample.get("exception_type") or "",
+                value=sample.get("exception_value") or sample.get("message") or "",
+                title=anomaly.title,
+                frames=list(sample.get("frames") or []),
+            )
+    snapshot = None
+    if project.repo_path and deploy.sha:
+        try:
+            snapshot = GitSnapshot.at(GitRepo(project.repo_path), deploy.sha)
+        except GitError as exc:
+            log.warning("cannot read %s at %s: %s", project.repo_path, deploy.sha, exc)
+    ranking = rank_suspects(error, commits, snapshot)
+    if snapshot is None and not project.repo_path:
+        extra = "import graph and line blame (no linked repository: `detector project set-repo`)"
+        if extra not in ranking.unavailable:
+            ranking = SuspectRanking(ranking.suspects, [*ranking.unavailable])
+    return ranking
+
+
+def run_detection(
+    factory: sessionmaker[Session],
+    *,
+    project_id: int,
+    at: datetime | None = None,
+    config: DetectorConfig | None = None,
+    record_alerts: Callable[[Session, list[AnomalyChange]], object] | None = None,
+) -> list[AnomalyChange]:
+    """One pass for one project at `at` (default now); returns the anomalies it created or changed.
+
+    `record_alerts(session, changes)` runs in the transaction that stores the anomalies, so an alert
+    is queued exactly when its anomaly is recorded (see `detector.notify.enqueue_alerts`).
+    """
+    at = at or datetime.now(UTC)
+    config = config or DetectorConfig()
+    with factory() as session:
+        frames = load_frames(
+            session, project_id=project_id, at=at, lookback=timedelta(days=config.lookback_days)
+        )
+    findings = detect_anomalies(**frames, at=pd.Timestamp(at), config=config)
+    changes: list[AnomalyChange] = []
+    with transaction(factory) as session:
+        project = session.get(Project, project_id)
+        assert project is not None
+        for finding in findings:
+            values = _anomaly_values(finding)
+            anomaly, change = upsert_anomaly(session, project_id=project_id, values=values)
+            if change in ("created", "grew"):
+                anomaly.segments = _segments(session, finding, project_id)
+            if change == "created":
+                ranking = suspects_for(session, project, anomaly)
+                if ranking is not None:
+                    anomaly.suspects = [asdict(s) for s in ranking.suspects[:10]]
+                    anomaly.evidence_unavailable = list(ranking.unavailable)
+            changes.append(AnomalyChange(anomaly.id, change, anomaly.kind))
+        if record_alerts is not None and changes:
+            record_alerts(session, changes)
+    return changes
+
+
+def _anomaly_values(finding: Finding) -> dict[str, Any]:
+    def ts(value: Any) -> datetime | None:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return None
+        return pd.Timestamp(value).to_pydatetime()
+
+    return {
+        "key": finding.key,
+        "kind": finding.kind,
+        "signature_id": finding.signature_id,
+        "title": finding.title[:512],
+        "release": finding.release,
+        "environment": finding.environment,
+        "deploy_id": finding.deploy_id,
+        "first_seen": ts(finding.first_seen),
+        "detected_at": ts(finding.detected_at),
+        "crossed_at": ts(finding.crossed_at),
+        "events": int(finding.events),
+        "users": int(finding.users),
+        "sessions_affected": int(finding.sessions_affected),
+        "rate": None if finding.rate is None else float(finding.rate),
+        "baseline_rate": None if finding.baseline_rate is None else float(finding.baseline_rate),
+        "score": float(finding.score),
+        "details": dict(getattr(finding, "details", {}) or {}),
+    }

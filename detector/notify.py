@@ -1,0 +1,227 @@
+"""The alert outbox: anomalies become queued Slack messages; the worker delivers them.
+
+Queuing happens in the transaction that records the anomaly, so an alert is never lost; delivery
+happens later, outside any transaction, so a Slack outage never delays detection. Messages wait in
+the `notifications` table (with `next_attempt_at` from Slack's `Retry-After` or a backoff) until Slack
+accepts them. A row is leased before it is sent, so two workers never send the same row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from detector.alerts.blocks import alert_blocks, update_blocks
+from detector.alerts.content import AlertContent
+from detector.alerts.slack import BotSender, SendResult, WebhookSender
+from detector.config import Settings
+from detector.detection import AnomalyChange
+from detector.store.anomalies import anomaly_url
+from detector.store.db import transaction
+from detector.store.models import Anomaly, Deploy, Notification, Project, Signature
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 50
+BACKOFF_CAP = timedelta(minutes=10)
+
+
+def channel_for(settings: Settings) -> str | None:
+    """Where alerts go: the bot (threads) when a token and channel are set, else the incoming webhook."""
+    if settings.slack_bot_token and settings.slack_channel:
+        return "bot"
+    if settings.slack_webhook_url:
+        return "webhook"
+    return None
+
+
+def enqueue_alerts(session: Session, changes: Iterable[AnomalyChange], *, channel: str | None) -> int:
+    """Queue one message per new anomaly, and a thread update per anomaly that grew (bot only)."""
+    if channel is None:
+        return 0
+    queued = 0
+    now = datetime.now(UTC)
+    for change in changes:
+        if change.change not in ("created", "grew"):
+            continue
+        if change.change == "grew" and channel != "bot":
+            continue  # an incoming webhook cannot reply in a thread; a new message per update is noise
+        revision = (
+            session.scalar(
+                select(func.count())
+                .select_from(Notification)
+                .where(Notification.anomaly_id == change.anomaly_id, Notification.channel == channel)
+            )
+            or 0
+        )
+        session.add(
+            Notification(
+                anomaly_id=change.anomaly_id,
+                channel=channel,
+                revision=revision,
+                purpose="new" if revision == 0 else "update",
+                state="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        queued += 1
+    session.flush()
+    return queued
+
+
+def alert_content_for(session: Session, anomaly_id: int, public_url: str) -> AlertContent:
+    """Everything the Slack message shows, read from the anomaly, its signature and its deploy."""
+    anomaly = session.get(Anomaly, anomaly_id)
+    if anomaly is None:
+        raise LookupError(f"no anomaly {anomaly_id}")
+    project = session.get(Project, anomaly.project_id)
+    assert project is not None
+    deploy = session.get(Deploy, anomaly.deploy_id) if anomaly.deploy_id else None
+    signature = session.get(Signature, anomaly.signature_id) if anomaly.signature_id else None
+    minutes = None
+    if deploy is not None:
+        minutes = max(0.0, (anomaly.detected_at - deploy.deployed_at).total_seconds() / 60)
+    return AlertContent(
+        anomaly_id=anomaly.id,
+        kind=anomaly.kind,  # type: ignore[arg-type]
+        state=anomaly.state,  # type: ignore[arg-type]
+        title=anomaly.title,
+        culprit=signature.culprit if signature else None,
+        project_slug=project.slug,
+        release=anomaly.release or None,
+        environment=anomaly.environment or None,
+        deploy=None
+        if deploy is None
+        else {"release": deploy.release, "environment": deploy.environment, "deployed_at": deploy.deployed_at},
+        minutes_after_deploy=minutes,
+        detected_at=anomaly.detected_at,
+        events=anomaly.events,
+        users=anomaly.users,
+        sessions_affected=anomaly.sessions_affected,
+        rate=anomaly.rate,
+        baseline_rate=anomaly.baseline_rate,
+        links={"api_url": anomaly_url(public_url, project.slug, anomaly.id)},
+        segments=list(anomaly.segments or []),
+        suspects=[
+            {
+                "sha": s["sha"],
+                "message": s["message"],
+                "author": s["author"],
+                "score": float(s["score"]),
+                "evidence": list(s.get("evidence") or []),
+            }
+            for s in (anomaly.suspects or [])
+        ],
+        evidence_unavailable=list(anomaly.evidence_unavailable or []),
+    )
+
+
+def _claim_due(factory: sessionmaker[Session], owner: str, now: datetime, limit: int) -> list[int]:
+    with transaction(factory) as session:
+        stmt = (
+            select(Notification.id)
+            .where(
+                Notification.state == "pending",
+                Notification.next_attempt_at <= now,
+                or_(Notification.lease_until.is_(None), Notification.lease_until < now),
+            )
+            .order_by(Notification.id)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        ids = list(session.scalars(stmt))
+        if ids:
+            session.execute(
+                update(Notification).where(Notification.id.in_(ids)).values(lease_owner=owner, lease_until=now + LEASE)
+            )
+        return ids
+
+
+def _send(settings: Settings, notification: Notification, message: dict[str, Any], thread_ts: str | None) -> SendResult:
+    timeout = settings.slack_timeout_seconds
+    if notification.channel == "bot":
+        assert settings.slack_bot_token and settings.slack_channel
+        bot = BotSender(settings.slack_bot_token, settings.slack_channel, timeout=timeout)
+        return bot.reply(thread_ts, message) if thread_ts else bot.post(message)
+    assert settings.slack_webhook_url
+    return WebhookSender(settings.slack_webhook_url, timeout=timeout).post(message)
+
+
+def deliver_pending(factory: sessionmaker[Session], settings: Settings, *, limit: int = 20) -> int:
+    """Send the alerts that are due; returns how many Slack accepted. Never raises for Slack's failures."""
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    now = datetime.now(UTC)
+    sent = 0
+    for notification_id in _claim_due(factory, owner, now, limit):
+        with factory() as session:
+            notification = session.get(Notification, notification_id)
+            assert notification is not None
+            content = alert_content_for(session, notification.anomaly_id, settings.public_url)
+            thread_ts = None
+            if notification.purpose == "update":
+                thread_ts = session.scalar(
+                    select(Notification.slack_ts).where(
+                        Notification.anomaly_id == notification.anomaly_id,
+                        Notification.channel == notification.channel,
+                        Notification.revision == 0,
+                    )
+                )
+                if thread_ts is None:
+                    continue  # the first message has not gone out yet; this update waits for it
+            message = update_blocks(content) if notification.purpose == "update" else alert_blocks(content)
+        result = _send(settings, notification, message, thread_ts)
+        with transaction(factory) as session:
+            row = session.get(Notification, notification_id)
+            assert row is not None
+            row.attempts += 1
+            row.lease_owner = None
+            row.lease_until = None
+            if result.ok:
+                row.state, row.sent_at, row.slack_ts, row.last_error = "sent", datetime.now(UTC), result.ts, None
+                sent += 1
+                continue
+            row.last_error = result.error
+            if result.permanent or row.attempts >= MAX_ATTEMPTS:
+                row.state = "failed"
+                log.error("alert %s failed for good: %s", notification_id, result.error)
+                continue
+            wait = (
+                timedelta(seconds=result.retry_after)
+                if result.retry_after
+                else min(BACKOFF_CAP, timedelta(seconds=2 ** min(row.attempts, 10)))
+            )
+            row.next_attempt_at = datetime.now(UTC) + wait
+            log.warning("alert %s not delivered (%s); next try in %s", notification_id, result.error, wait)
+    return sent
+
+
+def render_alert_text(message: dict[str, Any]) -> str:
+    """A Block Kit message as plain terminal text (what the demo prints)."""
+    lines: list[str] = []
+    for block in message.get("blocks", []):
+        kind = block.get("type")
+        if kind == "header":
+            title = block["text"]["text"]
+            lines += [title, "=" * min(len(title), 100)]
+        elif kind == "section":
+            if "text" in block:
+                lines.append(block["text"]["text"])
+            for item in block.get("fields", []):
+                lines.append(item["text"])
+        elif kind == "context":
+            lines.append("  ".join(e.get("text", "") for e in block.get("elements", [])))
+        elif kind == "divider":
+            lines.append("-" * 60)
+        lines.append("")
+    return "\n".join(lines).replace("*", "").strip() + "\n"

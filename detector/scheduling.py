@@ -1,0 +1,101 @@
+"""Which detection pass runs when, across any number of workers: every `detect_interval_seconds` per
+project, and at once after a deploy (`request_detection`). One `worker_leases` row per project
+makes sure a pass runs in one worker at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from detector.config import Settings
+from detector.detection import AnomalyChange, run_detection
+from detector.metrics import Metrics
+from detector.notify import channel_for, deliver_pending, enqueue_alerts
+from detector.store.db import transaction
+from detector.store.dialect import upsert_insert
+from detector.store.leases import detection_lease_name
+from detector.store.models import Project, WorkerLease
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)
+
+
+def _claim(session: Session, name: str, owner: str, now: datetime, interval: timedelta) -> bool:
+    session.execute(upsert_insert(session, WorkerLease).values(name=name).on_conflict_do_nothing())
+    result = session.execute(
+        update(WorkerLease)
+        .where(
+            WorkerLease.name == name,
+            or_(WorkerLease.lease_until.is_(None), WorkerLease.lease_until < now),
+            or_(
+                WorkerLease.last_run_at.is_(None),
+                WorkerLease.last_run_at <= now - interval,
+                WorkerLease.requested_at > WorkerLease.last_run_at,
+            ),
+        )
+        .values(owner=owner, lease_until=now + LEASE)
+    )
+    return bool(result.rowcount)
+
+
+@dataclass
+class DetectionJob:
+    """The worker's periodic job: due detection passes, then the alerts they queued."""
+
+    factory: sessionmaker[Session]
+    settings: Settings
+    metrics: Metrics
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    def run(self) -> None:
+        if self.settings.detect_schedule == "on":
+            self.run_due_passes()
+        if channel_for(self.settings) is not None:
+            sent = deliver_pending(self.factory, self.settings)
+            if sent:
+                self.metrics.alerts_sent.inc(sent)
+
+    def run_due_passes(self) -> None:
+        interval = timedelta(seconds=self.settings.detect_interval_seconds)
+        with self.factory() as session:
+            project_ids = list(session.scalars(select(Project.id).order_by(Project.id)))
+        for project_id in project_ids:
+            now = datetime.now(UTC)
+            with transaction(self.factory) as session:
+                if not _claim(session, detection_lease_name(project_id), self.owner, now, interval):
+                    continue
+            try:
+                with self.metrics.detection_seconds.time():
+                    changes = run_project_pass(self.factory, self.settings, project_id=project_id, at=now)
+                self.metrics.detection_passes.inc()
+                for change in changes:
+                    if change.change == "created":
+                        self.metrics.anomalies.labels(kind=change.kind).inc()
+            finally:
+                with transaction(self.factory) as session:
+                    session.execute(
+                        update(WorkerLease)
+                        .where(WorkerLease.name == detection_lease_name(project_id))
+                        .values(owner=None, lease_until=None, last_run_at=now)
+                    )
+
+
+def run_project_pass(
+    factory: sessionmaker[Session], settings: Settings, *, project_id: int, at: datetime
+) -> list[AnomalyChange]:
+    """One detection pass whose new anomalies queue their Slack alerts in the same transaction."""
+    channel = channel_for(settings)
+    return run_detection(
+        factory,
+        project_id=project_id,
+        at=at,
+        record_alerts=lambda session, changes: enqueue_alerts(session, changes, channel=channel),
+    )
