@@ -327,7 +327,7 @@ def _anomaly_values(finding: Finding) -> dict[str, Any]:
         "release": finding.release,
         "environment": finding.environment,
         "deploy_id": finding.deploy_id,
-        "first_seen": ts(finding.first_seen),
+        "first_seen": ts(finding.first_seen) or ts(finding.crossed_at) or ts(finding.detected_at),
         "detected_at": ts(finding.detected_at),
         "crossed_at": ts(finding.crossed_at),
         "events": int(finding.events),

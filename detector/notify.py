@@ -54,6 +54,8 @@ def enqueue_alerts(session: Session, changes: Iterable[AnomalyChange], *, channe
             continue
         if change.change == "grew" and channel != "bot":
             continue  # an incoming webhook cannot reply in a thread; a new message per update is noise
+        if change.kind == "release_error_rate" and _explained_by_signature(session, change.anomaly_id):
+            continue  # the signature-level alert of the same deploy already says what broke
         revision = (
             session.scalar(
                 select(func.count())
@@ -77,6 +79,23 @@ def enqueue_alerts(session: Session, changes: Iterable[AnomalyChange], *, channe
         queued += 1
     session.flush()
     return queued
+
+
+def _explained_by_signature(session: Session, anomaly_id: int) -> bool:
+    anomaly = session.get(Anomaly, anomaly_id)
+    if anomaly is None or anomaly.deploy_id is None:
+        return False
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Anomaly)
+            .where(
+                Anomaly.deploy_id == anomaly.deploy_id,
+                Anomaly.kind.in_(("new_signature", "regression")),
+            )
+        )
+        or 0
+    ) > 0
 
 
 def alert_content_for(session: Session, anomaly_id: int, public_url: str) -> AlertContent:

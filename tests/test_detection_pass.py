@@ -1,0 +1,170 @@
+"""A detection pass end to end on stored data: intake → digest → deploy → pass → anomaly with suspects,
+and its alert queued once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from detector.config import Settings
+from detector.deploys.service import record_deploy
+from detector.detection import run_detection
+from detector.intake.digest import digest_all
+from detector.notify import enqueue_alerts
+from detector.store.db import transaction
+from detector.store.models import Notification, Project
+
+
+def session_item(sid: str, release: str, started: datetime, errors: int) -> bytes:
+    payload = {
+        "sid": sid,
+        "init": True,
+        "started": started.isoformat(),
+        "timestamp": started.isoformat(),
+        "status": "exited" if errors == 0 else "unhandled",
+        "errors": errors,
+        "attrs": {"release": release, "environment": "production"},
+    }
+    return b'{"type":"session"}\n' + json.dumps(payload).encode()
+
+
+def error_item(release: str, at: datetime, user: int) -> bytes:
+    event = {
+        "event_id": uuid.uuid4().hex,
+        "timestamp": at.timestamp(),
+        "platform": "javascript",
+        "release": release,
+        "environment": "production",
+        "user": {"id": f"u{user}"},
+        "request": {"url": "https://shop.example/billing"},
+        "exception": {
+            "values": [
+                {
+                    "type": "TypeError",
+                    "value": "entitlements.map is not a function",
+                    "stacktrace": {
+                        "frames": [
+                            {"filename": "src/main.js", "function": "run", "lineno": 9, "in_app": True},
+                            {
+                                "filename": "src/features/PaidFeatures.js",
+                                "function": "renderPaidFeatures",
+                                "lineno": 4,
+                                "in_app": True,
+                                "context_line": "  return entitlements.map((e) => e.feature);",
+                            },
+                        ]
+                    },
+                }
+            ]
+        },
+    }
+    return b'{"type":"event"}\n' + json.dumps(event).encode()
+
+
+def post_minute(
+    client: TestClient,
+    project: Project,
+    minute: datetime,
+    release: str,
+    sessions: int,
+    error_share: float,
+    rng: np.random.Generator,
+) -> None:
+    items = []
+    for _ in range(sessions):
+        started = minute + timedelta(seconds=float(rng.uniform(0, 59)))
+        fails = bool(rng.random() < error_share)
+        items.append(session_item(uuid.uuid4().hex, release, started, int(fails)))
+        if fails:
+            items.append(error_item(release, started + timedelta(seconds=0.5), user=int(rng.integers(1e6))))
+    for start in range(0, len(items), 50):
+        body = b"{}\n" + b"\n".join(items[start : start + 50])
+        url = f"/api/{project.id}/envelope/?sentry_key={project.public_key}"
+        assert client.post(url, content=body).status_code == 200
+
+
+def test_seed_incident_is_flagged_with_its_deploy_and_alert_queued_once(
+    settings: Settings, factory: sessionmaker[Session], project: Project
+) -> None:
+    rng = np.random.default_rng(5)
+    start = (datetime.now(UTC) - timedelta(hours=2)).replace(second=0, microsecond=0)
+    deploy_at = start + timedelta(minutes=40)
+    with TestClient(create_app(settings)) as client:
+        with transaction(factory) as session:
+            record_deploy(
+                session,
+                project=session.get(Project, project.id),
+                release="web@1.1.0",
+                environment="production",
+                date_started=None,
+                date_finished=start,
+                name=None,
+                url=None,
+                sha=None,
+                source="api",
+            )
+        for m in range(40):
+            post_minute(client, project, start + timedelta(minutes=m), "web@1.1.0", 30, 0.0, rng)
+        with transaction(factory) as session:
+            deploy = record_deploy(
+                session,
+                project=session.get(Project, project.id),
+                release="web@1.2.0",
+                environment="production",
+                date_started=None,
+                date_finished=deploy_at,
+                name=None,
+                url=None,
+                sha=None,
+                source="api",
+            )
+            deploy_id = deploy.id
+        found = None
+        for m in range(6):
+            minute = deploy_at + timedelta(minutes=m)
+            post_minute(client, project, minute, "web@1.2.0", 30, 0.08, rng)
+            digest_all(factory)
+            changes = run_detection(
+                factory,
+                project_id=project.id,
+                at=minute + timedelta(seconds=59),
+                record_alerts=lambda s, c: enqueue_alerts(s, c, channel="webhook"),
+            )
+            created = [c for c in changes if c.change == "created" and c.kind == "new_signature"]
+            if created:
+                found = (m, created[0])
+                break
+        assert found is not None, "the new TypeError was not flagged within 6 minutes"
+        minutes_after, change = found
+        assert minutes_after <= 2
+        detail = client.get(
+            f"/api/v1/projects/{project.slug}/anomalies/{change.anomaly_id}",
+            headers={"Authorization": "Bearer " + _token(factory)},
+        ).json()
+        assert detail["deploy_id"] == deploy_id
+        assert "map is not a function" in detail["title"]
+        assert detail["sessions_affected"] >= 2
+        assert detail["series"], "the anomaly carries its time series"
+        # a later pass updates the same anomaly instead of opening another, and queues no second alert
+        run_detection(
+            factory,
+            project_id=project.id,
+            at=deploy_at + timedelta(minutes=minutes_after + 1),
+            record_alerts=lambda s, c: enqueue_alerts(s, c, channel="webhook"),
+        )
+        with factory() as session:
+            assert session.scalar(select(func.count()).select_from(Notification)) == 1
+
+
+def _token(factory: sessionmaker[Session]) -> str:
+    from detector.store.projects import create_token
+
+    with transaction(factory) as session:
+        return create_token(session)
