@@ -215,3 +215,17 @@ def test_unknown_sha_is_refused_when_required_and_tolerated_otherwise(
 def test_bad_deploys_are_refused(factory: sessionmaker[Session], project: Project, kwargs: dict, message: str) -> None:
     with pytest.raises(InvalidInput, match=message), transaction(factory) as session:
         record_deploy(session, project=project, source="api", **kwargs)
+
+
+def test_branch_names_resolve_to_the_full_sha_and_identify_the_same_deploy(
+    factory: sessionmaker[Session], linked: Project, history: History
+) -> None:
+    with transaction(factory) as session:
+        by_branch = record_deploy(
+            session, project=linked, release="web@2", environment="prod", sha="main", source="api"
+        )
+        by_sha = record_deploy(
+            session, project=linked, release="web@2", environment="prod", sha=history.v2.upper(), source="api"
+        )
+        assert by_branch.sha == history.v2
+        assert by_sha.id == by_branch.id
