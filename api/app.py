@@ -18,7 +18,7 @@ from api.errors import install_error_handlers
 from api.routes import anomalies, deploys, intake, projects, sentry_artifacts, sentry_releases, webhooks
 from api.state import AppState, ProjectKeyCache, RateLimiter, TokenCache
 from detector.config import Settings
-from detector.metrics import Metrics
+from detector.metrics import Metrics, refresh_database_gauges
 from detector.store.db import make_engine, make_sessionmaker
 from detector.store.queue import queue_depth
 from detector.store.writer import GroupCommitWriter
@@ -100,6 +100,8 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"])
     def metrics() -> Response:
+        with state.factory() as session:
+            refresh_database_gauges(session, state.metrics)
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

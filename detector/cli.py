@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from detector.cli_demo import register as register_demo_command
 from detector.cli_deploy import register as register_deploy_commands
 from detector.config import Settings
 from detector.errors import DetectorError
@@ -36,6 +37,7 @@ app.add_typer(project_app, name="project")
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 register_deploy_commands(app, project_app)
+register_demo_command(app)
 
 err = Console(stderr=True)
 
@@ -183,9 +185,14 @@ def _check_port_free(host: str, port: int) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    worker: Annotated[bool, typer.Option(help="Run a worker in this process too.")] = True,
+    worker: Annotated[bool, typer.Option(help="Run a worker beside the API.")] = True,
+    worker_mode: Annotated[
+        str, typer.Option(help="'process': the worker in a child process (own CPU); 'thread': in this process.")
+    ] = "process",
 ) -> None:
     """Run the API (intake, Sentry web API subset, query API) and, by default, a worker beside it."""
+    import subprocess
+
     import uvicorn
 
     from api.app import create_app
@@ -195,8 +202,23 @@ def serve(
     settings = load_settings()
     ready_database(settings)
     _check_port_free(host, port)
-    application = create_app(settings, worker_factory=build_worker if worker else None)
-    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    if worker_mode not in ("process", "thread"):
+        raise fail("--worker-mode must be 'process' or 'thread'")
+    child: subprocess.Popen[bytes] | None = None
+    if worker and worker_mode == "process":
+        # The digest is CPU work: in its own process it does not compete with intake for the GIL.
+        child = subprocess.Popen([sys.executable, "-m", "detector.cli", "worker"])
+    in_process = build_worker if worker and worker_mode == "thread" else None
+    application = create_app(settings, worker_factory=in_process)
+    try:
+        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        if child is not None:
+            child.terminate()
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 @app.command("worker")

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from detector.store.models import Anomaly, Notification, WorkerLease
+from detector.store.queue import oldest_received, queue_depth
 
 
 @dataclass
@@ -31,12 +37,39 @@ class Metrics:
         )
         self.queue_depth = Gauge("detector_queue_depth", "Raw items waiting for digest", registry=r)
         self.detection_passes = Counter("detector_detection_passes", "Detection passes run", registry=r)
-        self.detection_seconds = Histogram(
-            "detector_detection_seconds", "Detection pass duration", registry=r
-        )
+        self.detection_seconds = Histogram("detector_detection_seconds", "Detection pass duration", registry=r)
         self.anomalies = Counter("detector_anomalies", "Anomalies opened, by kind", ["kind"], registry=r)
         self.alerts_sent = Counter("detector_alerts_sent", "Alert messages accepted by Slack", registry=r)
-        self.alert_failures = Counter(
-            "detector_alert_failures", "Alert sends that failed (kept for retry)", registry=r
-        )
+        self.alert_failures = Counter("detector_alert_failures", "Alert sends that failed (kept for retry)", registry=r)
         self.pull_events = Counter("detector_pull_events", "Events pulled from Sentry", registry=r)
+        # Read from the database at scrape time, so they hold whichever process did the work.
+        self.oldest_queued_seconds = Gauge(
+            "detector_oldest_queued_seconds", "Age of the oldest raw item waiting for digest (digest lag)", registry=r
+        )
+        self.open_anomalies = Gauge("detector_open_anomalies", "Anomalies in state open, by kind", ["kind"], registry=r)
+        self.last_pass_age = Gauge(
+            "detector_last_detection_pass_age_seconds",
+            "Seconds since the latest detection pass of any project",
+            registry=r,
+        )
+        self.alerts_waiting = Gauge(
+            "detector_alerts_waiting", "Alert messages not yet accepted by Slack, by state", ["state"], registry=r
+        )
+
+
+def refresh_database_gauges(session: Session, metrics: Metrics) -> None:
+    """Set the gauges that describe shared state (queue, anomalies, passes, alert outbox)."""
+    now = datetime.now(UTC)
+    metrics.queue_depth.set(queue_depth(session))
+    oldest = oldest_received(session)
+    metrics.oldest_queued_seconds.set((now - oldest).total_seconds() if oldest else 0.0)
+    for kind, count in session.execute(
+        select(Anomaly.kind, func.count()).where(Anomaly.state == "open").group_by(Anomaly.kind)
+    ).all():
+        metrics.open_anomalies.labels(kind=kind).set(count)
+    last = session.scalar(select(func.max(WorkerLease.last_run_at)).where(WorkerLease.name.like("detect:%")))
+    metrics.last_pass_age.set((now - last).total_seconds() if last else -1)
+    for state, count in session.execute(
+        select(Notification.state, func.count()).where(Notification.state != "sent").group_by(Notification.state)
+    ).all():
+        metrics.alerts_waiting.labels(state=state).set(count)
