@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -207,7 +208,9 @@ def serve(
     child: subprocess.Popen[bytes] | None = None
     if worker and worker_mode == "process":
         # The digest is CPU work: in its own process it does not compete with intake for the GIL.
-        child = subprocess.Popen([sys.executable, "-m", "detector.cli", "worker"])
+        child = subprocess.Popen(
+            [sys.executable, "-m", "detector.cli", "worker", "--parent-pid", str(os.getpid())]
+        )
     in_process = build_worker if worker and worker_mode == "thread" else None
     application = create_app(settings, worker_factory=in_process)
     try:
@@ -224,6 +227,9 @@ def serve(
 @app.command("worker")
 def worker_command(
     once: Annotated[bool, typer.Option(help="Digest what is queued, run each job once, and exit.")] = False,
+    parent_pid: Annotated[
+        int | None, typer.Option(hidden=True, help="Stop when this process is gone (set by `serve`).")
+    ] = None,
 ) -> None:
     """Run a worker: digest intake, run detection passes, send alerts, pull from Sentry."""
     from detector.metrics import Metrics
@@ -241,7 +247,16 @@ def worker_command(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if parent_pid is not None:
+        threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), daemon=True).start()
     worker.run(stop)
+
+
+def _stop_when_orphaned(parent_pid: int, stop: threading.Event) -> None:
+    """A worker started by `serve` ends with it, even if `serve` was killed without a chance to say so."""
+    while not stop.wait(1.0):
+        if os.getppid() != parent_pid:
+            stop.set()
 
 
 def parse_when(value: str | None) -> datetime:
