@@ -1,0 +1,331 @@
+"""`detector demo`: replay the seed incident through the real intake, digest, detection and alert paths.
+
+Everything happens in simulated time on real components: a real git repository, deploys recorded by
+`record_deploy`, envelopes posted to the real FastAPI app, `digest_all`, `run_detection` at each
+simulated minute (as the worker would), and the alert queued and delivered by `detector.notify`. The
+database is left as it is, so `detector serve` can show the result afterwards.
+"""
+
+from __future__ import annotations
+
+import html
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.app import create_app
+from detector.alerts.blocks import alert_blocks
+from detector.config import Settings
+from detector.demo import repo as demo_repo
+from detector.demo import scenario
+from detector.deploys.service import record_deploy
+from detector.detection import AnomalyChange, run_detection
+from detector.intake.digest import digest_all
+from detector.notify import alert_content_for, channel_for, deliver_pending, enqueue_alerts, render_alert_text
+from detector.sources.git_repo import GitRepo
+from detector.store.db import make_engine, make_sessionmaker, transaction, upgrade
+from detector.store.models import Anomaly, Deploy, Project
+from detector.store.projects import create_project
+
+Echo = Callable[[str], None]
+
+BASE_SLUG = "shop"
+SESSIONS_PER_MINUTE = 100
+BASELINE_MINUTES = 60
+HISTORY_MINUTES = 20
+MAX_MINUTES_AFTER_DEPLOY = 30
+BASELINE_DETECTION_EVERY = 10
+"""Detection passes during the healthy hour run every this many simulated minutes (they find nothing)."""
+
+
+class DemoError(RuntimeError):
+    """The demo could not run, or ran without catching the incident; the message says which."""
+
+
+@dataclass
+class DemoResult:
+    """What the demo did and found; `caught_minutes` is simulated minutes from deploy to detection."""
+
+    project_id: int
+    project_slug: str
+    repo_path: Path
+    deploy_id: int
+    release: str
+    anomaly_id: int
+    anomaly_kind: str
+    anomaly_title: str
+    caught_minutes: float
+    suspects: list[dict[str, Any]]
+    message: dict[str, Any]
+    alert_text: str
+    slack_channel: str | None
+    slack_sent: int
+    other_anomalies: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+def default_workdir(settings: Settings) -> Path:
+    """Where the demo repository goes: next to a SQLite database file, else the current directory."""
+    prefix = "sqlite:///"
+    if settings.database_url.startswith(prefix) and ":memory:" not in settings.database_url:
+        return Path(settings.database_url.removeprefix(prefix)).resolve().parent
+    return Path.cwd()
+
+
+def free_slug(session: Session, base: str = BASE_SLUG) -> str:
+    """`base`, or `base-2`, `base-3`, … when taken (a second demo never touches the first one's data)."""
+    taken = set(session.scalars(select(Project.slug).where(Project.slug.like(f"{base}%"))))
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+class _Intake:
+    """Posts envelopes to the real app as a browser would (key in the query string, text/plain)."""
+
+    def __init__(self, client: TestClient, project: Project) -> None:
+        self.client = client
+        self.url = f"/api/{project.id}/envelope/?sentry_version=7&sentry_key={project.public_key}"
+        self.posted = 0
+
+    def post(self, envelopes: list[bytes]) -> None:
+        for body in envelopes:
+            response = self.client.post(self.url, content=body, headers={"Content-Type": "text/plain;charset=UTF-8"})
+            if response.status_code != 200:
+                raise DemoError(f"intake answered {response.status_code}: {response.text[:200]}")
+            self.posted += 1
+
+
+def _incident(session: Session, changes: list[AnomalyChange]) -> tuple[AnomalyChange | None, list[str]]:
+    found: AnomalyChange | None = None
+    others: list[str] = []
+    for change in changes:
+        anomaly = session.get(Anomaly, change.anomaly_id)
+        assert anomaly is not None
+        if (
+            found is None
+            and change.change == "created"
+            and anomaly.kind == "new_signature"
+            and scenario.INCIDENT_TITLE_PART in anomaly.title
+        ):
+            found = change
+        elif change.change == "created":
+            others.append(f"{anomaly.kind}: {anomaly.title}")
+    return found, others
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    workdir: Path | None = None,
+    echo: Echo = print,
+    seed: int = 7,
+    now: datetime | None = None,
+) -> DemoResult:
+    """Run the whole demo against `settings.database_url` (schema created if needed); see the module doc.
+
+    Raises `DemoError` if git is missing or the incident is not caught within
+    `MAX_MINUTES_AFTER_DEPLOY` simulated minutes. Posts to Slack only if the settings name a channel.
+    """
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    good_at = now - timedelta(hours=3)
+    bad_at = good_at + timedelta(minutes=BASELINE_MINUTES)
+    history_at = now - timedelta(hours=27)
+
+    upgrade(settings.database_url)
+    factory = make_sessionmaker(make_engine(settings.database_url))
+
+    repo_path = demo_repo.free_directory((workdir or default_workdir(settings)) / "detector-demo-repo")
+    try:
+        demo_repo.init_repo(repo_path)
+        good_sha = demo_repo.commit(
+            repo_path,
+            scenario.INITIAL_COMMIT,
+            when=good_at - timedelta(minutes=scenario.INITIAL_COMMIT.minutes_before_deploy),
+        )
+    except demo_repo.DemoRepoError as exc:
+        raise DemoError(str(exc)) from exc
+    echo(f"wrote a git repository for the storefront at {repo_path}")
+
+    with transaction(factory) as session:
+        project = create_project(
+            session, slug=free_slug(session), org=settings.org, platform="javascript", repo_path=str(repo_path)
+        )
+        project_id, slug = project.id, project.slug
+    echo(f"created project {slug} (id {project_id}), linked to the repository")
+
+    app = create_app(settings)
+    with TestClient(app) as client, factory() as reader:
+        project = reader.get(Project, project_id)
+        assert project is not None
+        intake = _Intake(client, project)
+
+        # yesterday: the older release with the errors every release has (so they are known, not new)
+        for minute in scenario.minutes(history_at, HISTORY_MINUTES):
+            intake.post(
+                scenario.minute_traffic(
+                    rng, minute, sessions=SESSIONS_PER_MINUTE, releases=((scenario.OLD_RELEASE, 1.0),)
+                ).envelopes
+            )
+        digest_all(factory)
+
+        with transaction(factory) as session:
+            deploy = record_deploy(
+                session,
+                project=session.get(Project, project_id),
+                release=scenario.GOOD_RELEASE,
+                environment=scenario.ENVIRONMENT,
+                date_finished=good_at,
+                sha=good_sha,
+                source="demo",
+                repo=GitRepo(repo_path),
+            )
+        echo(f"[{good_at:%H:%M}] deployed {scenario.GOOD_RELEASE} ({good_sha[:12]}), a healthy release")
+
+        errors = 0
+        for i, minute in enumerate(scenario.minutes(good_at, BASELINE_MINUTES)):
+            traffic = scenario.minute_traffic(
+                rng,
+                minute,
+                sessions=SESSIONS_PER_MINUTE,
+                releases=((scenario.GOOD_RELEASE, 0.97), (scenario.OLD_RELEASE, 0.03)),
+            )
+            intake.post(traffic.envelopes)
+            errors += traffic.other_events
+            digest_all(factory)
+            if (i + 1) % BASELINE_DETECTION_EVERY == 0:
+                changes = run_detection(factory, project_id=project_id, at=minute + timedelta(minutes=1))
+                created = [c for c in changes if c.change == "created"]
+                echo(
+                    f"[{minute:%H:%M}] {(i + 1) * SESSIONS_PER_MINUTE} sessions, {errors} background errors "
+                    f"(ResizeObserver, network, one old bug); detection pass: {len(created)} anomalies"
+                )
+
+        try:
+            shas = demo_repo.commit_all(repo_path, scenario.RELEASE_COMMITS, deploy_at=bad_at)
+        except demo_repo.DemoRepoError as exc:
+            raise DemoError(str(exc)) from exc
+        for change, sha in zip(scenario.RELEASE_COMMITS, shas, strict=True):
+            echo(f"  commit {sha[:12]} {change.message} ({change.author})")
+        with transaction(factory) as session:
+            deploy = record_deploy(
+                session,
+                project=session.get(Project, project_id),
+                release=scenario.BAD_RELEASE,
+                environment=scenario.ENVIRONMENT,
+                date_finished=bad_at,
+                sha=shas[-1],
+                source="demo",
+                repo=GitRepo(repo_path),
+            )
+            deploy_id = deploy.id
+        echo(f"[{bad_at:%H:%M}] deployed {scenario.BAD_RELEASE} ({shas[-1][:12]}) with {len(shas)} commits")
+
+        found: AnomalyChange | None = None
+        others: list[str] = []
+        changes = run_detection(factory, project_id=project_id, at=bad_at)
+        for k, minute in enumerate(scenario.minutes(bad_at, MAX_MINUTES_AFTER_DEPLOY)):
+            share = scenario.bad_release_share(k)
+            traffic = scenario.minute_traffic(
+                rng,
+                minute,
+                sessions=SESSIONS_PER_MINUTE,
+                releases=((scenario.BAD_RELEASE, share), (scenario.GOOD_RELEASE, 1 - share)),
+                incident_release=scenario.BAD_RELEASE,
+            )
+            intake.post(traffic.envelopes)
+            digest_all(factory)
+            at = minute + timedelta(minutes=1)
+            changes = run_detection(factory, project_id=project_id, at=at)
+            with factory() as session:
+                found, new_others = _incident(session, changes)
+            others += new_others
+            echo(
+                f"[{minute:%H:%M}] +{k + 1} min: {traffic.sessions_by_release.get(scenario.BAD_RELEASE, 0)} "
+                f"sessions on {scenario.BAD_RELEASE}, {traffic.incident_events} new TypeErrors; "
+                f"detection pass: {'caught it' if found else 'nothing yet'}"
+            )
+            if found is not None:
+                break
+        if found is None:
+            raise DemoError(f"the incident was not caught within {MAX_MINUTES_AFTER_DEPLOY} simulated minutes")
+
+    channel = channel_for(settings)
+    with transaction(factory) as session:
+        enqueue_alerts(session, [found], channel=channel)
+    sent = deliver_pending(factory, settings) if channel else 0
+
+    with factory() as session:
+        anomaly = session.get(Anomaly, found.anomaly_id)
+        deploy_row = session.get(Deploy, deploy_id)
+        assert anomaly is not None and deploy_row is not None
+        content = alert_content_for(session, anomaly.id, settings.public_url)
+        caught = (_aware(anomaly.detected_at) - _aware(deploy_row.deployed_at)).total_seconds() / 60
+        result = DemoResult(
+            project_id=project_id,
+            project_slug=slug,
+            repo_path=repo_path,
+            deploy_id=deploy_id,
+            release=scenario.BAD_RELEASE,
+            anomaly_id=anomaly.id,
+            anomaly_kind=anomaly.kind,
+            anomaly_title=anomaly.title,
+            caught_minutes=caught,
+            suspects=list(anomaly.suspects or []),
+            message=alert_blocks(content),
+            alert_text="",
+            slack_channel=channel,
+            slack_sent=sent,
+            other_anomalies=others,
+        )
+    # the terminal is not Slack: show `<` where Slack's mrkdwn needs `&lt;`
+    result.alert_text = html.unescape(render_alert_text(result.message))
+    result.wall_seconds = time.perf_counter() - started
+    _report(result, echo, settings)
+    return result
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _report(result: DemoResult, echo: Echo, settings: Settings) -> None:
+    echo("")
+    echo("The alert, as Slack shows it:")
+    echo("")
+    echo(result.alert_text)
+    echo(
+        f"Caught {result.caught_minutes:.1f} min after the deploy of {result.release} "
+        f"(simulated time; {result.wall_seconds:.1f} s of wall time)."
+    )
+    if result.suspects:
+        top = result.suspects[0]
+        echo(f"Top suspect: {top['sha'][:12]} {top['message'].splitlines()[0]} by {top['author']}")
+        for line in top.get("evidence") or []:
+            echo(f"  - {line}")
+        for other in result.suspects[1:]:
+            echo(f"  then {other['sha'][:12]} {other['message'].splitlines()[0]} (score {other['score']:.2f})")
+    if result.other_anomalies:
+        echo("Also found (not alerted by the demo): " + "; ".join(result.other_anomalies))
+    if result.slack_channel:
+        echo(f"Posted {result.slack_sent} message(s) to Slack ({result.slack_channel}).")
+    else:
+        echo("Slack: not configured (set DETECTOR_SLACK_WEBHOOK_URL to post the alert).")
+    echo(
+        f"Explore it: `detector serve`, then GET {settings.public_url}/api/v1/projects/{result.project_slug}"
+        f"/anomalies/{result.anomaly_id} (with a token from `detector token create`), or open notebooks/."
+    )
