@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.table import Table
 
 from detector.cli_demo import register as register_demo_command
-from detector.cli_demo import register as register_demo_command
 from detector.cli_deploy import register as register_deploy_commands
 from detector.config import Settings
 from detector.errors import DetectorError
@@ -39,7 +38,6 @@ app.add_typer(project_app, name="project")
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 register_deploy_commands(app, project_app)
-register_demo_command(app)
 register_demo_command(app)
 
 err = Console(stderr=True)
