@@ -71,8 +71,10 @@ def record_deploy(
 
     `deployed_at` is `date_finished`, else `date_started`, else now. With `require_known_sha`, a `sha`
     or `from_sha` the repository does not have is `InvalidInput` instead of a logged warning.
-    `on_deploy(project_id, deploy_id)` runs after the caller's transaction commits (never if it rolls
-    back), so whatever it starts sees the deploy.
+    A new deploy also requests a detection pass for the project (`request_detection`, in the same
+    transaction, so the request is as durable as the deploy). `on_deploy(project_id, deploy_id)`, for
+    anything else, runs after the caller's transaction commits (never if it rolls back), so whatever it
+    starts sees the deploy.
     """
     release = _clean(release, name="release", limit=MAX_VERSION_CHARS)
     environment = _clean(environment, name="environment", limit=MAX_ENVIRONMENT_CHARS)
