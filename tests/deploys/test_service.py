@@ -13,7 +13,8 @@ from detector.deploys.service import record_deploy, record_release_commits
 from detector.errors import InvalidInput
 from detector.store import deploys as store
 from detector.store.db import transaction
-from detector.store.models import Deploy, Project
+from detector.store.leases import detection_lease_name
+from detector.store.models import Deploy, Project, WorkerLease
 from tests.deploys.gitrepos import History
 
 T1 = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
@@ -229,3 +230,15 @@ def test_branch_names_resolve_to_the_full_sha_and_identify_the_same_deploy(
         )
         assert by_branch.sha == history.v2
         assert by_sha.id == by_branch.id
+
+
+def test_a_new_deploy_requests_a_detection_pass_and_a_repeat_does_not(
+    factory: sessionmaker[Session], project: Project
+) -> None:
+    with transaction(factory) as session:
+        record_deploy(session, project=project, release="web@1", environment="prod", source="api", now=T1)
+    with transaction(factory) as session:
+        record_deploy(session, project=project, release="web@1", environment="prod", source="api", now=T2)
+    with factory() as session:
+        lease = session.get(WorkerLease, detection_lease_name(project.id))
+        assert lease is not None and lease.requested_at == T1
