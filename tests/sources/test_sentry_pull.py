@@ -359,7 +359,8 @@ def test_a_wrong_token_is_refused_and_recorded(
 def test_worker_gets_a_pull_job_only_when_pull_mode_is_configured(
     settings: Settings, factory: sessionmaker[Session], sentry: SentryStandin
 ) -> None:
-    assert not build_worker_from_settings(settings, Metrics(), factory).jobs
+    unconfigured = build_worker_from_settings(settings, Metrics(), factory)
+    assert "sentry-pull" not in [j.name for j in unconfigured.jobs]
 
     configured = settings.model_copy(
         update={
