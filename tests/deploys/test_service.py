@@ -204,18 +204,18 @@ def test_unknown_sha_is_refused_when_required_and_tolerated_otherwise(
         assert d.sha == "deadbeef" * 5
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
+def test_bad_deploys_are_refused(factory: sessionmaker[Session], project: Project) -> None:
+    cases: list[tuple[dict, str]] = [
         ({"release": " ", "environment": "prod"}, "release is required"),
         ({"release": "web@1", "environment": ""}, "environment is required"),
         ({"release": "web@1", "environment": "x" * 65}, "at most 64"),
         ({"release": "web@1", "environment": "prod", "date_started": T2, "date_finished": T1}, "finished before"),
-    ],
-)
-def test_bad_deploys_are_refused(factory: sessionmaker[Session], project: Project, kwargs: dict, message: str) -> None:
-    with pytest.raises(InvalidInput, match=message), transaction(factory) as session:
-        record_deploy(session, project=project, source="api", **kwargs)
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(InvalidInput, match=message), transaction(factory) as session:
+            record_deploy(session, project=project, source="api", **kwargs)
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(Deploy)) == 0
 
 
 def test_branch_names_resolve_to_the_full_sha_and_identify_the_same_deploy(
