@@ -265,12 +265,7 @@ def suspects_for(session: Session, project: Project, anomaly: Anomaly) -> Suspec
             snapshot = GitSnapshot.at(GitRepo(project.repo_path), deploy.sha)
         except GitError as exc:
             log.warning("cannot read %s at %s: %s", project.repo_path, deploy.sha, exc)
-    ranking = rank_suspects(error, commits, snapshot)
-    if snapshot is None and not project.repo_path:
-        extra = "import graph and line blame (no linked repository: `detector project set-repo`)"
-        if extra not in ranking.unavailable:
-            ranking = SuspectRanking(ranking.suspects, [*ranking.unavailable])
-    return ranking
+    return rank_suspects(error, commits, snapshot)
 
 
 def run_detection(
