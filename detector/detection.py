@@ -181,6 +181,28 @@ def _segments(session: Session, anomaly: Finding, project_id: int) -> list[dict[
     return segments_over_represented(affected, population, columns=SEGMENT_COLUMNS)
 
 
+def _set_exact_counts(session: Session, anomaly: Anomaly, at: datetime) -> None:
+    """Distinct users and sessions over the anomaly's whole span (the model sees per-minute counts only,
+    whose distinct values cannot be summed), from the stored events up to `at`."""
+    if anomaly.signature_id is None:
+        return
+    events, users, sessions = session.execute(
+        select(
+            func.count(),
+            func.count(func.distinct(func.coalesce(Event.user_key, Event.session_key, Event.event_id))),
+            func.count(func.distinct(func.coalesce(Event.session_key, Event.user_key, Event.event_id))),
+        ).where(
+            Event.signature_id == anomaly.signature_id,
+            Event.release == anomaly.release,
+            Event.environment == anomaly.environment,
+            Event.minute >= floor_minute(anomaly.first_seen),
+            Event.timestamp <= at,
+        )
+    ).one()
+    if events:
+        anomaly.events, anomaly.users, anomaly.sessions_affected = int(events), int(users), int(sessions)
+
+
 def _commit_infos(session: Session, deploy_ids: list[int]) -> list[CommitInfo]:
     """The commits those deploys brought, oldest first, with their changed files and diffs."""
     rows = session.execute(
@@ -297,6 +319,7 @@ def run_detection(
             anomaly, change = upsert_anomaly(session, project_id=project_id, values=values)
             if change in ("created", "grew"):
                 anomaly.segments = _segments(session, finding, project_id)
+                _set_exact_counts(session, anomaly, at)
             if change == "created":
                 ranking = suspects_for(session, project, anomaly)
                 if ranking is not None:
