@@ -1,0 +1,68 @@
+"""The `detector` command as a user runs it: JSON outputs, and clear messages instead of tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_cli(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_") or k.startswith("DETECTOR_TEST")}
+    env["DETECTOR_DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "detector.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_project_and_token_json(database_url: str, tmp_path: Path) -> None:
+    created = run_cli(
+        "project", "create", "web", "--platform", "javascript", "--json", database_url=database_url, cwd=tmp_path
+    )
+    assert created.returncode == 0, created.stderr
+    project = json.loads(created.stdout.strip().splitlines()[-1])
+    assert {"id", "slug", "org", "public_key", "dsn"} <= project.keys()
+    assert project["dsn"].endswith(f"/{project['id']}") and project["public_key"] in project["dsn"]
+    again = run_cli("project", "create", "web", "--json", database_url=database_url, cwd=tmp_path)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    listed = run_cli("project", "list", "--json", database_url=database_url, cwd=tmp_path)
+    assert [p["slug"] for p in json.loads(listed.stdout)] == ["web"]
+    token = run_cli("token", "create", "--json", database_url=database_url, cwd=tmp_path)
+    assert json.loads(token.stdout)["token"].startswith("dtk_")
+
+
+def test_bad_database_url_is_a_clear_message(tmp_path: Path) -> None:
+    bad_scheme = run_cli("project", "list", database_url="mysql://nowhere/db", cwd=tmp_path)
+    assert bad_scheme.returncode == 1
+    assert "DETECTOR_DATABASE_URL" in bad_scheme.stderr and "Traceback" not in bad_scheme.stderr
+    unreachable = run_cli("db", "upgrade", database_url="postgresql+psycopg://nobody@127.0.0.1:9/none", cwd=tmp_path)
+    assert unreachable.returncode == 1
+    assert "cannot reach the database" in unreachable.stderr and "Traceback" not in unreachable.stderr
+
+
+def test_port_in_use_is_a_clear_message(database_url: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--port", str(port), database_url=database_url, cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_default_database_is_a_sqlite_file_created_on_first_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "db", "upgrade"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "detector.db").exists()
