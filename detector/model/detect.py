@@ -141,12 +141,18 @@ def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures:
     release = _encode(sig_counts["release"], vocabulary)
     s_env = _encode(session_counts["environment"], vocabulary)
     s_release = _encode(session_counts["release"], vocabulary)
-    if grace:
-        in_grace = _within_grace(minute, env, deploys, config.deploy_grace_minutes, vocabulary)
-        keep &= ~(in_grace & np.isin(sig, list(grace)))
-
     s_minute = minute_index(session_counts["minute"]) if len(session_counts) else np.array([], np.int64)
     s_keep = s_minute <= at_minute
+    s_errored = session_counts["errored"].to_numpy(float)
+    if grace:
+        in_grace = _within_grace(minute, env, deploys, config.deploy_grace_minutes, vocabulary)
+        expected_noise = keep & in_grace & np.isin(sig, list(grace))
+        keep &= ~expected_noise
+        # Sessions errored only by expected post-deploy noise are not errors of the release either.
+        s_errored = _without_noise(s_errored, (s_release, s_env, s_minute),
+                                   (release[expected_noise], env[expected_noise], minute[expected_noise]),
+                                   sig_counts["sessions"].to_numpy(float)[expected_noise])
+
     return _Prepared(
         at=at, at_minute=at_minute, vocabulary=vocabulary,
         sig=sig[keep], release=release[keep], env=env[keep],
@@ -158,9 +164,24 @@ def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures:
         s_release=s_release[s_keep], s_env=s_env[s_keep],
         s_minute=s_minute[s_keep],
         s_started=session_counts["started"].to_numpy(float)[s_keep],
-        s_errored=session_counts["errored"].to_numpy(float)[s_keep],
+        s_errored=s_errored[s_keep],
         titles=titles, first_seen=first_seen, noisy_ids=noisy_ids, deploys=deploys,
     )
+
+
+def _without_noise(errored: np.ndarray, session_keys: tuple[np.ndarray, np.ndarray, np.ndarray],
+                   noise_keys: tuple[np.ndarray, np.ndarray, np.ndarray], noise_sessions: np.ndarray) -> np.ndarray:
+    """``errored`` minus the noise sessions of the same (release, environment, minute), at least 0.
+
+    Summing per-signature sessions may count a session hit by two noise signatures twice; the floor at
+    0 and the rarity of such sessions keep that harmless (it can only lower the errored count)."""
+    if len(noise_sessions) == 0 or len(errored) == 0:
+        return errored
+    frame = pd.DataFrame({"r": noise_keys[0], "e": noise_keys[1], "m": noise_keys[2], "n": noise_sessions})
+    totals = frame.groupby(["r", "e", "m"])["n"].sum()
+    index = pd.MultiIndex.from_arrays(list(session_keys))
+    noise = totals.reindex(index).fillna(0.0).to_numpy()
+    return np.maximum(errored - noise, 0.0)
 
 
 def _within_grace(minute: np.ndarray, env: np.ndarray, deploys: pd.DataFrame,

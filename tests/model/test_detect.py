@@ -88,6 +88,23 @@ def test_chunk_load_errors_right_after_deploy_are_expected(rng):
     assert [f for f in run(data, DEPLOY_AT + 19 * MIN) if f.signature_id == 700] == []
 
 
+@pytest.mark.parametrize(("noise_class", "release_alarm"), [("chunk_load", False), (None, True)])
+def test_sessions_errored_by_post_deploy_noise_do_not_raise_the_release_error_rate(rng, noise_class,
+                                                                                  release_alarm):
+    data = project(rng, BACKGROUND, [SimDeploy(7, "web@1.2.0", DEPLOY_AT)], days=1, after=20 * MIN)
+    burst = [{"signature_id": 700, "release": "web@1.2.0", "environment": "production",
+              "minute": DEPLOY_AT + i * MIN, "events": 30, "users": 20, "sessions": 20} for i in range(10)]
+    data["sig_counts"] = pd.concat([data["sig_counts"], frames(burst, [], [], [])["sig_counts"]])
+    sessions = data["session_counts"]
+    hit = (sessions["release"] == "web@1.2.0") & (sessions["minute"] < DEPLOY_AT + 10 * MIN)
+    sessions.loc[hit, "errored"] = np.minimum(sessions.loc[hit, "errored"] + 20, sessions.loc[hit, "started"])
+    data["signatures"] = pd.concat([data["signatures"], pd.DataFrame([{
+        "signature_id": 700, "title": "ChunkLoadError", "first_seen": DEPLOY_AT, "noise_class": noise_class,
+        "in_app": True}])])
+    kinds = {f.kind for f in run(data, DEPLOY_AT + 19 * MIN)}
+    assert ("release_error_rate" in kinds) is release_alarm
+
+
 @pytest.mark.parametrize(("noise_class", "in_app"), [(None, False), ("third_party", True), ("network", True)])
 def test_noisy_signatures_need_much_stronger_evidence(noise_class, in_app):
     # two signatures with identical counts: the first-party one alarms, the noisy one not yet
