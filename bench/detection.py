@@ -1,0 +1,598 @@
+"""Detection benchmark: simulated frontend traffic through the real ingestion path, deploys, passes.
+
+    python -m bench.detection [--quick] [--traffic 10,100,1000] [--reps 2] [--deploy-every 60]
+                              [--steady-days 7] [--model-weeks 1] [--database sqlite|postgresql]
+
+For each traffic level (sessions started per minute, diurnal) one project lives through a timeline:
+a warm-up, then a deploy every ``--deploy-every`` minutes through ``POST /api/v1/projects/{slug}/deploys``.
+Deploys alternate between benign ones (some bring harmless new signatures) and bad ones, which cycle
+through every (incident, impact) pair of the grid:
+
+* ``seed``: a new TypeError on /billing in ``impact`` of sessions (the seed incident);
+* ``rise10x``: a known signature at ``impact / 10`` of sessions rises 10x;
+* ``browser_crash``: a new crash in Safari sessions only, ``impact`` of all sessions;
+* ``slow``: every app error a little more often, errored sessions +0.2 % of sessions (release level).
+
+Each minute of traffic is one Sentry envelope (a ``sessions`` aggregate and one ``event`` item per
+affected session) posted to the real app (``api.app.create_app`` in-process, ``TestClient``), then
+digested (``digest_all``); passes run through ``POST /api/v1/projects/{slug}/detect?at=...`` every
+minute for ``--dense-minutes`` after each deploy, every ``--sparse-every`` minutes otherwise. The bad
+release runs until the next deploy (which reverts it).
+
+A detection is a true positive only if the anomaly names the incident's signature (``release_error_rate``
+for ``slow``) and the bad deploy. Every other anomaly is a false alert: on a benign deploy, on a bad
+deploy but for another signature, or a spike. Time to detect is from the deploy to the first pass
+that reported the anomaly. The oracle is a Poisson CUSUM that knows the true before/after rates of the
+incident stream, tuned by simulation to one false alarm per week on that one stream, run on the same
+minute counts; for new signatures its "before" rate is the detector's null, the floor rate (0.1 %).
+
+The full run adds a week (``--steady-days``) of steady traffic at 10 and 100 sessions/min with no deploy
+through the same path (false alerts per project-week), and ``--model-weeks`` of pure-model passes on
+frames from ``detector.model.simulate`` at 1,000 sessions/min with 2,000 signatures and benign deploys
+every 3 h (labelled "model only"). The last line printed is one JSON object (the summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import detection_traffic as traffic
+from bench.detection_traffic import Sig
+
+NEW_SIGNATURE_FLOOR = 0.001
+INCIDENTS = ("seed", "rise10x", "browser_crash")
+SLOW_IMPACT = 0.002
+POSTGRES_URL = os.environ.get("DETECTOR_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@dataclass
+class Incident:
+    kind: str
+    impact: float
+    sig: Sig | None  # the signature a true positive must name (None: release level)
+    rate_before: float
+    rate_after: float
+
+
+@dataclass
+class DeployRecord:
+    index: int
+    release: str
+    at: datetime
+    incident: Incident | None
+    deploy_id: int = 0
+    harmless: list[Sig] = field(default_factory=list)
+    truth_started: list[int] = field(default_factory=list)
+    truth_affected: list[int] = field(default_factory=list)
+    detected_after: float | None = None  # minutes from deploy to the first pass reporting it
+    detected_kind: str | None = None
+    oracle_delay: float | None = None
+
+
+@dataclass
+class Alert:
+    anomaly_id: int
+    kind: str
+    title: str
+    deploy_id: int | None
+    pass_at: datetime
+    crossed_at: str | None
+    culprit: str
+    verdict: str = "false"
+
+
+class App:
+    """The real app in-process: intake, deploys and passes through HTTP, digest as the worker runs it."""
+
+    def __init__(self, database_url: str) -> None:
+        from fastapi.testclient import TestClient
+
+        from api.app import create_app
+        from detector.config import Settings
+        from detector.store.db import make_engine, make_sessionmaker, transaction, upgrade
+        from detector.store.projects import create_token
+
+        upgrade(database_url)
+        self.settings = Settings(database_url=database_url, detect_schedule="off", default_rate_limit_per_minute=0)
+        self.factory = make_sessionmaker(make_engine(database_url))
+        with transaction(self.factory) as session:
+            token = create_token(session, label="bench")
+        self.auth = {"Authorization": f"Bearer {token}"}
+        self.client = TestClient(create_app(self.settings))
+        self.client.__enter__()
+        self.pass_seconds: list[float] = []
+        self.digest_seconds = 0.0
+        self.posted_events = 0
+
+    def close(self) -> None:
+        self.client.__exit__(None, None, None)
+
+    def project(self, slug: str) -> tuple[int, str, str]:
+        from detector.store.db import transaction
+        from detector.store.projects import create_project
+
+        with transaction(self.factory) as session:
+            project = create_project(session, slug=slug, org=self.settings.org)
+            return project.id, project.slug, project.public_key
+
+    def post(self, project_id: int, key: str, envelope: bytes) -> None:
+        response = self.client.post(f"/api/{project_id}/envelope/?sentry_key={key}", content=envelope)
+        if response.status_code != 200:
+            raise RuntimeError(f"intake answered {response.status_code}: {response.text[:200]}")
+
+    def digest(self) -> None:
+        from detector.intake.digest import digest_all
+
+        began = time.perf_counter()
+        digest_all(self.factory)
+        self.digest_seconds += time.perf_counter() - began
+
+    def deploy(self, slug: str, release: str, at: datetime) -> int:
+        response = self.client.post(f"/api/v1/projects/{slug}/deploys", headers=self.auth,
+                                    json={"release": release, "environment": traffic.ENVIRONMENT,
+                                          "finished": at.isoformat()})
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"deploy answered {response.status_code}: {response.text[:200]}")
+        return int(response.json()["id"])
+
+    def detect(self, slug: str, at: datetime) -> list[dict[str, Any]]:
+        began = time.perf_counter()
+        response = self.client.post(f"/api/v1/projects/{slug}/detect", headers=self.auth,
+                                    params={"at": at.isoformat()})
+        self.pass_seconds.append(time.perf_counter() - began)
+        if response.status_code != 200:
+            raise RuntimeError(f"detect answered {response.status_code}: {response.text[:200]}")
+        return [c for c in response.json()["changes"] if c["change"] == "created"]
+
+    def anomaly(self, slug: str, anomaly_id: int) -> dict[str, Any]:
+        """The anomaly as the API shows it, plus its signature's culprit (read from the store: the API
+        has no signature route) to tell which simulated error it is."""
+        from detector.store.models import Signature
+
+        response = self.client.get(f"/api/v1/projects/{slug}/anomalies/{anomaly_id}", headers=self.auth)
+        detail = dict(response.json())
+        detail["culprit"] = ""
+        if detail.get("signature_id") is not None:
+            with self.factory() as session:
+                signature = session.get(Signature, detail["signature_id"])
+                detail["culprit"] = signature.culprit if signature is not None else ""
+        return detail
+
+
+# -- the timeline of one project ---------------------------------------------------------------------
+
+
+def regressable_pool(impacts: list[float], reps: int) -> dict[float, list[Sig]]:
+    """Known signatures at impact/10 of sessions, one per bad deploy that will raise them 10x."""
+    pool: dict[float, list[Sig]] = {}
+    index = 0
+    for impact in impacts:
+        pool[impact] = []
+        for _ in range(reps):
+            pool[impact].append(traffic.existing_signature(f"known{index}", impact / 10.0, index))
+            index += 1
+    return pool
+
+
+def plan_deploys(*, start: datetime, count: int, every: int, impacts: list[float], reps: int,
+                 pool: dict[float, list[Sig]], rng: np.random.Generator) -> list[DeployRecord]:
+    """Benign and bad deploys alternating; bad ones cycle through (incident, impact) and ``slow``."""
+    bad: list[tuple[str, float]] = []
+    for rep in range(reps):
+        for impact in impacts:
+            for kind in INCIDENTS:
+                bad.append((kind, impact))
+        bad.append(("slow", SLOW_IMPACT))
+        del rep
+    order = rng.permutation(len(bad))
+    bad = [bad[i] for i in order]
+    records: list[DeployRecord] = []
+    used: dict[float, int] = {}
+    for i in range(count):
+        at = start + timedelta(minutes=every * (i + 1))
+        incident = None
+        if i % 2 == 1 and bad:
+            kind, impact = bad.pop()
+            incident = _incident(kind, impact, i, pool, used)
+        record = DeployRecord(index=i, release=f"web@1.{i + 1}.0", at=at, incident=incident)
+        if incident is None and rng.random() < 0.3:
+            record.harmless = [traffic.harmless_new(i * 10 + j, float(rng.uniform(0.00005, 0.0003)))
+                               for j in range(int(rng.integers(1, 3)))]
+        records.append(record)
+    return records
+
+
+def _incident(kind: str, impact: float, index: int, pool: dict[float, list[Sig]],
+              used: dict[float, int]) -> Incident:
+    if kind == "seed":
+        return Incident(kind, impact, traffic.seed_incident(impact, index), NEW_SIGNATURE_FLOOR, impact)
+    if kind == "browser_crash":
+        return Incident(kind, impact, traffic.browser_crash(impact, index), NEW_SIGNATURE_FLOOR, impact)
+    if kind == "rise10x":
+        n = used.get(impact, 0)
+        used[impact] = n + 1
+        known = pool[impact][n]
+        return Incident(kind, impact, known.with_rate(impact), impact / 10.0, impact)
+    return Incident(kind, impact, None, 0.0, 0.0)  # slow: rates filled in from the catalogue
+
+
+def release_sigs(background: list[Sig], known: list[Sig], record: DeployRecord | None,
+                 minutes_since_deploy: int) -> list[Sig]:
+    """The signatures (with rates) of the release running ``minutes_since_deploy`` after its deploy."""
+    sigs = []
+    incident = record.incident if record else None
+    for sig in background:
+        rate = sig.rate
+        if sig.name == "chunk_load":
+            rate += traffic.chunk_load_after_deploy(minutes_since_deploy)
+        if incident is not None and incident.kind == "slow" and sig.expected_noise is None:
+            app_total = sum(s.rate for s in background if s.expected_noise is None)
+            rate += SLOW_IMPACT * sig.rate / app_total
+        sigs.append(sig.with_rate(rate) if rate != sig.rate else sig)
+    for sig in known:
+        if incident is not None and incident.sig is not None and incident.sig.name == sig.name:
+            sigs.append(incident.sig)
+        else:
+            sigs.append(sig)
+    if incident is not None and incident.kind in ("seed", "browser_crash") and incident.sig is not None:
+        sigs.append(incident.sig)
+    if record is not None:
+        sigs.extend(record.harmless)
+    return sigs
+
+
+@dataclass
+class TimelineResult:
+    traffic: float
+    minutes: int
+    deploys: list[DeployRecord]
+    alerts: list[Alert]
+    events: int
+
+
+def run_timeline(app: App, *, traffic_level: float, start: datetime, warmup: int, deploys: list[DeployRecord],
+                 every: int, dense: int, sparse: int, background: list[Sig], known: list[Sig],
+                 rng: np.random.Generator, slug: str, log: Any) -> TimelineResult:
+    project_id, slug, key = app.project(slug)
+    initial = "web@1.0.0"  # running before the timeline, so its errors are known at the first deploy
+    end = (deploys[-1].at + timedelta(minutes=every)) if deploys else start + timedelta(minutes=warmup)
+    total = int((end - start).total_seconds() // 60)
+    by_minute = {int((d.at - start).total_seconds() // 60): d for d in deploys}
+    current: DeployRecord | None = None
+    since = 0
+    alerts: list[Alert] = []
+    events = 0
+    began = time.perf_counter()
+    for m in range(total):
+        minute = start + timedelta(minutes=m)
+        if m in by_minute:
+            current = by_minute[m]
+            current.deploy_id = app.deploy(slug, current.release, minute)
+            since = 0
+        release = current.release if current else initial
+        sigs = release_sigs(background, known, current, since)
+        minute_traffic = traffic.minute_traffic(minute=minute, release=release,
+                                                expected_sessions=traffic.diurnal(minute, traffic_level),
+                                                sigs=sigs, rng=rng)
+        events += sum(minute_traffic.affected.values())
+        if current is not None and current.incident is not None:
+            current.truth_started.append(minute_traffic.started)
+            incident = current.incident
+            if incident.sig is not None:
+                current.truth_affected.append(minute_traffic.affected.get(incident.sig.name, 0))
+            else:
+                current.truth_affected.append(minute_traffic.errored)
+        app.post(project_id, key, minute_traffic.envelope)
+        app.digest()
+        if (current is not None and since < dense) or since % sparse == sparse - 1 or m == total - 1:
+            at = minute + timedelta(seconds=59)
+            for change in app.detect(slug, at):
+                detail = app.anomaly(slug, change["anomaly_id"])
+                alerts.append(Alert(change["anomaly_id"], detail["kind"], detail["title"], detail["deploy_id"],
+                                    at, detail.get("crossed_at"), detail["culprit"]))
+        since += 1
+    log(f"  traffic {traffic_level:g}/min: {total} minutes, {events} events, {len(deploys)} deploys, "
+        f"{len(alerts)} anomalies, {time.perf_counter() - began:.0f} s")
+    return TimelineResult(traffic_level, total, deploys, alerts, events)
+
+
+def judge(result: TimelineResult) -> None:
+    """Mark true positives and fill each bad deploy's detection delay."""
+    by_id = {d.deploy_id: d for d in result.deploys}
+    signature_level = {a.deploy_id for a in result.alerts if a.kind != "release_error_rate"}
+    for alert in result.alerts:
+        record = by_id.get(alert.deploy_id or -1)
+        if alert.kind == "release_error_rate" and alert.deploy_id in signature_level:
+            alert.verdict = "deferred"  # no alert is sent: the signature's alert of that deploy says it
+        if record is None or record.incident is None:
+            continue
+        if alert.kind == "release_error_rate" and alert.verdict == "false":
+            alert.verdict = "release_level"  # the bad release's error rate did rise: right deploy, coarser
+        incident = record.incident
+        expected = incident.sig.culprit if incident.sig is not None else None
+        hit = alert.culprit == expected if expected is not None else alert.kind == "release_error_rate"
+        if hit:
+            alert.verdict = "true"
+            delay = (alert.pass_at - record.at).total_seconds() / 60.0
+            if record.detected_after is None or delay < record.detected_after:
+                record.detected_after = math.ceil(delay - 1e-9)
+                record.detected_kind = alert.kind
+
+
+# -- the oracle ---------------------------------------------------------------------------------------
+
+_ORACLES: dict[tuple[float, float, float], Any] = {}
+
+
+def oracle_delay(record: DeployRecord, traffic_level: float, background: list[Sig], weeks: int) -> float | None:
+    from detector.model.oracle import OracleCusum
+
+    incident = record.incident
+    assert incident is not None
+    before, after = incident.rate_before, incident.rate_after
+    if incident.kind == "slow":
+        before = 1.0 - math.prod(1.0 - s.rate for s in background)
+        after = before + SLOW_IMPACT
+    if not 0 < before < after:
+        return None
+    key = (before, after, traffic_level)
+    if key not in _ORACLES:
+        day = [traffic.diurnal(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=m), traffic_level)
+               for m in range(24 * 60)]
+        _ORACLES[key] = OracleCusum.tuned(rate_before=before, rate_after=after,
+                                          exposure_per_minute=np.array(day), alarms_per_week=1.0, n_weeks=weeks)
+    return _ORACLES[key].detection_delay(np.array(record.truth_affected, float),
+                                         np.array(record.truth_started, float), 0)
+
+
+# -- summaries ----------------------------------------------------------------------------------------
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return float(np.quantile(np.array(values), q, method="higher"))
+
+
+def cell_rows(results: list[TimelineResult], window: int) -> list[dict[str, Any]]:
+    rows = []
+    cells: dict[tuple[float, str, float], list[DeployRecord]] = {}
+    for result in results:
+        for record in result.deploys:
+            if record.incident is not None:
+                cells.setdefault((result.traffic, record.incident.kind, record.incident.impact), []).append(record)
+    for (level, kind, impact), records in sorted(cells.items()):
+        delays = [r.detected_after for r in records if r.detected_after is not None]
+        oracle = [r.oracle_delay for r in records if r.oracle_delay is not None]
+        ratios = [r.detected_after / r.oracle_delay for r in records
+                  if r.detected_after is not None and r.oracle_delay]
+        rows.append({
+            "traffic": level, "incident": kind, "impact": impact, "deploys": len(records),
+            "recall": len(delays) / len(records),
+            "recall_30min": sum(d <= 30 for d in delays) / len(records),
+            "ttd_median": _quantile(delays, 0.5), "ttd_p90": _quantile(delays, 0.9),
+            "oracle_median": _quantile(oracle, 0.5),
+            "ratio_median": (statistics.median(ratios) if ratios else None),
+            "window_minutes": window,
+        })
+    return rows
+
+
+def false_alert_figures(results: list[TimelineResult]) -> dict[str, Any]:
+    benign = sum(1 for r in results for d in r.deploys if d.incident is None)
+    false = [a for r in results for a in r.alerts if a.verdict == "false"]
+    by_id = {d.deploy_id: d for r in results for d in r.deploys}
+    on_benign = [a for a in false if a.deploy_id in by_id and by_id[a.deploy_id].incident is None]
+    weeks = sum(r.minutes for r in results) / (7 * 24 * 60)
+    return {
+        "benign_deploys": benign,
+        "false_on_benign": len(on_benign),
+        "false_per_100_benign": 100.0 * len(on_benign) / benign if benign else None,
+        "false_total": len(false),
+        "project_weeks": weeks,
+        "false_per_project_week": len(false) / weeks if weeks else None,
+        "false_alerts": [f"{a.kind}: {a.title[:70]} (deploy {a.deploy_id})" for a in false],
+    }
+
+
+# -- steady traffic and the pure-model week ----------------------------------------------------------------
+
+
+def model_week(weeks: float, seed: int, log: Any) -> dict[str, Any]:
+    """False alerts per project-week of the pure model (no intake) at 1,000 sessions/min."""
+    import pandas as pd
+
+    from detector.model import DetectorConfig, detect_anomalies
+    from detector.model.simulate import SimDeploy, SimSignature, simulate_project
+
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2026-10-01", tz="UTC")
+    length = pd.Timedelta(days=1 + 7 * weeks)
+    rates = np.minimum(rng.lognormal(mean=-9.0, sigma=1.5, size=2000), 0.02)
+    sigs = [SimSignature(i + 1, float(r)) for i, r in enumerate(rates)]
+    deploys = [SimDeploy(i + 1, f"web@{i + 1}", start + pd.Timedelta(hours=3 * (i + 1)), rollout_minutes=10)
+               for i in range(int(length / pd.Timedelta(hours=3)) - 1)]
+    data = simulate_project(start=start, end=start + length, sessions_per_minute=1000.0, signatures=sigs,
+                            deploys=deploys, rng=rng)
+    config = DetectorConfig()
+    keys: dict[str, Any] = {}
+    at = start + pd.Timedelta(days=1)
+    passes = 0
+    sig_minutes = data["sig_counts"]["minute"]
+    ses_minutes = data["session_counts"]["minute"]
+    began = time.perf_counter()
+    while at < start + length:
+        low = at - pd.Timedelta(hours=24)
+        frames = dict(data)
+        frames["sig_counts"] = data["sig_counts"][(sig_minutes >= low) & (sig_minutes <= at)]
+        frames["session_counts"] = data["session_counts"][(ses_minutes >= low) & (ses_minutes <= at)]
+        for finding in detect_anomalies(**frames, at=at, config=config):
+            keys.setdefault(finding.key, finding)
+        passes += 1
+        at += pd.Timedelta(minutes=10)
+    log(f"  model-only week(s): {passes} passes in {time.perf_counter() - began:.0f} s, {len(keys)} findings")
+    return {"weeks": weeks, "deploys": len(deploys), "signatures": len(sigs), "passes": passes,
+            "false_alerts": len(keys), "false_per_week": len(keys) / weeks,
+            "by_kind": {k: sum(f.kind == k for f in keys.values()) for k in
+                        ("new_signature", "regression", "release_error_rate", "spike")}}
+
+
+# -- main --------------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="100 sessions/min, a few deploys, < 1 minute")
+    parser.add_argument("--traffic", default="10,100,1000")
+    parser.add_argument("--impacts", default="0.001,0.01,0.1")
+    parser.add_argument("--reps", type=int, default=2, help="bad deploys per (incident, impact) and traffic")
+    parser.add_argument("--deploy-every", type=int, default=60, help="minutes between deploys")
+    parser.add_argument("--warmup", type=int, default=120, help="minutes of traffic before the first deploy")
+    parser.add_argument("--dense-minutes", type=int, default=30)
+    parser.add_argument("--sparse-every", type=int, default=10)
+    parser.add_argument("--steady-days", type=float, default=7.0)
+    parser.add_argument("--model-weeks", type=float, default=1.0)
+    parser.add_argument("--oracle-weeks", type=int, default=20)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.traffic, args.impacts, args.reps = "100", "0.05", 1
+        args.deploy_every, args.warmup, args.dense_minutes = 20, 60, 20
+        args.steady_days, args.model_weeks, args.oracle_weeks = 0.0, 0.0, 4
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    began = time.perf_counter()
+    levels = [float(x) for x in args.traffic.split(",")]
+    impacts = [float(x) for x in args.impacts.split(",")]
+    rng = np.random.default_rng(args.seed)
+    background = traffic.background_catalogue()
+    pool = regressable_pool(impacts, args.reps)
+    known = [s for sigs in pool.values() for s in sigs]
+    results: list[TimelineResult] = []
+    steady: list[TimelineResult] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        url = _database(args.database, Path(tmp))
+        app = App(url)
+        try:
+            n_bad = args.reps * (len(impacts) * len(INCIDENTS) + 1)
+            for i, level in enumerate(levels):
+                total = args.warmup + 2 * n_bad * args.deploy_every + args.deploy_every
+                start = _aligned_start(total)
+                deploys = plan_deploys(start=start + timedelta(minutes=args.warmup - args.deploy_every),
+                                       count=2 * n_bad, every=args.deploy_every, impacts=impacts,
+                                       reps=args.reps, pool=pool, rng=rng)
+                result = run_timeline(app, traffic_level=level, start=start, warmup=args.warmup, deploys=deploys,
+                                      every=args.deploy_every, dense=args.dense_minutes, sparse=args.sparse_every,
+                                      background=background, known=known, rng=rng, slug=f"t{i}", log=log)
+                judge(result)
+                for record in result.deploys:
+                    if record.incident is not None:
+                        record.oracle_delay = oracle_delay(record, level, background, args.oracle_weeks)
+                results.append(result)
+            if args.steady_days > 0:
+                for i, level in enumerate(lvl for lvl in (10.0, 100.0)):
+                    minutes = int(args.steady_days * 24 * 60)
+                    steady.append(run_timeline(app, traffic_level=level, start=_aligned_start(minutes),
+                                               warmup=minutes, deploys=[], every=args.deploy_every,
+                                               dense=0, sparse=args.sparse_every, background=background,
+                                               known=known, rng=rng, slug=f"steady{i}", log=log))
+            pass_seconds = sorted(app.pass_seconds)
+            digest_seconds = app.digest_seconds
+        finally:
+            app.close()
+    model = model_week(args.model_weeks, args.seed, log) if args.model_weeks > 0 else None
+
+    rows = cell_rows(results, args.deploy_every)
+    false = false_alert_figures(results)
+    steady_false = false_alert_figures(steady) if steady else None
+    print(f"{'traffic':>8} {'incident':>14} {'impact':>7} {'n':>3} {'recall':>6} {'<=30m':>6} "
+          f"{'ttd50':>6} {'ttd90':>6} {'oracle50':>8} {'ratio50':>7}")
+    for row in rows:
+        print(f"{row['traffic']:>8g} {row['incident']:>14} {row['impact']:>7.2%} {row['deploys']:>3} "
+              f"{row['recall']:>6.0%} {row['recall_30min']:>6.0%} {_fmt(row['ttd_median'], 0):>6} "
+              f"{_fmt(row['ttd_p90'], 0):>6} {_fmt(row['oracle_median'], 0):>8} {_fmt(row['ratio_median'], 2):>7}")
+    print(f"false alerts: {false['false_on_benign']} on {false['benign_deploys']} benign deploys "
+          f"({_fmt(false['false_per_100_benign'])} per 100), {false['false_total']} in all over "
+          f"{false['project_weeks']:.2f} project-weeks ({_fmt(false['false_per_project_week'], 2)} per week)")
+    for line in false["false_alerts"]:
+        print(f"  false: {line}")
+    if steady_false:
+        print(f"steady traffic (no deploys, 10 and 100 sessions/min, real path): {steady_false['false_total']} "
+              f"false alerts over {steady_false['project_weeks']:.2f} project-weeks")
+        for line in steady_false["false_alerts"]:
+            print(f"  false: {line}")
+    if model:
+        print(f"model only, 1,000 sessions/min, 2,000 signatures, deploy every 3 h: {model['false_alerts']} "
+              f"false alerts in {model['weeks']:g} week(s) {model['by_kind']}")
+    print(f"passes: {len(pass_seconds)}, median {_fmt(_quantile(pass_seconds, 0.5), 3)} s, "
+          f"p90 {_fmt(_quantile(pass_seconds, 0.9), 3)} s; digest {digest_seconds:.0f} s")
+
+    seed_cells = [r for r in rows if r["incident"] == "seed" and r["traffic"] == 100.0]
+    recall_cells = [r for r in rows if r["impact"] >= 0.01 and r["traffic"] >= 100 and r["incident"] in INCIDENTS]
+    recall_hits = sum(r["recall"] * r["deploys"] for r in recall_cells)
+    recall_total = sum(r["deploys"] for r in recall_cells)
+    summary = {
+        "bench": "detection", "quick": args.quick, "database": args.database,
+        "seconds": round(time.perf_counter() - began, 1),
+        "seed_100_ttd_max": max((r["ttd_p90"] or math.inf for r in seed_cells), default=None),
+        "recall_ge1pct_ge100": recall_hits / recall_total if recall_total else None,
+        "false_per_100_benign": false["false_per_100_benign"],
+        "false_per_project_week": false["false_per_project_week"],
+        "steady_false_per_project_week": steady_false["false_per_project_week"] if steady_false else None,
+        "model_false_per_week": model["false_per_week"] if model else None,
+        "ratio_median": statistics.median([r["ratio_median"] for r in rows if r["ratio_median"] is not None])
+        if any(r["ratio_median"] is not None for r in rows) else None,
+        "pass_seconds_median": _quantile(pass_seconds, 0.5),
+        "cells": rows,
+    }
+    print(json.dumps(summary, default=str))
+    return summary
+
+
+def _aligned_start(total_minutes: int) -> datetime:
+    """A start so the timeline ends an hour ago (event timestamps in the past are honoured)."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    return now - timedelta(minutes=total_minutes + 60)
+
+
+def _database(kind: str, tmp: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / 'bench.db'}"
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"detector_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+
+
+if __name__ == "__main__":
+    main()
