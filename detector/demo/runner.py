@@ -9,19 +9,24 @@ database is left as it is, so `detector serve` can show the result afterwards.
 from __future__ import annotations
 
 import html
+import os
 import random
+import socket
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi.testclient import TestClient
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.app import create_app
 from detector.alerts.blocks import alert_blocks
 from detector.config import Settings
 from detector.demo import repo as demo_repo
@@ -92,9 +97,9 @@ def free_slug(session: Session, base: str = BASE_SLUG) -> str:
 
 
 class _Intake:
-    """Posts envelopes to the real app as a browser would (key in the query string, text/plain)."""
+    """Posts envelopes to the real server as a browser would (key in the query string, text/plain)."""
 
-    def __init__(self, client: TestClient, project: Project) -> None:
+    def __init__(self, client: httpx.Client, project: Project) -> None:
         self.client = client
         self.url = f"/api/{project.id}/envelope/?sentry_version=7&sentry_key={project.public_key}"
         self.posted = 0
@@ -105,6 +110,49 @@ class _Intake:
             if response.status_code != 200:
                 raise DemoError(f"intake answered {response.status_code}: {response.text[:200]}")
             self.posted += 1
+
+
+@contextmanager
+def local_intake_server(settings: Settings) -> Iterator[httpx.Client]:
+    """`detector serve` on a free loopback port and this database, without a worker (the demo digests and
+    runs passes itself, in simulated time): the same intake path a browser's SDK reaches."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = {
+        **os.environ,
+        "DETECTOR_DATABASE_URL": settings.database_url,
+        "DETECTOR_DETECT_SCHEDULE": "off",
+        "DETECTOR_PUBLIC_URL": settings.public_url,
+    }
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "detector.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-worker"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                deadline = time.monotonic() + 60
+                while True:
+                    if proc.poll() is not None:
+                        log.seek(0)
+                        raise DemoError(f"detector serve did not start: {log.read().decode()[-1000:]}")
+                    try:
+                        if client.get("/healthz").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise DemoError("detector serve did not answer within 60 s")
+                    time.sleep(0.1)
+                yield client
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _incident(session: Session, changes: list[AnomalyChange]) -> tuple[AnomalyChange | None, list[str]]:
@@ -167,8 +215,7 @@ def run_demo(
         project_id, slug = project.id, project.slug
     echo(f"created project {slug} (id {project_id}), linked to the repository")
 
-    app = create_app(settings)
-    with TestClient(app) as client, factory() as reader:
+    with local_intake_server(settings) as client, factory() as reader:
         project = reader.get(Project, project_id)
         assert project is not None
         intake = _Intake(client, project)
