@@ -8,6 +8,7 @@ accepts them. A row is leased before it is sent, so two workers never send the s
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import socket
@@ -243,4 +244,5 @@ def render_alert_text(message: dict[str, Any]) -> str:
         elif kind == "divider":
             lines.append("-" * 60)
         lines.append("")
-    return "\n".join(lines).replace("*", "").strip() + "\n"
+    # the terminal is not Slack: undo mrkdwn's escapes and bold markers
+    return html.unescape("\n".join(lines).replace("*", "")).strip() + "\n"

@@ -8,7 +8,6 @@ database is left as it is, so `detector serve` can show the result afterwards.
 
 from __future__ import annotations
 
-import html
 import os
 import random
 import socket
@@ -339,7 +338,7 @@ def run_demo(
             other_anomalies=others,
         )
     # the terminal is not Slack: show `<` where Slack's mrkdwn needs `&lt;`
-    result.alert_text = html.unescape(render_alert_text(result.message))
+    result.alert_text = render_alert_text(result.message)
     result.wall_seconds = time.perf_counter() - started
     _report(result, echo, settings)
     return result
