@@ -215,13 +215,49 @@ async def _post_all(
 def _client_process(args: tuple[str, list[int], str, list[bytes], int], out: Any) -> None:
     host, ports, path, bodies, concurrency = args
     latencies: list[float] = []
+    cpu_before = time.process_time()
     statuses = asyncio.run(_post_all(host, ports, path, bodies, concurrency, latencies))
-    out.put((statuses, latencies))
+    out.put((statuses, latencies, time.process_time() - cpu_before))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _role(pid: int) -> str:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    return "worker" if b"worker" in cmdline else "api"
 
 
 class Servers:
-    def __init__(self, database_url: str, servers: int, workdir: Path) -> None:
+    def __init__(
+        self, database_url: str, servers: int, workdir: Path, *, processes: int = 1, digest: bool = True
+    ) -> None:
         self.database_url = database_url
+        self.processes = processes
+        self.digest = digest
         self.workdir = workdir
         self.ports = [free_port() for _ in range(servers)]
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -246,7 +282,9 @@ class Servers:
         for i, port in enumerate(self.ports):
             log = (self.workdir / f"serve-{port}.log").open("wb")
             cmd = [sys.executable, "-m", "detector.cli", "serve", "--port", str(port)]
-            if i > 0:
+            if self.processes > 1:
+                cmd += ["--processes", str(self.processes)]
+            if i > 0 or not self.digest:
                 cmd.append("--no-worker")  # one digest worker; more API processes
             self.procs.append(
                 subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -259,11 +297,26 @@ class Servers:
                 except httpx.TransportError:
                     time.sleep(0.1)
 
+    def pids(self) -> list[int]:
+        """Every server process: the `serve` processes and their children (API processes, the worker)."""
+        seen: list[int] = []
+        todo = [proc.pid for proc in self.procs]
+        while todo:
+            pid = todo.pop()
+            if pid not in seen:
+                seen.append(pid)
+                todo += _children(pid)
+        return seen
+
+    def cpu_seconds(self) -> dict[int, float]:
+        return {pid: _cpu_seconds(pid) for pid in self.pids()}
+
     def peak_memory_mb(self) -> float:
+        """The largest peak resident set of any one server process."""
         peak = 0.0
-        for proc in self.procs:
+        for pid in self.pids():
             try:
-                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmHWM:"):
                         peak = max(peak, int(line.split()[1]) / 1024)
             except OSError:
@@ -293,7 +346,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with admin.connect() as conn:
             conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
         database_url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    servers = Servers(database_url, args.servers, workdir)
+    servers = Servers(database_url, args.servers, workdir, processes=args.processes, digest=not args.no_digest)
     servers.start()
     try:
         project = json.loads(servers.cli("project", "create", "bench", "--json").strip().splitlines()[-1])
@@ -309,6 +362,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"posting with {args.clients} client process(es) x {args.concurrency} connections...",
             file=sys.stderr,
         )
+        cpu_start = servers.cpu_seconds()
         started = time.perf_counter()
         procs = [
             ctx.Process(target=_client_process, args=(("127.0.0.1", servers.ports, path, part, args.concurrency), out))
@@ -318,25 +372,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             proc.start()
         statuses: dict[int, int] = {}
         latencies: list[float] = []
+        client_cpu = 0.0
         for _ in procs:
-            s, lat = out.get()
+            s, lat, cpu = out.get()
             for k, v in s.items():
                 statuses[k] = statuses.get(k, 0) + v
             latencies += lat
+            client_cpu += cpu
         for proc in procs:
             proc.join()
         post_seconds = time.perf_counter() - started
+        cpu_posted = servers.cpu_seconds()
         accepted = statuses.get(200, 0)
         auth = {"Authorization": f"Bearer {token}"}
         base = f"http://127.0.0.1:{servers.ports[0]}"
         counted = 0
-        deadline = time.time() + 600
+        deadline = time.time() + (600 if not args.no_digest else 0)
         while time.time() < deadline:
             health = httpx.get(base + "/healthz", timeout=10).json()
             if health.get("queue_depth") == 0:
                 break
             time.sleep(0.2)
         digest_seconds = time.perf_counter() - started
+        cpu_end = servers.cpu_seconds()
+        roles = {pid: _role(pid) for pid in cpu_end}
+        intake_cpu = sum(cpu_posted.get(p, 0.0) - cpu_start.get(p, 0.0) for p in cpu_end if roles[p] == "api")
+        worker_cpu = sum(cpu_end[p] - cpu_start.get(p, 0.0) for p in cpu_end if roles[p] == "worker")
         items, cursor = [], None
         while True:
             params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
@@ -345,7 +406,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cursor = page["next"]
             if not cursor:
                 break
-        counted = sum(item["events"] for item in items)
+        counted = sum(item["events"] for item in items) if not args.no_digest else 0
         latencies.sort()
         summary = {
             "database": args.database,
@@ -357,12 +418,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "accepted": accepted,
             "refused": {str(k): v for k, v in statuses.items() if k != 200},
             "accepted_per_s": round(accepted / post_seconds),
-            "digested_per_s": round(counted / digest_seconds),
+            "digested_per_s": round(counted / digest_seconds) if counted else None,
             "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
             "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
             "counted": counted,
-            "exactly_once": counted == accepted and accepted == args.events,
+            "exactly_once": counted == accepted and accepted == args.events if not args.no_digest else None,
             "server_peak_mb": round(servers.peak_memory_mb(), 1),
+            # CPU per event, whatever else runs on the machine: 1e6 / (sum of these) is the events/s the
+            # whole pipeline (client included) could reach on one otherwise idle core.
+            "client_cpu_us_per_event": round(1e6 * client_cpu / args.events),
+            "intake_cpu_us_per_event": round(1e6 * intake_cpu / args.events),
+            "digest_cpu_us_per_event": round(1e6 * worker_cpu / args.events) if counted else None,
+            "load_average": os.getloadavg()[0],
         }
         return summary
     finally:
@@ -376,6 +443,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--clients", type=int, default=1, help="client processes")
     parser.add_argument("--servers", type=int, default=1, help="API processes (one also digests)")
+    parser.add_argument("--processes", type=int, default=1, help="API processes per `serve` (--processes)")
+    parser.add_argument("--no-digest", action="store_true", help="intake alone: no worker, nothing counted")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--quick", action="store_true", help="5,000 events")
     args = parser.parse_args()

@@ -1,92 +1,192 @@
-"""Sentry's intake protocol: `POST /api/{project_id}/envelope/` and `/store/`, as relay answers it."""
+"""Sentry's intake protocol: `POST /api/{project_id}/envelope/` and `/store/`, as relay answers it.
+
+Intake is the hot path (one request per browser error), so it is a plain ASGI endpoint rather than a
+FastAPI route: no dependency resolution, no request object, one JSON answer built by hand. The same
+endpoint serves two ways:
+
+- inside the app, as routes of `router` (behind the app's middleware: CORS, error handlers);
+- in front of the app, through `with_fast_intake(app)`, which `detector serve` uses: intake requests
+  skip the middleware stack and get the CORS headers the app's middleware would have added.
+"""
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+import orjson
+from fastapi import APIRouter
+from starlette.routing import Route
 
-from api.deps import StateDep
 from api.errors import error_response, status_for
+from api.state import AppState
 from detector.errors import DetectorError, PayloadTooLarge
 from detector.intake.accept import Accepted, IntakeLimits, accept_envelope, accept_store
 
-router = APIRouter(tags=["intake"])
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Accept = Callable[..., Accepted]
+
+INTAKE_PATH = re.compile(r"^/api/(\d+)/(envelope|store)/?$")
+"""The intake URLs, with and without the trailing slash SDKs differ on."""
+
+_CORS_HEADERS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-expose-headers", b"Retry-After, X-Sentry-Rate-Limits"),
+]
+_JSON = (b"content-type", b"application/json")
 
 
-async def read_bounded_body(request: Request, limit: int) -> bytes:
+class _Disconnected(Exception):
+    """The client went away before sending its whole body: there is nobody to answer."""
+
+
+async def read_bounded_body(receive: Receive, limit: int, declared: bytes | None) -> bytes:
     """The request body, refused as soon as it passes `limit` bytes (before reading the rest)."""
-    declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit}")
+        raise PayloadTooLarge(f"body of {declared.decode()} bytes is over the limit of {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _ingest(
-    request: Request, state: StateDep, project_id: int, accept: Callable[..., Accepted]
-) -> JSONResponse:
-    started = time.perf_counter()
-    settings = state.settings
-    limits = IntakeLimits(
-        max_body_bytes=settings.max_envelope_bytes,
-        max_decoded_bytes=settings.max_decoded_bytes,
-        max_event_bytes=settings.max_event_bytes,
-        max_items=settings.max_items_per_envelope,
-    )
-    try:
-        body = await read_bounded_body(request, limits.max_body_bytes)
-        received_at = datetime.now(UTC)
-        accepted = accept(
-            project_id=project_id,
-            body=body,
-            content_encoding=request.headers.get("content-encoding"),
-            query=request.query_params,
-            auth_header=request.headers.get("x-sentry-auth"),
-            lookup=state.keys.get,
-            limits=limits,
-            received_at=received_at,
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+class IntakeEndpoint:
+    """The ASGI endpoint for one intake URL kind (`accept_envelope` or `accept_store`)."""
+
+    def __init__(self, accept: Accept, *, cors: bool = False) -> None:
+        self.accept = accept
+        self.cors = cors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        project_id = scope.get("path_params", {}).get("project_id")
+        if project_id is None:
+            match = INTAKE_PATH.match(scope["path"])
+            assert match is not None, "the endpoint is only routed intake URLs"
+            project_id = int(match.group(1))
+        state: AppState = scope["app"].state.detector
+        await self.handle(state, int(project_id), scope, receive, send)
+
+    async def handle(self, state: AppState, project_id: int, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        settings = state.settings
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        limits = IntakeLimits(
+            max_body_bytes=settings.max_envelope_bytes,
+            max_decoded_bytes=settings.max_decoded_bytes,
+            max_event_bytes=settings.max_event_bytes,
+            max_items=settings.max_items_per_envelope,
         )
-        key = state.keys.get(accepted.project_id)
-        if key is not None:
-            state.limiter.take(key, accepted.error_count, received_at)
-        await state.writer.write(
-            [
-                {
-                    "project_id": accepted.project_id,
-                    "item_type": item.item_type,
-                    "event_id": item.event_id,
-                    "received_at": received_at,
-                    "payload": item.payload,
-                }
-                for item in accepted.items
-            ]
-        )
-    except DetectorError as exc:
-        state.metrics.intake_rejected.labels(status=str(status_for(exc))).inc()
-        return error_response(exc)
-    for item in accepted.items:
-        state.metrics.intake_items.labels(item_type=item.item_type).inc()
-    state.metrics.intake_latency.observe(time.perf_counter() - started)
-    return JSONResponse({"id": accepted.event_id} if accepted.event_id else {})
+        try:
+            body = await read_bounded_body(receive, limits.max_body_bytes, _header(headers, b"content-length"))
+            received_at = datetime.now(UTC)
+            encoding = _header(headers, b"content-encoding")
+            auth = _header(headers, b"x-sentry-auth")
+            query_string: bytes = scope.get("query_string", b"")
+            accepted = self.accept(
+                project_id=project_id,
+                body=body,
+                content_encoding=encoding.decode("latin-1") if encoding else None,
+                query=dict(parse_qsl(query_string.decode("latin-1"))) if query_string else {},
+                auth_header=auth.decode("latin-1") if auth else None,
+                lookup=state.keys.get,
+                limits=limits,
+                received_at=received_at,
+            )
+            key = state.keys.get(accepted.project_id)
+            if key is not None:
+                state.limiter.take(key, accepted.error_count, received_at)
+            await state.writer.write(
+                [
+                    {
+                        "project_id": accepted.project_id,
+                        "item_type": item.item_type,
+                        "event_id": item.event_id,
+                        "received_at": received_at,
+                        "payload": item.payload,
+                    }
+                    for item in accepted.items
+                ]
+            )
+        except _Disconnected:
+            return
+        except DetectorError as exc:
+            state.metrics.intake_rejected.labels(status=str(status_for(exc))).inc()
+            response = error_response(exc)
+            if self.cors and _header(headers, b"origin") is not None:
+                response.raw_headers.extend(_CORS_HEADERS)
+            await response(scope, receive, send)
+            return
+        for item in accepted.items:
+            state.metrics.intake_items.labels(item_type=item.item_type).inc()
+        state.metrics.intake_latency.observe(time.perf_counter() - started)
+        body = orjson.dumps({"id": accepted.event_id} if accepted.event_id else {})
+        answer = [_JSON, (b"content-length", str(len(body)).encode())]
+        if self.cors and _header(headers, b"origin") is not None:
+            answer += _CORS_HEADERS
+        await send({"type": "http.response.start", "status": 200, "headers": answer})
+        await send({"type": "http.response.body", "body": body})
 
 
-@router.post("/api/{project_id}/envelope/", summary="Sentry envelope intake")
-@router.post("/api/{project_id}/envelope", include_in_schema=False)
-async def envelope(project_id: int, request: Request, state: StateDep) -> JSONResponse:
-    return await _ingest(request, state, project_id, accept_envelope)
+envelope = IntakeEndpoint(accept_envelope)
+store = IntakeEndpoint(accept_store)
+
+router = APIRouter(tags=["intake"])
+router.routes.extend(
+    Route(f"/api/{{project_id:int}}/{kind}{slash}", endpoint, methods=["POST"], include_in_schema=False)
+    for kind, endpoint in (("envelope", envelope), ("store", store))
+    for slash in ("/", "")
+)
 
 
-@router.post("/api/{project_id}/store/", summary="Sentry legacy store intake")
-@router.post("/api/{project_id}/store", include_in_schema=False)
-async def store(project_id: int, request: Request, state: StateDep) -> JSONResponse:
-    return await _ingest(request, state, project_id, accept_store)
+class FastIntake:
+    """ASGI app: intake requests straight to the intake endpoint, everything else to `app`.
+
+    Answers exactly as the routes inside `app` do, CORS headers included (the app allows every
+    origin); preflight `OPTIONS` requests still go to `app`.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.endpoints = {
+            "envelope": IntakeEndpoint(accept_envelope, cors=True),
+            "store": IntakeEndpoint(accept_store, cors=True),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = INTAKE_PATH.match(scope["path"])
+            if match is not None:
+                state: AppState = self.app.state.detector
+                endpoint = self.endpoints[match.group(2)]
+                await endpoint.handle(state, int(match.group(1)), scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def with_fast_intake(app: Any) -> FastIntake:
+    """`app` (built by `api.app.create_app`) with intake requests answered before its middleware."""
+    return FastIntake(app)

@@ -7,17 +7,18 @@ Grouping, fingerprinting and counting happen later, in the digest.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
+
 from detector.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
 from detector.intake.auth import public_key_from_request
 from detector.intake.decode import BodyTooLarge, CorruptBody, UnsupportedEncoding, decode_body
 from detector.intake.envelope import EnvelopeItem, MalformedEnvelope, parse_envelope
-from detector.intake.normalize import InvalidEvent, normalize_event
+from detector.intake.normalize import InvalidEvent, validate_event
 from detector.intake.sessions import InvalidSession, parse_session_aggregates, parse_session_update
 
 STORED_ITEM_TYPES = frozenset({"event", "session", "sessions"})
@@ -92,21 +93,24 @@ def _authenticate(
     return project
 
 
-def _validate_event(payload: bytes, received_at: datetime, limits: IntakeLimits) -> tuple[str, bytes]:
-    """The event's id and the payload to store: the bytes as sent, or with an `event_id` added."""
+def _validate_event(payload: bytes, limits: IntakeLimits) -> tuple[str, bytes]:
+    """The event's id and the payload to store: the bytes as sent, or with an `event_id` added.
+
+    Only what would make the digest refuse the event is checked here (JSON, an exception or a
+    message, the event id, the timestamp: `validate_event`); the digest normalises the rest.
+    """
     if len(payload) > limits.max_event_bytes:
         raise PayloadTooLarge(f"event of {len(payload)} bytes is over the limit of {limits.max_event_bytes}")
     try:
-        data = json.loads(payload)
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"event payload is not valid UTF-8: {exc.reason}") from exc
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"event payload is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        # orjson says which: invalid UTF-8 or invalid JSON, and where
+        raise InvalidInput(f"event payload is not valid JSON: {exc}") from exc
     if isinstance(data, dict) and not data.get("event_id"):
         data["event_id"] = uuid.uuid4().hex
-        payload = json.dumps(data).encode()
+        payload = orjson.dumps(data)
     try:
-        return normalize_event(data, received_at=received_at).event_id, payload
+        return validate_event(data), payload
     except InvalidEvent as exc:
         raise InvalidInput(f"invalid event: {exc}") from exc
 
@@ -147,7 +151,7 @@ def accept_envelope(
         if item.type not in STORED_ITEM_TYPES:
             continue
         if item.type == "event":
-            item_event_id, payload = _validate_event(item.payload, received_at, limits)
+            item_event_id, payload = _validate_event(item.payload, limits)
             if event_id is None:
                 event_id = item_event_id
             items.append(AcceptedItem("event", item_event_id, payload))
@@ -171,5 +175,5 @@ def accept_store(
     """Validate one legacy `/store/` request: the body is a single event."""
     decoded = _decode(body, content_encoding, limits)
     project = _authenticate(project_id, lookup, query, auth_header, None)
-    event_id, payload = _validate_event(decoded, received_at, limits)
+    event_id, payload = _validate_event(decoded, limits)
     return Accepted(project.project_id, event_id, [AcceptedItem("event", event_id, payload)])

@@ -30,6 +30,7 @@ __all__ = [
     "parse_timestamp",
     "parse_user_agent",
     "route_from_url",
+    "validate_event",
 ]
 
 _MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
@@ -499,6 +500,25 @@ def normalize_event(
         sdk_name=sdk_name,
         debug_ids=_debug_ids(_obj(data.get("debug_meta"))),
     )
+
+
+def validate_event(payload: Any) -> str:
+    """The event id :func:`normalize_event` would give ``payload``, raising exactly when it would raise.
+
+    For intake, which must refuse what the digest could not use but has no use for the rest: only the
+    checks that can fail are made (an object, an exception or a message, the ``event_id``, the
+    timestamp); nothing is built. A missing ``event_id`` gives a fresh one, as in :func:`normalize_event`.
+    """
+    if not isinstance(payload, Mapping):
+        raise InvalidEvent(f"event must be a JSON object, got {type(payload).__name__}")
+    data = payload if isinstance(payload, dict) else dict(payload)
+    if not _exception_values(data) and not _message(data):
+        raise InvalidEvent("event has neither an exception nor a message")
+    event_id = _event_id(data.get("event_id"))
+    timestamp = data.get("timestamp")
+    if timestamp is not None:
+        parse_timestamp(timestamp)
+    return event_id
 
 
 # ---------------------------------------------------------------------------------------------------------

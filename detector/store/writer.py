@@ -3,6 +3,10 @@
 Each request hands its rows to `write()` and is answered only after the transaction holding them
 committed, so an acknowledged event is durable; committing many requests at once is what lets a
 single SQLite file take thousands of events per second.
+
+The commit runs in a thread of its own. While it commits, new requests queue up and go into the
+next commit together, so the batch grows with the load by itself (no timer, no added latency when
+idle). Waiting requests are woken once per event loop per commit, not once each.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,7 +36,7 @@ class _Pending:
 @dataclass
 class GroupCommitWriter:
     factory: sessionmaker[Session]
-    max_rows_per_commit: int = 2000
+    max_rows_per_commit: int = 5000
     _pending: list[_Pending] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _thread: threading.Thread | None = None
@@ -42,6 +47,7 @@ class GroupCommitWriter:
         self._thread.start()
 
     def stop(self) -> None:
+        """Commit what is queued, then stop; later `write()` calls raise RuntimeError."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
@@ -58,19 +64,20 @@ class GroupCommitWriter:
             if self._stopping:
                 raise RuntimeError("the intake writer is stopping")
             self._pending.append(pending)
-            self._cond.notify()
+            if len(self._pending) == 1:
+                self._cond.notify()
         await pending.future
 
     def _take(self) -> list[_Pending]:
         with self._cond:
             while not self._pending and not self._stopping:
                 self._cond.wait()
-            taken: list[_Pending] = []
-            count = 0
-            while self._pending and count < self.max_rows_per_commit:
-                item = self._pending.pop(0)
-                taken.append(item)
-                count += len(item.rows)
+            cut = count = 0
+            while cut < len(self._pending) and count < self.max_rows_per_commit:
+                count += len(self._pending[cut].rows)
+                cut += 1
+            taken = self._pending[:cut]
+            del self._pending[:cut]
             return taken
 
     def _run(self) -> None:
@@ -85,14 +92,21 @@ class GroupCommitWriter:
             except Exception as exc:  # the task boundary: report to every waiting request
                 log.exception("intake commit failed for %d requests", len(batch))
                 error = exc
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = defaultdict(list)
             for pending in batch:
-                pending.loop.call_soon_threadsafe(_resolve, pending.future, error)
+                by_loop[pending.loop].append(pending.future)
+            for loop, futures in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_resolve, futures, error)
+                except RuntimeError:  # that loop is closed: nobody is waiting for these any more
+                    log.warning("intake commit finished after its event loop closed")
 
 
-def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
