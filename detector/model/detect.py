@@ -77,6 +77,10 @@ class _Prepared:
     users: np.ndarray
     sessions: np.ndarray
     noisy: np.ndarray
+    sig_code: np.ndarray
+    """Dense code of each row's signature: its position in ``sig_ids``."""
+    sig_ids: np.ndarray
+    """The signature ids present in the rows, sorted."""
     s_release: np.ndarray
     s_env: np.ndarray
     s_minute: np.ndarray
@@ -153,6 +157,8 @@ def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures:
                                    (release[expected_noise], env[expected_noise], minute[expected_noise]),
                                    sig_counts["sessions"].to_numpy(float)[expected_noise])
 
+    sig_ids, sig_code = _factorize_sorted(sig[keep]) if keep.any() else (np.array([], np.int64),
+                                                                         np.array([], np.int64))
     return _Prepared(
         at=at, at_minute=at_minute, vocabulary=vocabulary,
         sig=sig[keep], release=release[keep], env=env[keep],
@@ -161,6 +167,7 @@ def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures:
         users=sig_counts["users"].to_numpy(float)[keep],
         sessions=sig_counts["sessions"].to_numpy(float)[keep],
         noisy=np.isin(sig[keep], list(noisy_ids)),
+        sig_ids=sig_ids, sig_code=sig_code,
         s_release=s_release[s_keep], s_env=s_env[s_keep],
         s_minute=s_minute[s_keep],
         s_started=session_counts["started"].to_numpy(float)[s_keep],
@@ -251,12 +258,14 @@ def _stream(prepared: _Prepared, mask: np.ndarray) -> _Stream:
                    users=total(prepared.users), sessions=total(prepared.sessions))
 
 
-def _sum_by_sig(sig: np.ndarray, values: np.ndarray) -> dict[int, float]:
-    if len(sig) == 0:
+def _sessions_by_sig(prepared: _Prepared, mask: np.ndarray) -> dict[int, float]:
+    """Affected sessions summed per signature over the rows of ``mask`` (signatures with rows only)."""
+    codes = prepared.sig_code[mask]
+    if len(codes) == 0:
         return {}
-    ids, codes = np.unique(sig, return_inverse=True) if len(sig) < 1024 else _factorize_sorted(sig)
-    totals = np.bincount(codes, weights=values, minlength=len(ids))
-    return dict(zip(ids.tolist(), totals.tolist(), strict=True))
+    totals = np.bincount(codes, weights=prepared.sessions[mask], minlength=len(prepared.sig_ids))
+    present = np.bincount(codes, minlength=len(prepared.sig_ids)) > 0
+    return dict(zip(prepared.sig_ids[present].tolist(), totals[present].tolist(), strict=True))
 
 
 def _lookup(totals: dict[int, float], sig: np.ndarray) -> np.ndarray:
@@ -332,7 +341,7 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float,
         lookback=lookback, started_new=started_new, started_old=started_old,
         cum_new=np.cumsum(started_new), per_week=per_week, config=config,
     )
-    pre_sessions = _sum_by_sig(prepared.sig[pre], prepared.sessions[pre])
+    pre_sessions = _sessions_by_sig(prepared, pre)
     s_pre = s_env & (prepared.s_minute >= origin - lookback) & (prepared.s_minute < origin)
     pre_exposure = float(prepared.s_started[s_pre].sum())
 
@@ -491,7 +500,7 @@ def _regression_findings(context: _DeployContext, new_stream: _Stream, old_strea
     threshold = eprocess_threshold(alarms_per_week=config.budget("regression"), tests_per_week=tests)
     thresholds = threshold + context.noisy_extra(stream.sig)
     baseline = {s: (pre_sessions[s] + 1.0) / pre_exposure for s in known.tolist()}
-    rate0 = np.array([baseline[s] for s in stream.sig.tolist()])
+    rate0 = _lookup(baseline, stream.sig)
     log_e = _mixture_where_possible(grouped_cumsum(stream.sessions, start),
                                     rate0 * _exposure_through(context, stream, start), thresholds, ratios)
     crossed = _first_true_per_group(stream.sig, (log_e >= thresholds) & _gates(stream, start, config))
@@ -642,7 +651,7 @@ def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environm
 
     stream = _stream(prepared, window)
     start = stream.start
-    pre_sessions = _sum_by_sig(prepared.sig[pre], prepared.sessions[pre])
+    pre_sessions = _sessions_by_sig(prepared, pre)
     pre_by_row = _lookup(pre_sessions, stream.sig)
     rate0 = (pre_by_row + 1.0) / pre_exposure
     offset = stream.minute - origin
