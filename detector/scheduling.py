@@ -25,10 +25,8 @@ from detector.store.models import Project, WorkerLease
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=2)
 
-
-def _claim(session: Session, name: str, owner: str, now: datetime, interval: timedelta) -> bool:
+def _claim(session: Session, name: str, owner: str, now: datetime, interval: timedelta, lease: timedelta) -> bool:
     session.execute(upsert_insert(session, WorkerLease).values(name=name).on_conflict_do_nothing())
     result = session.execute(
         update(WorkerLease)
@@ -41,7 +39,7 @@ def _claim(session: Session, name: str, owner: str, now: datetime, interval: tim
                 WorkerLease.requested_at > WorkerLease.last_run_at,
             ),
         )
-        .values(owner=owner, lease_until=now + LEASE)
+        .values(owner=owner, lease_until=now + lease)
     )
     return bool(result.rowcount)
 
@@ -65,12 +63,16 @@ class DetectionJob:
 
     def run_due_passes(self) -> None:
         interval = timedelta(seconds=self.settings.detect_interval_seconds)
+        # A worker killed mid-pass keeps its lease until it expires: `lease_seconds` bounds how long
+        # the project then goes without passes. A pass outliving it may overlap another (harmless:
+        # the anomaly's unique key and the outbox transaction keep one anomaly and one alert).
+        lease = timedelta(seconds=self.settings.lease_seconds)
         with self.factory() as session:
             project_ids = list(session.scalars(select(Project.id).order_by(Project.id)))
         for project_id in project_ids:
             now = datetime.now(UTC)
             with transaction(self.factory) as session:
-                if not _claim(session, detection_lease_name(project_id), self.owner, now, interval):
+                if not _claim(session, detection_lease_name(project_id), self.owner, now, interval, lease):
                     continue
             try:
                 with self.metrics.detection_seconds.time():
