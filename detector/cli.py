@@ -9,8 +9,9 @@ import signal
 import socket
 import sys
 import threading
+import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -182,6 +183,23 @@ def _check_port_free(host: str, port: int) -> None:
             raise fail(f"cannot listen on {host}:{port}: {exc.strerror} (is another server running there?)") from exc
 
 
+def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A listening socket; with `reuse_port`, several processes each bind one and the kernel spreads
+    connections over them (SO_REUSEPORT), which balances keep-alive clients better than one shared socket."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror} (is another server running there?)") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -190,6 +208,12 @@ def serve(
     worker_mode: Annotated[
         str, typer.Option(help="'process': the worker in a child process (own CPU); 'thread': in this process.")
     ] = "process",
+    processes: Annotated[
+        int, typer.Option(min=1, help="API processes sharing the port (intake scales with CPU cores).")
+    ] = 1,
+    api_child_of: Annotated[
+        int | None, typer.Option(hidden=True, help="Set by `serve --processes`: one more API process.")
+    ] = None,
 ) -> None:
     """Run the API (intake, Sentry web API subset, query API) and, by default, a worker beside it."""
     import subprocess
@@ -197,31 +221,56 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.routes.intake import with_fast_intake
     from detector.runtime import build_worker
 
     configure_logging()
     settings = load_settings()
-    ready_database(settings)
-    _check_port_free(host, port)
     if worker_mode not in ("process", "thread"):
         raise fail("--worker-mode must be 'process' or 'thread'")
-    child: subprocess.Popen[bytes] | None = None
-    if worker and worker_mode == "process":
-        # The digest is CPU work: in its own process it does not compete with intake for the GIL.
-        child = subprocess.Popen(
-            [sys.executable, "-m", "detector.cli", "worker", "--parent-pid", str(os.getpid())]
-        )
-    in_process = build_worker if worker and worker_mode == "thread" else None
-    application = create_app(settings, worker_factory=in_process)
+    if api_child_of is None:
+        ready_database(settings)
+        _check_port_free(host, port)
+    sock = _listen(host, port, reuse_port=processes > 1 or api_child_of is not None)
+    children: list[subprocess.Popen[bytes]] = []
+    if api_child_of is None:
+        if worker and worker_mode == "process":
+            # The digest is CPU work: in its own process it does not compete with intake for the GIL.
+            children.append(
+                subprocess.Popen([sys.executable, "-m", "detector.cli", "worker", "--parent-pid", str(os.getpid())])
+            )
+        for _ in range(processes - 1):
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "detector.cli", "serve", "--host", host, "--port", str(port),
+                     "--no-worker", "--api-child-of", str(os.getpid())]
+                )
+            )
+    in_process = build_worker if worker and worker_mode == "thread" and api_child_of is None else None
+    # Intake requests are answered in front of the app's middleware (same answers, less work).
+    application = with_fast_intake(create_app(settings, worker_factory=in_process))
+    server = uvicorn.Server(uvicorn.Config(application, log_level="warning", access_log=False))
+    if api_child_of is not None:
+        threading.Thread(target=_exit_when_orphaned, args=(api_child_of, server), daemon=True).start()
     try:
-        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+        server.run(sockets=[sock])
     finally:
-        if child is not None:
+        sock.close()
+        for child in children:
             child.terminate()
+        for child in children:
             try:
                 child.wait(30)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def _exit_when_orphaned(parent_pid: int, server: Any) -> None:
+    """An API process started by `serve --processes` ends with it, even if `serve` was killed."""
+    while not server.should_exit:
+        if os.getppid() != parent_pid:
+            server.should_exit = True
+        time.sleep(1.0)
 
 
 @app.command("worker")

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.routing import Route
 
 from api.errors import error_response, status_for
@@ -48,8 +48,23 @@ class _Disconnected(Exception):
     """The client went away before sending its whole body: there is nobody to answer."""
 
 
-async def read_bounded_body(receive: Receive, limit: int, declared: bytes | None) -> bytes:
+async def read_bounded_body(request: Request, limit: int) -> bytes:
     """The request body, refused as soon as it passes `limit` bytes (before reading the rest)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_body(receive: Receive, limit: int, declared: bytes | None) -> bytes:
+    """`read_bounded_body` on the raw ASGI messages (raises _Disconnected if the client went away)."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared.decode()} bytes is over the limit of {limit}")
     chunks: list[bytes] = []
@@ -101,7 +116,7 @@ class IntakeEndpoint:
             max_items=settings.max_items_per_envelope,
         )
         try:
-            body = await read_bounded_body(receive, limits.max_body_bytes, _header(headers, b"content-length"))
+            body = await _read_body(receive, limits.max_body_bytes, _header(headers, b"content-length"))
             received_at = datetime.now(UTC)
             encoding = _header(headers, b"content-encoding")
             auth = _header(headers, b"x-sentry-auth")
