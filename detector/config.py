@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     slack_webhook_url: str | None = None
     slack_bot_token: str | None = None
     slack_channel: str | None = None
+    slack_api_url: str | None = None  # the Web API base (default https://slack.com/api/); for stand-ins
     slack_timeout_seconds: float = 5.0
 
     # Sentry pull mode

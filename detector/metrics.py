@@ -37,6 +37,9 @@ class Metrics:
         )
         self.queue_depth = Gauge("detector_queue_depth", "Raw items waiting for digest", registry=r)
         self.detection_passes = Counter("detector_detection_passes", "Detection passes run", registry=r)
+        self.detection_failures = Counter(
+            "detector_detection_failures", "Detection passes that raised (logged; the next pass retries)", registry=r
+        )
         self.detection_seconds = Histogram("detector_detection_seconds", "Detection pass duration", registry=r)
         self.anomalies = Counter("detector_anomalies", "Anomalies opened, by kind", ["kind"], registry=r)
         self.alerts_sent = Counter("detector_alerts_sent", "Alert messages accepted by Slack", registry=r)

@@ -4,6 +4,14 @@ Queuing happens in the transaction that records the anomaly, so an alert is neve
 happens later, outside any transaction, so a Slack outage never delays detection. Messages wait in
 the `notifications` table (with `next_attempt_at` from Slack's `Retry-After` or a backoff) until Slack
 accepts them. A row is leased before it is sent, so two workers never send the same row.
+
+Retries belong to the outbox, not to the sender: each row gets one request per delivery round, and the
+first failure that is not the message's own fault (an outage, a timeout, a 429) ends the round and
+postpones every row the round still held, so a Slack outage costs the worker loop one request timeout
+per round, never minutes of sleeping in front of the digest.
+
+With a bot token (`channel == "bot"`) the first message opens a thread; growth and state changes
+(`enqueue_state_change`, e.g. a resolve through the API) are posted as replies in it.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from detector.alerts.content import AlertContent
 from detector.alerts.slack import BotSender, SendResult, WebhookSender
 from detector.config import Settings
 from detector.detection import AnomalyChange
+from detector.metrics import Metrics
 from detector.store.anomalies import anomaly_url
 from detector.store.db import transaction
 from detector.store.models import Anomaly, Deploy, Notification, Project, Signature
@@ -55,6 +64,8 @@ def enqueue_alerts(session: Session, changes: Iterable[AnomalyChange], *, channe
             continue
         if change.change == "grew" and channel != "bot":
             continue  # an incoming webhook cannot reply in a thread; a new message per update is noise
+        if change.change == "grew" and _is_muted(session, change.anomaly_id):
+            continue  # muting promised "no further updates"
         if change.kind == "release_error_rate" and _explained_by_signature(session, change.anomaly_id):
             continue  # the signature-level alert of the same deploy already says what broke
         revision = (
@@ -80,6 +91,46 @@ def enqueue_alerts(session: Session, changes: Iterable[AnomalyChange], *, channe
         queued += 1
     session.flush()
     return queued
+
+
+def enqueue_state_change(session: Session, anomaly_id: int, *, channel: str | None) -> bool:
+    """Queue a thread reply saying the anomaly's new state (resolved, acknowledged, muted, reopened).
+
+    Only for the bot channel, and only when the anomaly was alerted there (there is a thread to reply
+    in); returns whether a message was queued. Call it in the transaction that changes the state.
+    """
+    if channel != "bot":
+        return False
+    revision = (
+        session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.anomaly_id == anomaly_id, Notification.channel == channel)
+        )
+        or 0
+    )
+    if revision == 0:
+        return False
+    now = datetime.now(UTC)
+    session.add(
+        Notification(
+            anomaly_id=anomaly_id,
+            channel=channel,
+            revision=revision,
+            purpose="update",
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return True
+
+
+def _is_muted(session: Session, anomaly_id: int) -> bool:
+    anomaly = session.get(Anomaly, anomaly_id)
+    return anomaly is not None and anomaly.state == "muted"
 
 
 def _explained_by_signature(session: Session, anomaly_id: int) -> bool:
@@ -169,61 +220,122 @@ def _claim_due(factory: sessionmaker[Session], owner: str, now: datetime, limit:
 
 
 def _send(settings: Settings, notification: Notification, message: dict[str, Any], thread_ts: str | None) -> SendResult:
+    # One request: the outbox owns retries (see the module docstring), so the sender never sleeps.
     timeout = settings.slack_timeout_seconds
     if notification.channel == "bot":
-        assert settings.slack_bot_token and settings.slack_channel
-        bot = BotSender(settings.slack_bot_token, settings.slack_channel, timeout=timeout)
+        if not (settings.slack_bot_token and settings.slack_channel):
+            return SendResult(ok=False, error="the bot channel is not configured (DETECTOR_SLACK_BOT_TOKEN)")
+        bot = BotSender(
+            settings.slack_bot_token,
+            settings.slack_channel,
+            base_url=settings.slack_api_url,
+            timeout=timeout,
+            max_attempts=1,
+        )
         return bot.reply(thread_ts, message) if thread_ts else bot.post(message)
-    assert settings.slack_webhook_url
-    return WebhookSender(settings.slack_webhook_url, timeout=timeout).post(message)
+    if not settings.slack_webhook_url:
+        return SendResult(ok=False, error="the webhook channel is not configured (DETECTOR_SLACK_WEBHOOK_URL)")
+    return WebhookSender(settings.slack_webhook_url, timeout=timeout, max_attempts=1).post(message)
 
 
-def deliver_pending(factory: sessionmaker[Session], settings: Settings, *, limit: int = 20) -> int:
-    """Send the alerts that are due; returns how many Slack accepted. Never raises for Slack's failures."""
+def _retry_wait(result: SendResult, attempts: int) -> timedelta:
+    """Slack's `Retry-After` when it gave one, else 2, 4, 8 … seconds (capped) by attempts so far."""
+    if result.retry_after is not None:
+        return timedelta(seconds=result.retry_after)
+    return min(BACKOFF_CAP, timedelta(seconds=2 ** min(max(attempts, 1), 10)))
+
+
+def _first_message(session: Session, notification: Notification) -> Notification | None:
+    return session.scalar(
+        select(Notification).where(
+            Notification.anomaly_id == notification.anomaly_id,
+            Notification.channel == notification.channel,
+            Notification.revision == 0,
+        )
+    )
+
+
+def _release(factory: sessionmaker[Session], ids: list[int], *, not_before: datetime | None = None) -> None:
+    """Give claimed rows back unsent (and, with `not_before`, not due before then)."""
+    if not ids:
+        return
+    values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+    if not_before is not None:
+        values["next_attempt_at"] = not_before
+    with transaction(factory) as session:
+        session.execute(
+            update(Notification).where(Notification.id.in_(ids), Notification.state == "pending").values(**values)
+        )
+
+
+def deliver_pending(
+    factory: sessionmaker[Session], settings: Settings, *, limit: int = 20, metrics: Metrics | None = None
+) -> int:
+    """Send the alerts that are due; returns how many Slack accepted. Never raises for Slack's failures.
+
+    A transient failure (outage, timeout, 429) ends the round: that row waits `Retry-After` or its
+    backoff, and the rows not yet tried wait as long; a permanent one (Slack refused the message, the
+    token or the channel) marks the row `failed` and the round goes on.
+    """
     owner = f"{socket.gethostname()}:{os.getpid()}"
     now = datetime.now(UTC)
     sent = 0
-    for notification_id in _claim_due(factory, owner, now, limit):
+    claimed = _claim_due(factory, owner, now, limit)
+    for position, notification_id in enumerate(claimed):
         with factory() as session:
             notification = session.get(Notification, notification_id)
             assert notification is not None
             content = alert_content_for(session, notification.anomaly_id, settings.public_url)
-            thread_ts = None
-            if notification.purpose == "update":
-                thread_ts = session.scalar(
-                    select(Notification.slack_ts).where(
-                        Notification.anomaly_id == notification.anomaly_id,
-                        Notification.channel == notification.channel,
-                        Notification.revision == 0,
-                    )
-                )
-                if thread_ts is None:
-                    continue  # the first message has not gone out yet; this update waits for it
+            first = _first_message(session, notification) if notification.purpose == "update" else None
+            thread_ts = first.slack_ts if first is not None else None
             message = update_blocks(content) if notification.purpose == "update" else alert_blocks(content)
-        result = _send(settings, notification, message, thread_ts)
-        with transaction(factory) as session:
-            row = session.get(Notification, notification_id)
-            assert row is not None
-            row.attempts += 1
-            row.lease_owner = None
-            row.lease_until = None
-            if result.ok:
-                row.state, row.sent_at, row.slack_ts, row.last_error = "sent", datetime.now(UTC), result.ts, None
-                sent += 1
-                continue
-            row.last_error = result.error
-            if result.permanent or row.attempts >= MAX_ATTEMPTS:
-                row.state = "failed"
-                log.error("alert %s failed for good: %s", notification_id, result.error)
-                continue
-            wait = (
-                timedelta(seconds=result.retry_after)
-                if result.retry_after
-                else min(BACKOFF_CAP, timedelta(seconds=2 ** min(row.attempts, 10)))
+        if notification.purpose == "update" and first is not None and first.state == "failed":
+            _finish(
+                factory,
+                notification_id,
+                SendResult(ok=False, error="no thread: the first message failed", permanent=True),
             )
-            row.next_attempt_at = datetime.now(UTC) + wait
-            log.warning("alert %s not delivered (%s); next try in %s", notification_id, result.error, wait)
+            continue
+        if notification.purpose == "update" and thread_ts is None:
+            # The first message has not gone out yet; this reply waits for its thread.
+            _release(factory, [notification_id], not_before=datetime.now(UTC) + timedelta(seconds=1))
+            continue
+        result = _send(settings, notification, message, thread_ts)
+        retry_at = _finish(factory, notification_id, result, thread_ts=thread_ts)
+        if result.ok:
+            sent += 1
+            continue
+        if metrics is not None:
+            metrics.alert_failures.inc()
+        if retry_at is not None:
+            _release(factory, claimed[position + 1 :], not_before=retry_at)
+            break
     return sent
+
+
+def _finish(
+    factory: sessionmaker[Session], notification_id: int, result: SendResult, *, thread_ts: str | None = None
+) -> datetime | None:
+    """Record one send's outcome; returns when to try again if it is worth trying again."""
+    with transaction(factory) as session:
+        row = session.get(Notification, notification_id)
+        assert row is not None
+        row.attempts += 1
+        row.lease_owner = None
+        row.lease_until = None
+        if result.ok:
+            row.state, row.sent_at, row.slack_ts, row.last_error = "sent", datetime.now(UTC), result.ts, None
+            row.thread_ts = thread_ts
+            return None
+        row.last_error = result.error
+        if result.permanent or row.attempts >= MAX_ATTEMPTS:
+            row.state = "failed"
+            log.error("alert %s failed for good: %s", notification_id, result.error)
+            return None
+        wait = _retry_wait(result, row.attempts)
+        row.next_attempt_at = datetime.now(UTC) + wait
+        log.warning("alert %s not delivered (%s); next try in %s", notification_id, result.error, wait)
+        return row.next_attempt_at
 
 
 def render_alert_text(message: dict[str, Any]) -> str:

@@ -57,7 +57,7 @@ class DetectionJob:
         if self.settings.detect_schedule == "on":
             self.run_due_passes()
         if channel_for(self.settings) is not None:
-            sent = deliver_pending(self.factory, self.settings)
+            sent = deliver_pending(self.factory, self.settings, metrics=self.metrics)
             if sent:
                 self.metrics.alerts_sent.inc(sent)
 
@@ -77,17 +77,22 @@ class DetectionJob:
             try:
                 with self.metrics.detection_seconds.time():
                     changes = run_project_pass(self.factory, self.settings, project_id=project_id, at=now)
+            except Exception:  # task boundary: one project's failing pass must not starve the others
+                log.exception("detection pass of project %s failed", project_id)
+                self.metrics.detection_failures.inc()
+                changes = []
+            else:
                 self.metrics.detection_passes.inc()
-                for change in changes:
-                    if change.change == "created":
-                        self.metrics.anomalies.labels(kind=change.kind).inc()
             finally:
                 with transaction(self.factory) as session:
                     session.execute(
                         update(WorkerLease)
-                        .where(WorkerLease.name == detection_lease_name(project_id))
+                        .where(WorkerLease.name == detection_lease_name(project_id), WorkerLease.owner == self.owner)
                         .values(owner=None, lease_until=None, last_run_at=now)
                     )
+            for change in changes:
+                if change.change == "created":
+                    self.metrics.anomalies.labels(kind=change.kind).inc()
 
 
 def run_project_pass(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import ProjectDep, SessionDep, StateDep
 from api.pagination import decode_cursor, page
+from detector.notify import channel_for, enqueue_state_change
 from detector.scheduling import run_project_pass
 from detector.store.anomalies import anomaly_as_dict, get_anomaly, list_anomalies, set_anomaly_state
 from detector.store.models import Anomaly, Deploy
@@ -82,6 +83,8 @@ def change_anomaly_state(
     action: Literal["acknowledge", "resolve", "mute", "reopen"],
 ) -> dict[str, Any]:
     anomaly = set_anomaly_state(session, project_id=project.id, anomaly_id=anomaly_id, action=action)
+    # the alert's thread says so too (bot channel), in the transaction that changes the state
+    enqueue_state_change(session, anomaly.id, channel=channel_for(state.settings))
     session.commit()
     deploy = _with_deploy(session, anomaly)
     return anomaly_as_dict(anomaly, deploy, project_slug=project.slug, public_url=state.settings.public_url)

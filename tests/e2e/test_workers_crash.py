@@ -82,13 +82,22 @@ def sessions_payload(minute: datetime, started: int, errored: int) -> bytes:
     ).encode()
 
 
-def fill_queue(factory: sessionmaker[Session], project_id: int, deployed: datetime) -> set[str]:
-    """`EVENTS` incident events over `MINUTES` minutes after `deployed`, with their sessions; the ids."""
+def fill_queue(
+    factory: sessionmaker[Session],
+    project_id: int,
+    deployed: datetime,
+    *,
+    events: int = EVENTS,
+    minutes: int = MINUTES,
+    sessions_per_minute: int = SESSIONS_PER_MINUTE,
+) -> set[str]:
+    """Queue `events` incident events (the seed TypeError on `RELEASE`, distinct users) spread over the
+    `minutes` whole minutes after `deployed`, with each minute's sessions; returns the event ids."""
     now = datetime.now(UTC)
     ids: set[str] = set()
     rows: list[dict[str, object]] = []
-    per_minute = EVENTS // MINUTES
-    for m in range(MINUTES):
+    per_minute = events // minutes
+    for m in range(minutes):
         minute = (deployed + timedelta(minutes=m + 1)).replace(second=0, microsecond=0)
         rows.append(
             {
@@ -96,7 +105,7 @@ def fill_queue(factory: sessionmaker[Session], project_id: int, deployed: dateti
                 "item_type": "sessions",
                 "event_id": None,
                 "received_at": now,
-                "payload": sessions_payload(minute, SESSIONS_PER_MINUTE, per_minute),
+                "payload": sessions_payload(minute, sessions_per_minute, per_minute),
             }
         )
         for n in range(per_minute):
