@@ -1,0 +1,204 @@
+"""The worker loop: a graceful stop on SIGTERM, and failures that are logged without stopping the digest,
+the other projects' passes or alert delivery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+import detector.scheduling as scheduling
+from detector.config import Settings
+from detector.metrics import Metrics
+from detector.scheduling import DetectionJob
+from detector.store.db import transaction
+from detector.store.models import Event, Notification, Project, RawItem, SignatureMinute, WorkerLease
+from detector.store.projects import create_project
+from detector.worker import PeriodicJob, Worker
+from tests.conftest import wait_for
+from tests.e2e.test_workers_crash import fill_queue
+from tests.test_notify import plain_anomaly, queue_new, webhook_settings
+
+
+def counts(factory: sessionmaker[Session]) -> tuple[int, int, int]:
+    """(raw event items left, events stored, events counted in signature_minutes)."""
+    with factory() as session:
+        return (
+            session.scalar(select(func.count(RawItem.id)).where(RawItem.item_type == "event")) or 0,
+            session.scalar(select(func.count(Event.id))) or 0,
+            session.scalar(select(func.coalesce(func.sum(SignatureMinute.events), 0))) or 0,
+        )
+
+
+def queued_events(factory: sessionmaker[Session], project: Project, events: int) -> int:
+    deployed = (datetime.now(UTC) - timedelta(minutes=6)).replace(second=0, microsecond=0)
+    ids = fill_queue(factory, project.id, deployed, events=events, minutes=5, sessions_per_minute=5000)
+    return len(ids)
+
+
+@pytest.mark.slow
+def test_sigterm_lets_the_batch_in_progress_finish_then_exits(
+    database_url: str, tmp_path: Path, factory: sessionmaker[Session], project: Project
+) -> None:
+    total = queued_events(factory, project, 4000)
+    log = tmp_path / "worker.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")},
+        "DETECTOR_DATABASE_URL": database_url,
+        "DETECTOR_DIGEST_BATCH_SIZE": "200",
+        "DETECTOR_DETECT_SCHEDULE": "off",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "detector.cli", "worker"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for(lambda: counts(factory)[1] > 0, timeout=60, every=0.02), log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    left, stored, counted = counts(factory)
+    assert left > 0, "stopped before the queue was empty, so the stop came mid-run"
+    assert stored + left == total, "each event either digested or still queued"
+    assert counted == stored, "no batch half-counted"
+    assert "stopped" in log.read_text()
+
+
+def test_stop_is_honoured_between_batches_within_the_loop(
+    settings: Settings, factory: sessionmaker[Session], project: Project
+) -> None:
+    total = queued_events(factory, project, 1000)
+    settings = settings.model_copy(update={"digest_batch_size": 100})
+    worker = Worker(settings=settings, factory=factory, metrics=Metrics())
+    stop = threading.Event()
+    batches = 0
+    digest = worker.digest_once
+
+    def counting_digest():  # the third batch asks for a stop; the loop ends after it, not inside it
+        nonlocal batches
+        stats = digest()
+        batches += 1
+        if batches == 3:
+            stop.set()
+        return stats
+
+    worker.digest_once = counting_digest  # type: ignore[method-assign]
+    worker.run(stop)
+    left, stored, counted = counts(factory)
+    assert batches == 3
+    # the first 300 items: two minutes' session items and 298 events, all of them fully counted
+    assert stored == counted == 298
+    assert left == total - 298
+
+
+def test_a_failing_job_and_a_lost_database_connection_do_not_stop_the_digest(
+    settings: Settings, factory: sessionmaker[Session], project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    total = queued_events(factory, project, 500)
+    settings = settings.model_copy(update={"digest_batch_size": 100, "digest_interval_seconds": 0.01})
+    calls = {"job": 0, "digest": 0}
+
+    def broken_job() -> None:
+        calls["job"] += 1
+        raise RuntimeError("job exploded")
+
+    worker = Worker(
+        settings=settings, factory=factory, metrics=Metrics(), jobs=[PeriodicJob("broken", 0.0, broken_job)]
+    )
+    digest = worker.digest_once
+
+    def flaky_digest():
+        calls["digest"] += 1
+        if calls["digest"] == 1:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+        return digest()
+
+    worker.digest_once = flaky_digest  # type: ignore[method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: counts(factory)[0] == 0, timeout=20), counts(factory)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive(), "the loop ends promptly once asked"
+    assert counts(factory)[1] == total
+    assert calls["job"] >= 2, "the failing job keeps being scheduled"
+    assert "worker job broken failed" in caplog.text
+    assert "digest failed, retrying" in caplog.text
+
+
+def test_one_projects_failing_pass_neither_starves_the_others_nor_holds_alerts_back(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.alerts.slack_standin import SlackStandin
+
+    with transaction(factory) as session:
+        other = create_project(session, slug="other", org=settings.org)
+        other_id = other.id
+    real_pass = scheduling.run_project_pass
+    seen: list[int] = []
+
+    def pass_failing_for_web(factory, settings, *, project_id, at):  # type: ignore[no-untyped-def]
+        seen.append(project_id)
+        if project_id == project.id:
+            raise ValueError("corrupt frame")
+        return real_pass(factory, settings, project_id=project_id, at=at)
+
+    monkeypatch.setattr(scheduling, "run_project_pass", pass_failing_for_web)
+    queue_new(factory, plain_anomaly(factory, project, "a"), "webhook")
+    metrics = Metrics()
+    with SlackStandin() as slack:
+        DetectionJob(factory, webhook_settings(settings, slack), metrics, owner="test-worker").run()
+        assert len(slack.accepted_payloads()) == 1, "delivery ran after the failing pass"
+    assert seen == [project.id, other_id]
+    assert metrics.detection_failures._value.get() == 1
+    assert metrics.detection_passes._value.get() == 1
+    assert "detection pass of project" in caplog.text
+    with factory() as session:
+        leases = {
+            name: (owner, until)
+            for name, owner, until in session.execute(
+                select(WorkerLease.name, WorkerLease.owner, WorkerLease.lease_until)
+            )
+        }
+        assert session.scalar(select(Notification.state)) == "sent"
+    assert leases[f"detect:{project.id}"] == (None, None), "the failed pass gave its lease back"
+
+
+def test_a_pass_does_not_release_a_lease_another_worker_took_over(
+    settings: Settings, factory: sessionmaker[Session], project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pass = scheduling.run_project_pass
+
+    def slow_pass(factory, settings, *, project_id, at):  # type: ignore[no-untyped-def]
+        # our lease ran out mid-pass and another worker claimed the project
+        with transaction(factory) as session:
+            session.get(WorkerLease, f"detect:{project_id}").owner = "other-worker"  # type: ignore[union-attr]
+        return real_pass(factory, settings, project_id=project_id, at=at)
+
+    monkeypatch.setattr(scheduling, "run_project_pass", slow_pass)
+    DetectionJob(factory, settings.model_copy(update={"detect_interval_seconds": 0.0}), Metrics(), owner="me").run()
+    with factory() as session:
+        lease = session.get(WorkerLease, f"detect:{project.id}")
+        assert lease is not None and lease.owner == "other-worker" and lease.lease_until is not None
