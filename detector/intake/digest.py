@@ -6,7 +6,6 @@ kill at any point and to run in several workers at once.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
@@ -14,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.intake.fingerprint import signature_for_event
@@ -29,7 +29,7 @@ from detector.intake.sessions import (
 from detector.store import counts, queue
 from detector.store.db import transaction
 from detector.store.dialect import lock_project
-from detector.store.models import RawItem
+from detector.store.queue import ClaimedItem
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def _aggregate_row(agg: SessionAggregate) -> dict[str, object]:
 def _digest_project(
     session: Session,
     project_id: int,
-    items: list[RawItem],
+    items: list[ClaimedItem],
     symbolicate: Symbolicator | None,
     stats: DigestStats,
 ) -> list[int]:
@@ -116,7 +116,7 @@ def _digest_project(
     for item in items:
         try:
             if item.item_type == "event":
-                event = normalize_event(json.loads(item.payload), received_at=item.received_at)
+                event = normalize_event(orjson.loads(item.payload), received_at=item.received_at)
                 if symbolicate is not None:
                     event = symbolicate(session, project_id, event)
                 if event.event_id in events:
@@ -220,7 +220,7 @@ def digest_batch(
             return stats
         stats.items = len(items)
         stats.lag_seconds = (datetime.now(UTC) - min(i.received_at for i in items)).total_seconds()
-        by_project: dict[int, list[RawItem]] = defaultdict(list)
+        by_project: dict[int, list[ClaimedItem]] = defaultdict(list)
         for item in items:
             by_project[item.project_id].append(item)
         done: list[int] = []

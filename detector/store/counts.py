@@ -63,9 +63,11 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[Sign
     """Insert events not stored yet (by project and event_id); the count keys of those inserted."""
     if not rows:
         return []
-    stmt = upsert_insert(session, Event).on_conflict_do_nothing(index_elements=["project_id", "event_id"])
-    stmt = stmt.returning(Event.signature_id, Event.release, Event.environment, Event.minute)
-    return [tuple(r) for r in session.execute(stmt, list(rows)).all()]  # type: ignore[misc]
+    table = Event.__table__
+    stmt = upsert_insert(session, table).on_conflict_do_nothing(index_elements=["project_id", "event_id"])
+    stmt = stmt.returning(table.c.signature_id, table.c.release, table.c.environment, table.c.minute)
+    # Core executemany (batched INSERT ... RETURNING), not the ORM's bulk insert: the digest's hot path.
+    return [tuple(r) for r in session.connection().execute(stmt, list(rows)).all()]  # type: ignore[misc]
 
 
 def recompute_signature_minutes(

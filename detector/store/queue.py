@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -28,17 +29,30 @@ def enqueue_items(session: Session, rows: Sequence[dict[str, object]]) -> None:
         session.connection().execute(insert(_RAW_ITEMS).values(attempts=0), list(rows))
 
 
-def claim_batch(session: Session, *, limit: int) -> list[RawItem]:
+class ClaimedItem(NamedTuple):
+    """A raw item as the digest reads it (plain values, not an ORM object: batches are large)."""
+
+    id: int
+    project_id: int
+    item_type: str
+    received_at: datetime
+    payload: bytes
+
+
+_CLAIMED_COLUMNS = [_RAW_ITEMS.c[name] for name in ClaimedItem._fields]
+
+
+def claim_batch(session: Session, *, limit: int) -> list[ClaimedItem]:
     """The oldest unclaimed items, locked for this transaction (skipping rows other workers hold)."""
-    stmt = select(RawItem).where(RawItem.attempts < MAX_ATTEMPTS).order_by(RawItem.id).limit(limit)
+    stmt = select(*_CLAIMED_COLUMNS).where(_RAW_ITEMS.c.attempts < MAX_ATTEMPTS).order_by(_RAW_ITEMS.c.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    return list(session.scalars(stmt))
+    return [ClaimedItem(*row) for row in session.connection().execute(stmt)]
 
 
 def delete_items(session: Session, ids: Sequence[int]) -> None:
     if ids:
-        session.execute(delete(RawItem).where(RawItem.id.in_(ids)))
+        session.connection().execute(delete(_RAW_ITEMS).where(_RAW_ITEMS.c.id.in_(list(ids))))
 
 
 def record_failure(session: Session, item_id: int, error: str) -> None:
