@@ -411,8 +411,9 @@ def false_alert_figures(results: list[TimelineResult]) -> dict[str, Any]:
 # -- steady traffic and the pure-model week ----------------------------------------------------------------
 
 
-def model_week(weeks: float, seed: int, log: Any) -> dict[str, Any]:
-    """False alerts per project-week of the pure model (no intake) at 1,000 sessions/min."""
+def model_week(weeks: float, seed: int, log: Any, every: int = 20) -> dict[str, Any]:
+    """False alerts per project-week of the pure model (no intake) at 1,000 sessions/min, a pass every
+    ``every`` minutes over the last 24 h (as the loader gives it)."""
     import pandas as pd
 
     from detector.model import DetectorConfig, detect_anomalies
@@ -431,20 +432,24 @@ def model_week(weeks: float, seed: int, log: Any) -> dict[str, Any]:
     keys: dict[str, Any] = {}
     at = start + pd.Timedelta(days=1)
     passes = 0
-    sig_minutes = data["sig_counts"]["minute"]
-    ses_minutes = data["session_counts"]["minute"]
+    sig_counts = data["sig_counts"].sort_values("minute", kind="stable").reset_index(drop=True)
+    session_counts = data["session_counts"].sort_values("minute", kind="stable").reset_index(drop=True)
+    sig_minutes = sig_counts["minute"].to_numpy()
+    ses_minutes = session_counts["minute"].to_numpy()
     began = time.perf_counter()
     while at < start + length:
-        low = at - pd.Timedelta(hours=24)
+        low, high = (at - pd.Timedelta(hours=24)).to_datetime64(), at.to_datetime64()
         frames = dict(data)
-        frames["sig_counts"] = data["sig_counts"][(sig_minutes >= low) & (sig_minutes <= at)]
-        frames["session_counts"] = data["session_counts"][(ses_minutes >= low) & (ses_minutes <= at)]
+        frames["sig_counts"] = sig_counts.iloc[np.searchsorted(sig_minutes, low):
+                                               np.searchsorted(sig_minutes, high, side="right")]
+        frames["session_counts"] = session_counts.iloc[np.searchsorted(ses_minutes, low):
+                                                       np.searchsorted(ses_minutes, high, side="right")]
         for finding in detect_anomalies(**frames, at=at, config=config):
             keys.setdefault(finding.key, finding)
         passes += 1
-        at += pd.Timedelta(minutes=10)
+        at += pd.Timedelta(minutes=every)
     log(f"  model-only week(s): {passes} passes in {time.perf_counter() - began:.0f} s, {len(keys)} findings")
-    return {"weeks": weeks, "deploys": len(deploys), "signatures": len(sigs), "passes": passes,
+    return {"weeks": weeks, "deploys": len(deploys), "signatures": len(sigs), "passes": passes, "every": every,
             "false_alerts": len(keys), "false_per_week": len(keys) / weeks,
             "by_kind": {k: sum(f.kind == k for f in keys.values()) for k in
                         ("new_signature", "regression", "release_error_rate", "spike")}}
@@ -461,9 +466,25 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def print_grid(rows: list[dict[str, Any]], false: dict[str, Any]) -> None:
+    print(f"{'traffic':>8} {'incident':>14} {'impact':>7} {'n':>3} {'recall':>6} {'<=30m':>6} "
+          f"{'ttd50':>6} {'ttd90':>6} {'oracle50':>8} {'ratio50':>7}")
+    for row in rows:
+        print(f"{row['traffic']:>8g} {row['incident']:>14} {row['impact']:>7.2%} {row['deploys']:>3} "
+              f"{row['recall']:>6.0%} {row['recall_30min']:>6.0%} {_fmt(row['ttd_median'], 0):>6} "
+              f"{_fmt(row['ttd_p90'], 0):>6} {_fmt(row['oracle_median'], 0):>8} {_fmt(row['ratio_median'], 2):>7}")
+    print(f"false alerts: {false['false_on_benign']} on {false['benign_deploys']} benign deploys "
+          f"({_fmt(false['false_per_100_benign'])} per 100), {false['false_total']} in all over "
+          f"{false['project_weeks']:.2f} project-weeks ({_fmt(false['false_per_project_week'], 2)} per week)")
+    for line in false["false_alerts"]:
+        print(f"  false: {line}")
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="100 sessions/min, a few deploys, < 1 minute")
+    parser.add_argument("--parts", default="grid,steady,model", help="any of grid, steady, model")
     parser.add_argument("--traffic", default="10,100,1000")
     parser.add_argument("--impacts", default="0.001,0.01,0.1")
     parser.add_argument("--reps", type=int, default=2, help="bad deploys per (incident, impact) and traffic")
@@ -472,15 +493,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dense-minutes", type=int, default=30)
     parser.add_argument("--sparse-every", type=int, default=10)
     parser.add_argument("--steady-days", type=float, default=7.0)
+    parser.add_argument("--steady-traffic", default="10,100")
     parser.add_argument("--model-weeks", type=float, default=1.0)
     parser.add_argument("--oracle-weeks", type=int, default=20)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
     if args.quick:
         args.traffic, args.impacts, args.reps = "100", "0.05", 1
         args.deploy_every, args.warmup, args.dense_minutes = 20, 60, 20
-        args.steady_days, args.model_weeks, args.oracle_weeks = 0.0, 0.0, 4
+        args.oracle_weeks = 4
+        parts = {"grid"}
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -494,12 +518,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     known = [s for sigs in pool.values() for s in sigs]
     results: list[TimelineResult] = []
     steady: list[TimelineResult] = []
+    rows: list[dict[str, Any]] = []
+    false: dict[str, Any] = {}
+    steady_false: dict[str, Any] | None = None
+    pass_seconds: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         url = _database(args.database, Path(tmp))
         app = App(url)
         try:
             n_bad = args.reps * (len(impacts) * len(INCIDENTS) + 1)
-            for i, level in enumerate(levels):
+            for i, level in enumerate(levels if "grid" in parts else []):
                 total = args.warmup + 2 * n_bad * args.deploy_every + args.deploy_every
                 start = _aligned_start(total)
                 deploys = plan_deploys(start=start + timedelta(minutes=args.warmup - args.deploy_every),
@@ -513,59 +541,49 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     if record.incident is not None:
                         record.oracle_delay = oracle_delay(record, level, background, args.oracle_weeks)
                 results.append(result)
-            if args.steady_days > 0:
-                for i, level in enumerate(lvl for lvl in (10.0, 100.0)):
-                    minutes = int(args.steady_days * 24 * 60)
-                    steady.append(run_timeline(app, traffic_level=level, start=_aligned_start(minutes),
-                                               warmup=minutes, deploys=[], every=args.deploy_every,
-                                               dense=0, sparse=args.sparse_every, background=background,
-                                               known=known, rng=rng, slug=f"steady{i}", log=log))
+            if results:
+                rows = cell_rows(results, args.deploy_every)
+                false = false_alert_figures(results)
+                print_grid(rows, false)
+            for i, level in enumerate(args.steady_traffic.split(",") if "steady" in parts else []):
+                minutes = int(args.steady_days * 24 * 60)
+                steady.append(run_timeline(app, traffic_level=float(level), start=_aligned_start(minutes),
+                                           warmup=minutes, deploys=[], every=args.deploy_every,
+                                           dense=0, sparse=args.sparse_every, background=background,
+                                           known=known, rng=rng, slug=f"steady{i}", log=log))
+            if steady:
+                steady_false = false_alert_figures(steady)
+                print(f"steady traffic ({args.steady_traffic} sessions/min, no deploy, real path, a pass every "
+                      f"{args.sparse_every} min): {steady_false['false_total']} false alerts over "
+                      f"{steady_false['project_weeks']:.2f} project-weeks")
+                for line in steady_false["false_alerts"]:
+                    print(f"  false: {line}")
             pass_seconds = sorted(app.pass_seconds)
-            digest_seconds = app.digest_seconds
+            print(f"passes: {len(pass_seconds)}, median {_fmt(_quantile(pass_seconds, 0.5), 3)} s, "
+                  f"p90 {_fmt(_quantile(pass_seconds, 0.9), 3)} s; digest {app.digest_seconds:.0f} s", flush=True)
         finally:
             app.close()
-    model = model_week(args.model_weeks, args.seed, log) if args.model_weeks > 0 else None
-
-    rows = cell_rows(results, args.deploy_every)
-    false = false_alert_figures(results)
-    steady_false = false_alert_figures(steady) if steady else None
-    print(f"{'traffic':>8} {'incident':>14} {'impact':>7} {'n':>3} {'recall':>6} {'<=30m':>6} "
-          f"{'ttd50':>6} {'ttd90':>6} {'oracle50':>8} {'ratio50':>7}")
-    for row in rows:
-        print(f"{row['traffic']:>8g} {row['incident']:>14} {row['impact']:>7.2%} {row['deploys']:>3} "
-              f"{row['recall']:>6.0%} {row['recall_30min']:>6.0%} {_fmt(row['ttd_median'], 0):>6} "
-              f"{_fmt(row['ttd_p90'], 0):>6} {_fmt(row['oracle_median'], 0):>8} {_fmt(row['ratio_median'], 2):>7}")
-    print(f"false alerts: {false['false_on_benign']} on {false['benign_deploys']} benign deploys "
-          f"({_fmt(false['false_per_100_benign'])} per 100), {false['false_total']} in all over "
-          f"{false['project_weeks']:.2f} project-weeks ({_fmt(false['false_per_project_week'], 2)} per week)")
-    for line in false["false_alerts"]:
-        print(f"  false: {line}")
-    if steady_false:
-        print(f"steady traffic (no deploys, 10 and 100 sessions/min, real path): {steady_false['false_total']} "
-              f"false alerts over {steady_false['project_weeks']:.2f} project-weeks")
-        for line in steady_false["false_alerts"]:
-            print(f"  false: {line}")
+    model = model_week(args.model_weeks, args.seed, log) if "model" in parts and args.model_weeks > 0 else None
     if model:
-        print(f"model only, 1,000 sessions/min, 2,000 signatures, deploy every 3 h: {model['false_alerts']} "
-              f"false alerts in {model['weeks']:g} week(s) {model['by_kind']}")
-    print(f"passes: {len(pass_seconds)}, median {_fmt(_quantile(pass_seconds, 0.5), 3)} s, "
-          f"p90 {_fmt(_quantile(pass_seconds, 0.9), 3)} s; digest {digest_seconds:.0f} s")
+        print(f"model only (no intake), 1,000 sessions/min, 2,000 signatures, deploy every 3 h, a pass every "
+              f"{model['every']} min: {model['false_alerts']} false alerts in {model['weeks']:g} week(s) "
+              f"{model['by_kind']}")
 
     seed_cells = [r for r in rows if r["incident"] == "seed" and r["traffic"] == 100.0]
     recall_cells = [r for r in rows if r["impact"] >= 0.01 and r["traffic"] >= 100 and r["incident"] in INCIDENTS]
     recall_hits = sum(r["recall"] * r["deploys"] for r in recall_cells)
     recall_total = sum(r["deploys"] for r in recall_cells)
+    ratios = [r["ratio_median"] for r in rows if r["ratio_median"] is not None]
     summary = {
-        "bench": "detection", "quick": args.quick, "database": args.database,
+        "bench": "detection", "quick": args.quick, "database": args.database, "parts": sorted(parts),
         "seconds": round(time.perf_counter() - began, 1),
-        "seed_100_ttd_max": max((r["ttd_p90"] or math.inf for r in seed_cells), default=None),
+        "seed_100_ttd_p90_max": max((r["ttd_p90"] or math.inf for r in seed_cells), default=None),
         "recall_ge1pct_ge100": recall_hits / recall_total if recall_total else None,
-        "false_per_100_benign": false["false_per_100_benign"],
-        "false_per_project_week": false["false_per_project_week"],
+        "false_per_100_benign": false.get("false_per_100_benign"),
+        "false_per_project_week": false.get("false_per_project_week"),
         "steady_false_per_project_week": steady_false["false_per_project_week"] if steady_false else None,
         "model_false_per_week": model["false_per_week"] if model else None,
-        "ratio_median": statistics.median([r["ratio_median"] for r in rows if r["ratio_median"] is not None])
-        if any(r["ratio_median"] is not None for r in rows) else None,
+        "ratio_median": statistics.median(ratios) if ratios else None,
         "pass_seconds_median": _quantile(pass_seconds, 0.5),
         "cells": rows,
     }
