@@ -14,12 +14,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.config import Settings
 from detector.intake.digest import DigestStats, Symbolicator, digest_batch
 from detector.metrics import Metrics
+from detector.store import queue
+from detector.store.db import transaction
+from detector.store.models import RawItem
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +48,51 @@ class Worker:
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     def digest_once(self) -> DigestStats:
-        stats = digest_batch(
-            self.factory, batch_size=self.settings.digest_batch_size, symbolicate=self.symbolicate
-        )
+        """Digest one batch. A batch the database refuses (not a lost connection: a value it cannot
+        store) is digested again item by item, so one poison item is set aside instead of blocking
+        the queue for every worker."""
+        try:
+            stats = digest_batch(self.factory, batch_size=self.settings.digest_batch_size, symbolicate=self.symbolicate)
+        except OperationalError:
+            raise
+        except DBAPIError as exc:
+            log.warning("digest batch refused by the database (%s); digesting item by item", exc.orig)
+            stats = self._digest_item_by_item()
         if stats.items:
             self.metrics.digested_events.inc(stats.events)
             self.metrics.digest_lag.set(stats.lag_seconds)
         return stats
+
+    def _digest_item_by_item(self) -> DigestStats:
+        """Up to one batch's worth of single-item digests; an item the database refuses on its own
+        has its failure recorded (after `queue.MAX_ATTEMPTS` it is no longer claimed)."""
+        total = DigestStats()
+        for _ in range(self.settings.digest_batch_size):
+            with self.factory() as session:
+                # The item a one-item batch claims: the oldest claimable one (barring another worker's
+                # lock, in which case a wrong guess costs that item one of its attempts).
+                oldest = session.scalar(
+                    select(RawItem.id).where(RawItem.attempts < queue.MAX_ATTEMPTS).order_by(RawItem.id).limit(1)
+                )
+            if oldest is None:
+                break
+            try:
+                stats = digest_batch(self.factory, batch_size=1, symbolicate=self.symbolicate)
+            except OperationalError:
+                raise
+            except DBAPIError as exc:
+                log.error("digest: item %s refused by the database: %s", oldest, exc.orig)
+                with transaction(self.factory) as session:
+                    queue.record_failure(session, oldest, f"{type(exc.orig).__name__}: {exc.orig}")
+                total.items += 1
+                total.failed += 1
+                continue
+            if not stats.items:
+                break
+            for name in ("items", "events", "duplicates", "sessions", "failed", "seconds"):
+                setattr(total, name, getattr(total, name) + getattr(stats, name))
+            total.lag_seconds = max(total.lag_seconds, stats.lag_seconds)
+        return total
 
     def run_due_jobs(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now

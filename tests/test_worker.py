@@ -3,26 +3,31 @@ the other projects' passes or alert delivery."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+import detector.intake.digest as digest_module
 import detector.scheduling as scheduling
 from detector.config import Settings
 from detector.metrics import Metrics
 from detector.scheduling import DetectionJob
+from detector.store import queue
 from detector.store.db import transaction
 from detector.store.models import Event, Notification, Project, RawItem, SignatureMinute, WorkerLease
 from detector.store.projects import create_project
+from detector.store.queue import enqueue_items
 from detector.worker import PeriodicJob, Worker
 from tests.conftest import wait_for
 from tests.e2e.test_workers_crash import fill_queue
@@ -202,3 +207,68 @@ def test_a_pass_does_not_release_a_lease_another_worker_took_over(
     with factory() as session:
         lease = session.get(WorkerLease, f"detect:{project.id}")
         assert lease is not None and lease.owner == "other-worker" and lease.lease_until is not None
+
+
+def raw_event(project: Project, *, release: str = "web@1.2.0", value: str = "boom") -> dict[str, object]:
+    event_id = uuid.uuid4().hex
+    payload = {
+        "event_id": event_id,
+        "timestamp": datetime.now(UTC).timestamp(),
+        "platform": "javascript",
+        "release": release,
+        "environment": "production",
+        "exception": {"values": [{"type": "TypeError", "value": value}]},
+    }
+    return {
+        "project_id": project.id,
+        "item_type": "event",
+        "event_id": event_id,
+        "received_at": datetime.now(UTC),
+        "payload": json.dumps(payload).encode(),
+    }
+
+
+def test_an_item_the_database_refuses_is_set_aside_instead_of_blocking_the_queue(
+    settings: Settings, factory: sessionmaker[Session], project: Project
+) -> None:
+    # PostgreSQL refuses NUL in text; SQLite stores it. Either way the queue must drain.
+    rows = [raw_event(project, value="first"), raw_event(project, release="web\x00@1.2.0"), raw_event(project)]
+    with transaction(factory) as session:
+        enqueue_items(session, rows)
+    worker = Worker(settings=settings, factory=factory, metrics=Metrics())
+    for _ in range(3):
+        worker.digest_once()
+    with factory() as session:
+        stored = set(session.scalars(select(Event.event_id)))
+        refused = session.execute(select(RawItem.event_id, RawItem.attempts, RawItem.last_error)).all()
+    assert {rows[0]["event_id"], rows[2]["event_id"]} <= stored, "the healthy events went through"
+    if settings.is_sqlite:
+        assert refused == [] and rows[1]["event_id"] in stored
+    else:
+        ((event_id, attempts, error),) = refused
+        assert event_id == rows[1]["event_id"] and attempts == queue.MAX_ATTEMPTS and "NUL" in error
+
+
+def test_a_poison_item_costs_one_round_item_by_item_then_batches_resume(
+    settings: Settings, factory: sessionmaker[Session], project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [raw_event(project) for _ in range(10)]
+    poison = rows[4]["event_id"]
+    with transaction(factory) as session:
+        enqueue_items(session, rows)
+    real_insert = digest_module.counts.insert_events
+
+    def refusing_insert(session, event_rows):  # type: ignore[no-untyped-def]
+        if any(r["event_id"] == poison for r in event_rows):
+            raise DataError("INSERT INTO events", {}, ValueError("value out of range"))
+        return real_insert(session, event_rows)
+
+    monkeypatch.setattr(digest_module.counts, "insert_events", refusing_insert)
+    worker = Worker(settings=settings.model_copy(update={"digest_batch_size": 100}), factory=factory, metrics=Metrics())
+    stats = worker.digest_once()
+    assert stats.events == 9 and stats.failed == queue.MAX_ATTEMPTS
+    with factory() as session:
+        assert session.scalar(select(func.count(Event.id))) == 9
+        (left,) = session.execute(select(RawItem.event_id, RawItem.attempts)).all()
+    assert left == (poison, queue.MAX_ATTEMPTS)
+    assert worker.digest_once().items == 0, "the set-aside item is not claimed again"
