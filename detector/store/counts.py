@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, tuple_, update
+from sqlalchemy import and_, case, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from detector.store.dialect import upsert_insert
@@ -77,7 +77,15 @@ def recompute_signature_minutes(
     key_list = sorted(set(keys))
     for start in range(0, len(key_list), 200):
         chunk = key_list[start : start + 200]
-        match = tuple_(Event.signature_id, Event.release, Event.environment, Event.minute).in_(chunk)
+        # `signature_id IN` and `minute IN` make the planner use the (signature_id, minute) index, so a
+        # batch reads only the events of the minutes it touched. With `project_id =` and the row-value
+        # IN alone, SQLite read every event of the project, each batch (quadratic in the history).
+        # No `project_id =` is needed: a signature belongs to one project.
+        match = and_(
+            Event.signature_id.in_({key[0] for key in chunk}),
+            Event.minute.in_({key[3] for key in chunk}),
+            tuple_(Event.signature_id, Event.release, Event.environment, Event.minute).in_(chunk),
+        )
         counted = session.execute(
             select(
                 Event.signature_id,
@@ -88,7 +96,7 @@ def recompute_signature_minutes(
                 func.count(func.distinct(func.coalesce(Event.user_key, Event.session_key, Event.event_id))),
                 func.count(func.distinct(func.coalesce(Event.session_key, Event.user_key, Event.event_id))),
             )
-            .where(Event.project_id == project_id, match)
+            .where(match)
             .group_by(Event.signature_id, Event.release, Event.environment, Event.minute)
         ).all()
         values = [
