@@ -347,6 +347,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
         database_url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
     servers = Servers(database_url, args.servers, workdir, processes=args.processes, digest=not args.no_digest)
+    if args.digest_batch:
+        servers.env["DETECTOR_DIGEST_BATCH_SIZE"] = str(args.digest_batch)
     servers.start()
     try:
         project = json.loads(servers.cli("project", "create", "bench", "--json").strip().splitlines()[-1])
@@ -412,6 +414,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "database": args.database,
             "servers": args.servers,
             "events": args.events,
+            "processes": args.processes,
+            "clients": args.clients,
+            "digest_batch": args.digest_batch or "default",
             "mean_event_bytes": round(mean_size),
             "signatures_expected": len(expected),
             "signatures_found": len(items),
@@ -445,6 +450,9 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=1, help="API processes (one also digests)")
     parser.add_argument("--processes", type=int, default=1, help="API processes per `serve` (--processes)")
     parser.add_argument("--no-digest", action="store_true", help="intake alone: no worker, nothing counted")
+    parser.add_argument(
+        "--digest-batch", type=int, default=None, help="DETECTOR_DIGEST_BATCH_SIZE for the worker (default: its own)"
+    )
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--quick", action="store_true", help="5,000 events")
     args = parser.parse_args()
