@@ -265,9 +265,15 @@ class TimelineResult:
 
 def run_timeline(app: App, *, traffic_level: float, start: datetime, warmup: int, deploys: list[DeployRecord],
                  every: int, dense: int, sparse: int, background: list[Sig], known: list[Sig],
-                 rng: np.random.Generator, slug: str, log: Any) -> TimelineResult:
+                 rng: np.random.Generator, slug: str, log: Any, history_deploys: int = 0,
+                 history_every: int = 60) -> TimelineResult:
     project_id, slug, key = app.project(slug)
     initial = "web@1.0.0"  # running before the timeline, so its errors are known at the first deploy
+    # Earlier deploys (no traffic is simulated for them) make the detector's deploys-per-week estimate,
+    # and so its alpha-spending, that of a project with this cadence for the whole lookback.
+    # They end a day before the timeline so none is still watched (deploy_watch_minutes) during it.
+    for h in range(history_deploys, 0, -1):
+        app.deploy(slug, f"web@0.{h}.0", start - timedelta(days=1, minutes=history_every * h))
     end = (deploys[-1].at + timedelta(minutes=every)) if deploys else start + timedelta(minutes=warmup)
     total = int((end - start).total_seconds() // 60)
     by_minute = {int((d.at - start).total_seconds() // 60): d for d in deploys}
@@ -496,6 +502,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steady-traffic", default="10,100")
     parser.add_argument("--model-weeks", type=float, default=1.0)
     parser.add_argument("--oracle-weeks", type=int, default=20)
+    parser.add_argument("--history-days", type=float, default=14.0,
+                        help="days of earlier deploys (without traffic) before each timeline")
+    parser.add_argument("--history-every", type=int, default=60, help="minutes between those deploys")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
@@ -510,6 +519,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(text, file=sys.stderr, flush=True)
 
     began = time.perf_counter()
+    history = int(max(args.history_days - 1.0, 0.0) * 24 * 60 / args.history_every)
     levels = [float(x) for x in args.traffic.split(",")]
     impacts = [float(x) for x in args.impacts.split(",")]
     rng = np.random.default_rng(args.seed)
@@ -535,7 +545,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                        reps=args.reps, pool=pool, rng=rng)
                 result = run_timeline(app, traffic_level=level, start=start, warmup=args.warmup, deploys=deploys,
                                       every=args.deploy_every, dense=args.dense_minutes, sparse=args.sparse_every,
-                                      background=background, known=known, rng=rng, slug=f"t{i}", log=log)
+                                      background=background, known=known, rng=rng, slug=f"t{i}", log=log,
+                                      history_deploys=history, history_every=args.history_every)
                 judge(result)
                 for record in result.deploys:
                     if record.incident is not None:
@@ -550,7 +561,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 steady.append(run_timeline(app, traffic_level=float(level), start=_aligned_start(minutes),
                                            warmup=minutes, deploys=[], every=args.deploy_every,
                                            dense=0, sparse=args.sparse_every, background=background,
-                                           known=known, rng=rng, slug=f"steady{i}", log=log))
+                                           known=known, rng=rng, slug=f"steady{i}", log=log,
+                                           history_deploys=history, history_every=args.history_every))
             if steady:
                 steady_false = false_alert_figures(steady)
                 print(f"steady traffic ({args.steady_traffic} sessions/min, no deploy, real path, a pass every "

@@ -23,6 +23,7 @@ import pandas as pd
 from detector.model.config import DetectorConfig
 from detector.model.findings import Finding
 from detector.model.sequential import (
+    binomial_glr_bound,
     conditional_log_lr_increments,
     cusum_threshold,
     eprocess_threshold,
@@ -31,6 +32,7 @@ from detector.model.sequential import (
     grouped_cumsum,
     mixture_log_evidence,
     mixture_log_evidence_from_increments,
+    mixture_log_evidence_vs_estimate,
     sparse_poisson_cusum,
 )
 
@@ -310,6 +312,8 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
 
     findings: list[Finding] = []
     for deploy in active.itertuples(index=False):
+        if prepared.code(str(deploy.release)) < 0:
+            continue  # nothing was counted for that release yet: nothing to test
         findings.extend(_deploy_findings(prepared, deploy, per_week, config))
     claimed = {(f.signature_id, f.environment) for f in findings if f.signature_id is not None}
     spikes = _spike_findings(prepared, config)
@@ -461,6 +465,19 @@ def _mixture_where_possible(cum_counts: np.ndarray, cum_expected: np.ndarray, th
     return log_e
 
 
+def _mixture_vs_estimate_where_possible(cum_counts: np.ndarray, cum_exposure: np.ndarray,
+                                        baseline_counts: np.ndarray, baseline_exposure: float,
+                                        thresholds: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+    """:func:`mixture_log_evidence_vs_estimate` where its binomial GLR bound reaches ``thresholds``."""
+    bound = binomial_glr_bound(cum_counts, cum_exposure, baseline_counts, baseline_exposure)
+    log_e = np.full(len(cum_counts), -np.inf)
+    possible = bound >= thresholds
+    if possible.any():
+        log_e[possible] = mixture_log_evidence_vs_estimate(cum_counts[possible], cum_exposure[possible],
+                                                           baseline_counts[possible], baseline_exposure, ratios)
+    return log_e
+
+
 def _new_signature_findings(context: _DeployContext, new_stream: _Stream,
                             candidates: set[int]) -> list[Finding]:
     config = context.config
@@ -500,9 +517,11 @@ def _regression_findings(context: _DeployContext, new_stream: _Stream, old_strea
     threshold = eprocess_threshold(alarms_per_week=config.budget("regression"), tests_per_week=tests)
     thresholds = threshold + context.noisy_extra(stream.sig)
     baseline = {s: (pre_sessions[s] + 1.0) / pre_exposure for s in known.tolist()}
-    rate0 = _lookup(baseline, stream.sig)
-    log_e = _mixture_where_possible(grouped_cumsum(stream.sessions, start),
-                                    rate0 * _exposure_through(context, stream, start), thresholds, ratios)
+    # The baseline rate is an estimate (a rare signature's from a handful of sessions): test against it
+    # as such, not as if it were the true rate.
+    log_e = _mixture_vs_estimate_where_possible(
+        grouped_cumsum(stream.sessions, start), _exposure_through(context, stream, start),
+        _lookup(pre_sessions, stream.sig) + 1.0, pre_exposure, thresholds, ratios)
     crossed = _first_true_per_group(stream.sig, (log_e >= thresholds) & _gates(stream, start, config))
     if context.control_informative() and crossed:
         crossed_control = _control_crossings(context, stream, old_stream, ratios, threshold)
@@ -564,7 +583,8 @@ def _release_error_rate_findings(context: _DeployContext) -> list[Finding]:
     ratios = np.asarray(config.rate_ratios)
     threshold = eprocess_threshold(alarms_per_week=config.budget("release_error_rate"),
                                    tests_per_week=context.per_week)
-    log_e = mixture_log_evidence(cum_errored, baseline * exposure, ratios)
+    baseline_errored, baseline_started = baseline
+    log_e = mixture_log_evidence_vs_estimate(cum_errored, exposure, baseline_errored, baseline_started, ratios)
     alarm = (log_e >= threshold) & (cum_errored >= config.min_sessions)
     if not alarm.any():
         return []
@@ -585,13 +605,15 @@ def _release_error_rate_findings(context: _DeployContext) -> list[Finding]:
         first_seen=None, detected_at=prepared.at, crossed_at=minute_timestamp(context.origin + row),
         events=int(total_errored), users=0, sessions_affected=int(total_errored),
         rate=total_errored / float(exposure[-1]) if exposure[-1] > 0 else float("nan"),
-        baseline_rate=float(baseline), score=float(log_e.max() / threshold) if threshold > 0 else math.inf,
+        baseline_rate=baseline_errored / baseline_started,
+        score=float(log_e.max() / threshold) if threshold > 0 else math.inf,
         key=f"release_error_rate:{context.environment}:{context.deploy_id}",
     )]
 
 
-def _previous_release_error_share(context: _DeployContext) -> float | None:
-    """Errored share of the release deployed before this one (all releases if unknown), pre-deploy."""
+def _previous_release_error_share(context: _DeployContext) -> tuple[float, float] | None:
+    """Errored sessions (plus a pseudo-session) and sessions started of the release deployed before this
+    one (all releases if unknown or too short-lived), pre-deploy."""
     prepared, config = context.prepared, context.config
     pre = ((prepared.s_env == prepared.code(context.environment)) & (prepared.s_minute < context.origin)
            & (prepared.s_minute >= context.origin - context.lookback))
@@ -605,7 +627,7 @@ def _previous_release_error_share(context: _DeployContext) -> float | None:
     started = float(prepared.s_started[pre].sum())
     if started < config.baseline_min_sessions:
         return None
-    return (float(prepared.s_errored[pre].sum()) + 1.0) / started
+    return float(prepared.s_errored[pre].sum()) + 1.0, started
 
 
 def _spike_findings(prepared: _Prepared, config: DetectorConfig) -> list[Finding]:

@@ -206,3 +206,43 @@ def sparse_poisson_cusum(counts: np.ndarray, expected_before: np.ndarray, expect
     previous_min[start] = 0.0
     excursion_start = start | (llr_before <= previous_min)
     return SparseCusum(statistic, llr_through, running_min, excursion_start)
+
+
+def mixture_log_evidence_vs_estimate(cum_counts: np.ndarray, cum_exposure: np.ndarray,
+                                     baseline_counts: np.ndarray | float, baseline_exposure: np.ndarray | float,
+                                     rate_ratios: np.ndarray) -> np.ndarray:
+    """log of the mixture e-process against a baseline rate that is itself estimated from data.
+
+    The baseline saw ``baseline_counts`` (pseudo-event included) in ``baseline_exposure``; the tested
+    stream ``cum_counts`` in ``cum_exposure`` since the test started. For each ratio ``k`` the factor is
+    the Bayes factor of "rate ``k`` lambda" against "rate lambda" with lambda's posterior from the
+    baseline (flat prior):
+
+        k**X * ((b + N) / (b + k N))**(a + X)        a, b: baseline counts and exposure
+
+    which is the conditional two-sample likelihood ratio (each of the ``a + X`` events is in the tested
+    stream with probability ``N / (b + N)``, or ``k N / (b + k N)``). It tends to the known-rate factor
+    ``k**X exp(-(k - 1) a N / b)`` as the baseline grows, and is smaller while the baseline is short:
+    a baseline that happened to run low does not turn noise into evidence.
+    """
+    ratios = np.asarray(rate_ratios, float)[None, :]
+    x = np.asarray(cum_counts, float)[:, None]
+    n = np.asarray(cum_exposure, float)[:, None]
+    a = np.broadcast_to(np.asarray(baseline_counts, float), np.shape(cum_counts))[:, None]
+    b = np.broadcast_to(np.asarray(baseline_exposure, float), np.shape(cum_counts))[:, None]
+    terms = x * np.log(ratios) + (a + x) * (np.log(b + n) - np.log(b + ratios * n))
+    return logsumexp(terms, axis=1) - math.log(ratios.shape[1])
+
+
+def binomial_glr_bound(cum_counts: np.ndarray, cum_exposure: np.ndarray, baseline_counts: np.ndarray | float,
+                       baseline_exposure: np.ndarray | float) -> np.ndarray:
+    """Upper bound (nats) on :func:`mixture_log_evidence_vs_estimate` for any ratios: the binomial GLR of
+    ``X`` successes in ``a + X`` trials against success probability ``N / (b + N)``."""
+    x = np.asarray(cum_counts, float)
+    trials = x + np.asarray(baseline_counts, float)
+    p0 = np.asarray(cum_exposure, float) / (np.asarray(baseline_exposure, float) + np.asarray(cum_exposure, float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = x / trials
+        kl = (np.where(p > 0, p * np.log(p / p0), 0.0)
+              + np.where(p < 1, (1 - p) * np.log((1 - p) / (1 - p0)), 0.0))
+    return np.where((p > p0) & (trials > 0), trials * kl, 0.0)

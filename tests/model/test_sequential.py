@@ -7,6 +7,7 @@ import numpy as np
 
 from detector.model.sequential import (
     MINUTES_PER_WEEK,
+    binomial_glr_bound,
     conditional_log_lr_increments,
     count_alarm_excursions,
     cusum_threshold,
@@ -14,6 +15,7 @@ from detector.model.sequential import (
     group_starts,
     grouped_cumsum,
     mixture_log_evidence,
+    mixture_log_evidence_vs_estimate,
     poisson_cusum_path,
     sparse_poisson_cusum,
 )
@@ -83,3 +85,36 @@ def test_conditional_increments_ignore_common_rises():
     # no old-release exposure: no information either way
     np.testing.assert_allclose(conditional_log_lr_increments(np.array([9.0]), np.array([0.0]),
                                                              np.array([1.0]), ratios), 0.0, atol=1e-12)
+
+
+RATIOS = np.array([1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0])
+
+
+def test_evidence_against_an_estimated_rate_tends_to_the_known_rate_evidence():
+    x, n = np.array([0.0, 3.0, 12.0, 40.0]), np.array([100.0, 100.0, 100.0, 400.0])
+    known = mixture_log_evidence(x, 0.02 * n, RATIOS)
+    huge = mixture_log_evidence_vs_estimate(x, n, 0.02 * 1e9, 1e9, RATIOS)
+    short = mixture_log_evidence_vs_estimate(x, n, 0.02 * 1e3, 1e3, RATIOS)
+    assert np.allclose(huge, known, atol=1e-4)
+    # a short baseline is weaker evidence where there is evidence at all
+    assert (short[known > 1.0] < known[known > 1.0]).all()
+    assert (binomial_glr_bound(x, n, 0.02 * 1e3, 1e3) >= short - 1e-9).all()
+
+
+def test_a_short_baseline_that_ran_low_does_not_make_false_alarms():
+    # null: baseline and tested stream share the rate; the baseline is as long as the test (an hour of a
+    # release at 100 sessions/min, 3 % errored). Ville: P(ever >= log 20) <= 1/20.
+    rng = np.random.default_rng(4)
+    trials, minutes, per_minute, rate = 20_000, 60, 100.0, 0.03
+    baseline = rng.poisson(rate * per_minute * minutes, size=trials) + 1.0
+    counts = np.cumsum(rng.poisson(rate * per_minute, size=(trials, minutes)), axis=1).ravel()
+    exposure = np.tile(per_minute * np.arange(1, minutes + 1), trials)
+    a = np.repeat(baseline, minutes)
+    b = per_minute * minutes
+    aware = mixture_log_evidence_vs_estimate(counts, exposure, a, b, RATIOS).reshape(trials, minutes)
+    plug_in = mixture_log_evidence(counts, a / b * exposure, RATIOS).reshape(trials, minutes)
+    h = math.log(20)
+    aware_rate = (aware.max(axis=1) >= h).mean()
+    plug_in_rate = (plug_in.max(axis=1) >= h).mean()
+    assert aware_rate <= 1 / 20
+    assert plug_in_rate > 2 * aware_rate  # treating the estimate as the truth is what this fixes
