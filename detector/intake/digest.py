@@ -171,7 +171,7 @@ def _digest_project(
     stats.duplicates += len(event_rows) - len(inserted)
 
     lock_project(session, project_id)
-    counts.recompute_signature_minutes(session, project_id, inserted)
+    counts.add_signature_minutes(session, project_id, inserted)
     session_keys = counts.upsert_session_states(
         session, project_id, [_session_row(u) for u in session_updates.values()]
     )

@@ -1,16 +1,32 @@
 """Events, signatures and the per-minute counts derived from them.
 
-Counts are recomputed from the stored rows for exactly the keys a batch touched, never
-incremented, so a retried or replayed batch cannot count anything twice.
+A batch changes the counts of exactly the keys it inserted events for, in the transaction that
+inserted them, so a retried or replayed batch cannot count anything twice: `insert_events` returns
+only the rows that were new (a retried event conflicts and is not returned). Where the schema has
+the identity indexes (`ix_events_bucket_user`, `ix_events_bucket_session`), the counts grow by what
+the new rows add (distinct users and sessions checked against the minute's stored events, one index
+probe each); without them, each touched key is recomputed from its rows, which costs a read of the
+whole minute of that key per batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import and_, case, delete, func, select, tuple_, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    case,
+    delete,
+    func,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from detector.store.dialect import upsert_insert
@@ -59,15 +75,124 @@ def upsert_signatures(session: Session, project_id: int, rows: Sequence[dict[str
     return ids
 
 
-def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[SignatureMinuteKey]:
-    """Insert events not stored yet (by project and event_id); the count keys of those inserted."""
+class InsertedEvent(NamedTuple):
+    """An event row this transaction inserted: its count key, its id, and who it counts as."""
+
+    signature_id: int
+    release: str
+    environment: str
+    minute: datetime
+    id: int
+    user: str
+    """`coalesce(user_key, session_key, event_id)`: what `users` counts distinct."""
+    session: str
+    """`coalesce(session_key, user_key, event_id)`: what `sessions` counts distinct."""
+
+    @property
+    def key(self) -> SignatureMinuteKey:
+        return (self.signature_id, self.release, self.environment, self.minute)
+
+
+_EVENTS = Event.__table__
+_USER = func.coalesce(_EVENTS.c.user_key, _EVENTS.c.session_key, _EVENTS.c.event_id)
+_SESSION = func.coalesce(_EVENTS.c.session_key, _EVENTS.c.user_key, _EVENTS.c.event_id)
+# Spelled as in the identity indexes, so that the planner uses them.
+_USER_SQL = "coalesce(e.user_key, e.session_key, e.event_id)"
+_SESSION_SQL = "coalesce(e.session_key, e.user_key, e.event_id)"
+IDENTITY_INDEXES = frozenset({"ix_events_bucket_user", "ix_events_bucket_session"})
+_identity_indexes: WeakKeyDictionary[Engine, bool] = WeakKeyDictionary()
+
+
+def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[InsertedEvent]:
+    """Insert events not stored yet (by project and event_id); those inserted, with their count keys."""
     if not rows:
         return []
-    table = Event.__table__
-    stmt = upsert_insert(session, table).on_conflict_do_nothing(index_elements=["project_id", "event_id"])
-    stmt = stmt.returning(table.c.signature_id, table.c.release, table.c.environment, table.c.minute)
+    c = _EVENTS.c
+    stmt = upsert_insert(session, _EVENTS).on_conflict_do_nothing(index_elements=["project_id", "event_id"])
+    stmt = stmt.returning(c.signature_id, c.release, c.environment, c.minute, c.id, _USER, _SESSION)
     # Core executemany (batched INSERT ... RETURNING), not the ORM's bulk insert: the digest's hot path.
-    return [tuple(r) for r in session.connection().execute(stmt, list(rows)).all()]  # type: ignore[misc]
+    return [InsertedEvent(*r) for r in session.connection().execute(stmt, list(rows))]
+
+
+def has_identity_indexes(session: Session) -> bool:
+    """Whether the events table has the indexes that make incremental distinct counts cheap."""
+    engine = session.get_bind().engine
+    known = _identity_indexes.get(engine)
+    if known is None:
+        # The catalogs, not SQLAlchemy's reflection, which skips expression indexes on SQLite.
+        if session.get_bind().dialect.name == "postgresql":
+            query = text("SELECT indexname FROM pg_indexes WHERE tablename = 'events'")
+        else:
+            query = text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+        names = set(session.connection().execute(query).scalars())
+        known = _identity_indexes[engine] = names >= IDENTITY_INDEXES
+    return known
+
+
+def add_signature_minutes(session: Session, project_id: int, inserted: Sequence[InsertedEvent]) -> None:
+    """Count the events just inserted (in this transaction) in their per-minute counts.
+
+    Call it after `lock_project`, so that concurrent workers see each other's committed rows.
+    """
+    if not has_identity_indexes(session):
+        recompute_signature_minutes(session, project_id, [row.key for row in inserted])
+        return
+    by_key: dict[SignatureMinuteKey, list[InsertedEvent]] = {}
+    for row in inserted:
+        by_key.setdefault(row.key, []).append(row)
+    new_ids = {row.id for row in inserted}
+    connection = session.connection()
+    dialect = connection.dialect
+    to_db = _EVENTS.c.minute.type._cached_bind_processor(dialect) or (lambda value: value)
+    from_db = _EVENTS.c.minute.type._cached_result_processor(dialect, None) or (lambda value: value)
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    seen: dict[str, set[tuple[SignatureMinuteKey, str]]] = {}
+    for name, expression in (("user", _USER_SQL), ("session", _SESSION_SQL)):
+        seen[name] = set()
+        probes = sorted({(row.signature_id, row.minute, getattr(row, name)) for row in inserted})
+        for start in range(0, len(probes), 500):
+            chunk = probes[start : start + 500]
+            # Plain SQL: SQLAlchemy would compile a VALUES list of this size anew for every batch.
+            # One index probe per (signature, minute, identity); the batch's own rows are skipped by id.
+            sql = (
+                "WITH probe (signature_id, minute, identity) AS (VALUES "
+                + ", ".join([f"({mark}, {mark}, {mark})"] * len(chunk))
+                + ") SELECT e.signature_id, e.release, e.environment, e.minute, e.id, "
+                + expression
+                + " FROM probe JOIN events e ON e.signature_id = probe.signature_id"
+                + " AND e.minute = probe.minute AND "
+                + expression
+                + " = probe.identity"
+            )
+            params = tuple(value for sig, minute, ident in chunk for value in (sig, to_db(minute), ident))
+            for sig, rel, env, minute, event_pk, value in connection.exec_driver_sql(sql, params):
+                if event_pk not in new_ids:
+                    seen[name].add(((sig, rel, env, from_db(minute)), value))
+    values_ = [
+        {
+            "project_id": project_id,
+            "signature_id": key[0],
+            "release": key[1],
+            "environment": key[2],
+            "minute": key[3],
+            "events": len(rows),
+            "users": len({r.user for r in rows if (key, r.user) not in seen["user"]}),
+            "sessions": len({r.session for r in rows if (key, r.session) not in seen["session"]}),
+        }
+        for key, rows in sorted(by_key.items())
+    ]
+    if values_:
+        table = SignatureMinute.__table__
+        stmt = upsert_insert(session, table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["signature_id", "release", "environment", "minute"],
+            set_={
+                "events": table.c.events + stmt.excluded.events,
+                "users": table.c.users + stmt.excluded.users,
+                "sessions": table.c.sessions + stmt.excluded.sessions,
+            },
+        )
+        session.connection().execute(stmt, values_)
 
 
 def recompute_signature_minutes(
