@@ -72,6 +72,11 @@ class DetectorConfig:
     baseline_min_sessions: int = 100
     """Minimum baseline sessions to test a rate against it (regression, error rate, spike)."""
 
+    spike_baseline_z: float = 2.0
+    """The spike CUSUM tests against an upper confidence bound of each signature's baseline rate,
+    ``(a + z^2/2 + z sqrt(a + z^2/4)) / b`` for ``a`` affected (plus one) in ``b`` sessions: a short
+    or sparse baseline that happened to run low is not taken for the truth (0: the plain estimate)."""
+
     suppressed_noise_classes: frozenset[str] = DEFAULT_SUPPRESSED_NOISE_CLASSES
     """Noise classes that never raise findings (browser noise, extensions, bots)."""
 
@@ -99,6 +104,8 @@ class DetectorConfig:
             raise ValueError("spike_rate_ratio must exceed 1")
         if self.noisy_evidence_factor < 1.0:
             raise ValueError("noisy_evidence_factor must be at least 1")
+        if self.spike_baseline_z < 0:
+            raise ValueError("spike_baseline_z must not be negative")
         if min(self.lookback_days, self.deploy_watch_minutes, self.spike_window_minutes) <= 0:
             raise ValueError("lookback_days, deploy_watch_minutes and spike_window_minutes must be positive")
 

@@ -675,7 +675,7 @@ def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environm
     start = stream.start
     pre_sessions = _sessions_by_sig(prepared, pre)
     pre_by_row = _lookup(pre_sessions, stream.sig)
-    rate0 = (pre_by_row + 1.0) / pre_exposure
+    rate0 = _upper_rate(pre_by_row + 1.0, pre_exposure, config.spike_baseline_z)
     offset = stream.minute - origin
     cum_sessions = grouped_cumsum(stream.sessions, start)
     # Exposure is never less than the affected sessions themselves (late session data).
@@ -707,6 +707,11 @@ def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environm
         findings.append(_spike_finding(prepared, environment, stream, rows, hit, best[sig],
                                        float(rate0[hit]), cum, origin))
     return findings
+
+
+def _upper_rate(events: np.ndarray, exposure: float, z: float) -> np.ndarray:
+    """Upper confidence bound (Wilson-type score interval for a Poisson count) of ``events / exposure``."""
+    return (events + z * z / 2.0 + z * np.sqrt(events + z * z / 4.0)) / exposure
 
 
 def _spike_finding(prepared: _Prepared, environment: str, stream: _Stream, rows: np.ndarray, hit: int,

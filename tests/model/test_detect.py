@@ -176,6 +176,23 @@ def test_spike_without_deploy_has_a_stable_key(rng):
     assert [f.key for f in later] == [first[0].key]
 
 
+def test_a_cold_start_baseline_does_not_make_spikes():
+    # a project's first hours: the spike window's baseline is the few minutes before it, and a rate read
+    # off a handful of sessions is often low; the plain estimate (z = 0) alarms, the default does not
+    start = pd.Timestamp("2026-11-27 00:00", tz="UTC")
+    sigs = [SimSignature(i, r) for i, r in enumerate([0.003, 0.003, 0.005, 0.005, 0.01, 0.002, 0.002, 0.001], 1)]
+    found: dict[float, set[str]] = {0.0: set(), 2.0: set()}
+    for seed in range(3):
+        data = simulate_project(start=start, end=start + pd.Timedelta(hours=10), sessions_per_minute=100,
+                                signatures=sigs, deploys=[], rng=np.random.default_rng(seed))
+        for minute in range(6 * 60 + 5, 10 * 60, 10):
+            for z, keys in found.items():
+                at = start + pd.Timedelta(minutes=minute)
+                keys |= {f.key for f in run(data, at, DetectorConfig(spike_baseline_z=z))}
+    assert found[2.0] == set()
+    assert found[0.0]
+
+
 def test_missing_column_is_reported(rng):
     data = project(rng, BACKGROUND, [], days=0.1, after=pd.Timedelta(0))
     with pytest.raises(DetectorInputError, match="sessions"):
