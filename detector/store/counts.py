@@ -12,10 +12,11 @@ whole minute of that key per batch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
+import orjson
 from sqlalchemy import (
     Engine,
     and_,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from detector.store.dialect import upsert_insert
@@ -107,11 +109,62 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[Inse
     """Insert events not stored yet (by project and event_id); those inserted, with their count keys."""
     if not rows:
         return []
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return _insert_events_unnest(connection, rows)
     c = _EVENTS.c
     stmt = upsert_insert(session, _EVENTS).on_conflict_do_nothing(index_elements=["project_id", "event_id"])
     stmt = stmt.returning(c.signature_id, c.release, c.environment, c.minute, c.id, _USER, _SESSION)
     # Core executemany (batched INSERT ... RETURNING), not the ORM's bulk insert: the digest's hot path.
-    return [InsertedEvent(*r) for r in session.connection().execute(stmt, list(rows))]
+    return [InsertedEvent(*r) for r in connection.execute(stmt, list(rows))]
+
+
+_EVENT_ARRAYS = [
+    ("project_id", "int"),
+    ("event_id", "text"),
+    ("signature_id", "bigint"),
+    ("release", "text"),
+    ("environment", "text"),
+    ("timestamp", "timestamp"),
+    ("minute", "timestamp"),
+    ("received_at", "timestamp"),
+    ("user_key", "text"),
+    ("session_key", "text"),
+    ("route", "text"),
+    ("browser", "text"),
+    ("os", "text"),
+    ("data", "jsonb"),
+]
+_INSERT_EVENTS_UNNEST = (
+    f"INSERT INTO events ({', '.join(name for name, _ in _EVENT_ARRAYS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%b::{kind}[]' for _, kind in _EVENT_ARRAYS)}) "
+    "ON CONFLICT (project_id, event_id) DO NOTHING "
+    "RETURNING signature_id, release, environment, minute, id, "
+    "coalesce(user_key, session_key, event_id), coalesce(session_key, user_key, event_id)"
+)
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _insert_events_unnest(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[InsertedEvent]:
+    """PostgreSQL: one statement with one array per column. SQLAlchemy's multi-row VALUES has
+    thousands of parameters, which psycopg re-parses on every execution (it caches only small
+    statements): that parsing was half of the digest's time on PostgreSQL."""
+    columns: list[list[Any]] = []
+    for name, kind in _EVENT_ARRAYS:
+        if kind == "timestamp":
+            columns.append([_naive_utc(row[name]) for row in rows])
+        elif kind == "jsonb":
+            columns.append([orjson.dumps(row[name]).decode() for row in rows])
+        else:
+            columns.append([row[name] for row in rows])
+    result = connection.exec_driver_sql(_INSERT_EVENTS_UNNEST, tuple(columns))
+    return [
+        InsertedEvent(sig, rel, env, minute.replace(tzinfo=UTC), pk, user, sess)
+        for sig, rel, env, minute, pk, user, sess in result
+    ]
 
 
 def has_identity_indexes(session: Session) -> bool:
