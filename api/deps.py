@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
 from api.state import AppState
@@ -51,3 +53,11 @@ def project_from_slug(slug: str, session: SessionDep, _token: TokenDep) -> Proje
 
 
 ProjectDep = Annotated[Project, Depends(project_from_slug)]
+
+
+def as_utc(value: datetime) -> datetime:
+    """Query times without an offset are taken as UTC (every stored time is UTC)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+UtcTime = Annotated[datetime, AfterValidator(as_utc)]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from detector.errors import (
@@ -47,9 +49,26 @@ def error_response(exc: DetectorError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
 
+def validation_message(exc: RequestValidationError) -> str:
+    """One readable sentence per problem, e.g. `query.since: Input should be a valid datetime`."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def handle(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DetectorError)
         return error_response(exc)
 
+    async def handle_validation(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        # every error answers {"detail": "<sentence>"}; `errors` keeps the machine-readable list
+        return JSONResponse(
+            {"detail": validation_message(exc), "errors": jsonable_encoder(exc.errors())}, status_code=422
+        )
+
     app.add_exception_handler(DetectorError, handle)
+    app.add_exception_handler(RequestValidationError, handle_validation)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import ProjectDep, SessionDep, StateDep
+from api.deps import ProjectDep, SessionDep, StateDep, UtcTime
 from api.pagination import decode_cursor, page
 from detector.notify import channel_for, enqueue_state_change
 from detector.scheduling import run_project_pass
@@ -34,7 +34,7 @@ def anomalies(
     release: str | None = None,
     environment: str | None = None,
     deploy_id: int | None = None,
-    since: datetime | None = None,
+    since: UtcTime | None = None,
     cursor: str | None = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
@@ -67,8 +67,13 @@ def anomaly_detail(project: ProjectDep, session: SessionDep, state: StateDep, an
         public_url=state.settings.public_url,
     )
     if anomaly.signature_id is not None:
-        window_start = anomaly.first_seen - timedelta(hours=6)
-        data["series"] = signature_series(session, signature_id=anomaly.signature_id, since=window_start)
+        # the story around the anomaly: six hours before it began, up to a day after it was detected
+        data["series"] = signature_series(
+            session,
+            signature_id=anomaly.signature_id,
+            since=anomaly.first_seen - timedelta(hours=6),
+            until=anomaly.detected_at + timedelta(hours=24),
+        )
     else:
         data["series"] = []
     return data

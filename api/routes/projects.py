@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import ProjectDep, SessionDep, StateDep, TokenDep
+from api.deps import ProjectDep, SessionDep, StateDep, TokenDep, UtcTime
 from api.pagination import decode_cursor, page
 from detector.errors import NotFound
 from detector.store.models import Signature
@@ -17,6 +17,7 @@ from detector.store.signatures import get_event, list_signatures, signature_seri
 router = APIRouter(prefix="/api/v1", tags=["projects"])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
+SERIES_DEFAULT_WINDOW = timedelta(hours=24)
 
 
 @router.get("/projects")
@@ -36,7 +37,7 @@ def signatures(
     session: SessionDep,
     release: str | None = None,
     environment: str | None = None,
-    since: datetime | None = None,
+    since: UtcTime | None = None,
     cursor: str | None = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
@@ -57,12 +58,16 @@ def signature_timeseries(
     project: ProjectDep,
     session: SessionDep,
     signature_id: int,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: UtcTime | None = None,
+    until: UtcTime | None = None,
 ) -> dict[str, Any]:
+    """Per-minute counts by release. Without `since`, the 24 hours up to `until` (default: the signature's
+    last sighting): a series is for looking at, and a busy signature has weeks of minutes."""
     sig = session.get(Signature, signature_id)
     if sig is None or sig.project_id != project.id:
         raise NotFound(f"no signature {signature_id} in project {project.slug!r}")
+    if since is None:
+        since = (until or sig.last_seen) - SERIES_DEFAULT_WINDOW
     return {
         "items": signature_series(session, signature_id=signature_id, since=since, until=until),
         "next": None,
