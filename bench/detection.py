@@ -440,11 +440,12 @@ def model_week(weeks: float, seed: int, log: Any, every: int = 20) -> dict[str, 
     passes = 0
     sig_counts = data["sig_counts"].sort_values("minute", kind="stable").reset_index(drop=True)
     session_counts = data["session_counts"].sort_values("minute", kind="stable").reset_index(drop=True)
-    sig_minutes = sig_counts["minute"].to_numpy()
-    ses_minutes = session_counts["minute"].to_numpy()
+    sig_minutes = sig_counts["minute"].dt.tz_convert(None).to_numpy()
+    ses_minutes = session_counts["minute"].dt.tz_convert(None).to_numpy()
     began = time.perf_counter()
     while at < start + length:
-        low, high = (at - pd.Timedelta(hours=24)).to_datetime64(), at.to_datetime64()
+        low = (at - pd.Timedelta(hours=24)).tz_convert(None).to_datetime64()
+        high = at.tz_convert(None).to_datetime64()
         frames = dict(data)
         frames["sig_counts"] = sig_counts.iloc[np.searchsorted(sig_minutes, low):
                                                np.searchsorted(sig_minutes, high, side="right")]
