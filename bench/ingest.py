@@ -1,13 +1,16 @@
 """Intake throughput: realistic browser events posted concurrently to `detector serve` on loopback.
 
     python -m bench.ingest [--events 30000] [--concurrency 64] [--database sqlite|postgresql]
-                           [--servers 1] [--clients 1] [--quick]
+                           [--servers 1] [--processes 1] [--clients 1] [--digest-batch N]
+                           [--identity-indexes] [--no-digest] [--quick]
 
 Starts the server(s) on a fresh database, posts events in the shape of the real @sentry/browser fixture
 (~2 KB, a Zipf mix of distinct signatures, many users, one event per request as browsers send them)
 from raw keep-alive HTTP/1.1 connections, and prints accepted events/s, digested events/s (end to end:
-first request until every event is counted), p50/p99 intake latency, the server's peak memory, and
-whether every accepted event was counted exactly once. The last line is one JSON object.
+first request until every event is counted), p50/p99 intake latency, the largest server process's peak
+memory, whether every accepted event was counted exactly once, and the CPU time per event of the client,
+the API process(es) and the worker. The client processes run on the same machine and compete with the
+server for its cores. The last line is one JSON object.
 """
 
 from __future__ import annotations
