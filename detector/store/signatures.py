@@ -12,6 +12,11 @@ from detector.errors import NotFound
 from detector.store.models import Event, Signature, SignatureMinute
 
 
+def user_identity() -> Any:
+    """Who an event counts as, spelled as in the `ix_events_bucket_user` index so queries can use it."""
+    return func.coalesce(Event.user_key, Event.session_key, Event.event_id)
+
+
 def list_signatures(
     session: Session,
     *,
@@ -22,49 +27,68 @@ def list_signatures(
     after_id: int | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Signatures seen in the filtered window, by id, with event/user totals and their releases."""
-    minutes = select(
-        SignatureMinute.signature_id,
-        func.sum(SignatureMinute.events).label("events"),
-    ).where(SignatureMinute.project_id == project_id)
+    """Signatures seen in the filtered window, by id, with event and distinct-user totals and releases.
+
+    The page is chosen first (signatures with any minute in the window); totals are then computed for
+    that page only, so the cost follows the page, not the project's history.
+    """
+    window = select(SignatureMinute.signature_id).where(SignatureMinute.signature_id == Signature.id)
     if release:
-        minutes = minutes.where(SignatureMinute.release == release)
+        window = window.where(SignatureMinute.release == release)
     if environment:
-        minutes = minutes.where(SignatureMinute.environment == environment)
+        window = window.where(SignatureMinute.environment == environment)
     if since:
-        minutes = minutes.where(SignatureMinute.minute >= since.replace(second=0, microsecond=0))
-    minutes_sq = minutes.group_by(SignatureMinute.signature_id).subquery()
+        window = window.where(SignatureMinute.minute >= since.replace(second=0, microsecond=0))
     stmt = (
-        select(Signature, minutes_sq.c.events)
-        .join(minutes_sq, minutes_sq.c.signature_id == Signature.id)
+        select(Signature)
+        .where(Signature.project_id == project_id, window.exists())
         .order_by(Signature.id)
         .limit(limit + 1)
     )
     if after_id is not None:
         stmt = stmt.where(Signature.id > after_id)
-    rows = session.execute(stmt).all()
-    ids = [sig.id for sig, _ in rows]
-    releases: dict[int, list[str]] = {i: [] for i in ids}
-    users: dict[int, int] = {}
-    if ids:
-        for sig_id, rel in session.execute(
-            select(SignatureMinute.signature_id, SignatureMinute.release)
-            .where(SignatureMinute.signature_id.in_(ids))
-            .distinct()
-            .order_by(SignatureMinute.release)
-        ):
-            releases[sig_id].append(rel)
-        user_stmt = select(
-            Event.signature_id,
-            func.count(func.distinct(func.coalesce(Event.user_key, Event.session_key, Event.event_id))),
-        ).where(Event.signature_id.in_(ids))
+    signatures = list(session.scalars(stmt))
+    ids = [sig.id for sig in signatures]
+    if not ids:
+        return []
+
+    def filtered(query: Any, model: Any) -> Any:
         if release:
-            user_stmt = user_stmt.where(Event.release == release)
+            query = query.where(model.release == release)
         if environment:
-            user_stmt = user_stmt.where(Event.environment == environment)
+            query = query.where(model.environment == environment)
         if since:
-            user_stmt = user_stmt.where(Event.timestamp >= since)
-        users = dict(session.execute(user_stmt.group_by(Event.signature_id)).all())
+            query = query.where(model.minute >= since.replace(second=0, microsecond=0))
+        return query
+
+    events = dict(
+        session.execute(
+            filtered(
+                select(SignatureMinute.signature_id, func.sum(SignatureMinute.events)).where(
+                    SignatureMinute.signature_id.in_(ids)
+                ),
+                SignatureMinute,
+            ).group_by(SignatureMinute.signature_id)
+        ).all()
+    )
+    users = dict(
+        session.execute(
+            filtered(
+                select(Event.signature_id, func.count(func.distinct(user_identity()))).where(
+                    Event.signature_id.in_(ids)
+                ),
+                Event,
+            ).group_by(Event.signature_id)
+        ).all()
+    )
+    releases: dict[int, list[str]] = {i: [] for i in ids}
+    for sig_id, rel in session.execute(
+        select(SignatureMinute.signature_id, SignatureMinute.release)
+        .where(SignatureMinute.signature_id.in_(ids))
+        .distinct()
+        .order_by(SignatureMinute.release)
+    ):
+        releases[sig_id].append(rel)
     return [
         {
             "id": sig.id,
@@ -76,11 +100,11 @@ def list_signatures(
             "first_seen": sig.first_seen,
             "last_seen": sig.last_seen,
             "first_release": sig.first_release,
-            "events": int(events or 0),
+            "events": int(events.get(sig.id) or 0),
             "users": int(users.get(sig.id, 0)),
             "releases": releases.get(sig.id, []),
         }
-        for sig, events in rows
+        for sig in signatures
     ]
 
 
