@@ -6,6 +6,7 @@ the alerts to send. Run by the worker on a schedule and right after each deploy,
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -242,6 +243,40 @@ def _commit_infos(session: Session, deploy_ids: list[int]) -> list[CommitInfo]:
     return commits
 
 
+BREAK_HISTORY = 200
+"""How many earlier anomalies of a project tell which files often break."""
+
+
+def break_counts(session: Session, project_id: int, before_anomaly_id: int) -> dict[str, int]:
+    """How often each file was changed by the top suspect of an earlier anomaly of the project (the
+    "files that often break" prior); acknowledged and resolved anomalies count, muted ones do not."""
+    top_shas = [
+        suspects[0]["sha"]
+        for suspects in session.scalars(
+            select(Anomaly.suspects)
+            .where(
+                Anomaly.project_id == project_id,
+                Anomaly.id < before_anomaly_id,
+                Anomaly.state != "muted",
+            )
+            .order_by(Anomaly.id.desc())
+            .limit(BREAK_HISTORY)
+        )
+        if suspects
+    ]
+    blamed = Counter(top_shas)
+    counts: Counter[str] = Counter()
+    if not blamed:
+        return {}
+    for sha, path in session.execute(
+        select(Commit.sha, CommitFile.path)
+        .join(Commit, Commit.id == CommitFile.commit_id)
+        .where(Commit.project_id == project_id, Commit.sha.in_(list(blamed)))
+    ):
+        counts[path] += blamed[sha]
+    return dict(counts)
+
+
 def suspects_for(session: Session, project: Project, anomaly: Anomaly) -> SuspectRanking | None:
     """Rank the commits of the anomaly's deploy (and, for a regression, of the few deploys before)."""
     if anomaly.deploy_id is None:
@@ -287,7 +322,7 @@ def suspects_for(session: Session, project: Project, anomaly: Anomaly) -> Suspec
             snapshot = GitSnapshot.at(GitRepo(project.repo_path), deploy.sha)
         except GitError as exc:
             log.warning("cannot read %s at %s: %s", project.repo_path, deploy.sha, exc)
-    return rank_suspects(error, commits, snapshot)
+    return rank_suspects(error, commits, snapshot, break_counts=break_counts(session, project.id, anomaly.id))
 
 
 def run_detection(

@@ -168,3 +168,42 @@ def _token(factory: sessionmaker[Session]) -> str:
 
     with transaction(factory) as session:
         return create_token(session)
+
+
+def test_break_counts_come_from_earlier_top_suspects(factory: sessionmaker[Session], project: Project) -> None:
+    from detector.detection import break_counts
+    from detector.store.models import Anomaly, Commit, CommitFile
+
+    now = datetime.now(UTC)
+    with transaction(factory) as session:
+        commit = Commit(project_id=project.id, sha="c" * 40, message="m", author_name="a", author_email="a@x")
+        session.add(commit)
+        session.flush()
+        session.add_all(
+            [
+                CommitFile(commit_id=commit.id, path="src/api/entitlements.js", change_type="M"),
+                CommitFile(commit_id=commit.id, path="src/styles.css", change_type="M"),
+            ]
+        )
+        for i, state in enumerate(["resolved", "open", "muted"]):
+            session.add(
+                Anomaly(
+                    project_id=project.id,
+                    key=f"k{i}",
+                    kind="new_signature",
+                    state=state,
+                    title="t",
+                    release="r",
+                    environment="production",
+                    first_seen=now,
+                    detected_at=now,
+                    updated_at=now,
+                    suspects=[{"sha": "c" * 40, "message": "m", "author": "a", "score": 1.0, "evidence": []}],
+                )
+            )
+    with factory() as session:
+        assert break_counts(session, project.id, before_anomaly_id=10_000) == {
+            "src/api/entitlements.js": 2,
+            "src/styles.css": 2,
+        }
+        assert break_counts(session, project.id, before_anomaly_id=1) == {}
