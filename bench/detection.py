@@ -299,8 +299,9 @@ def run_timeline(app: App, *, traffic_level: float, start: datetime, warmup: int
             incident = current.incident
             if incident.sig is not None:
                 current.truth_affected.append(minute_traffic.affected.get(incident.sig.name, 0))
-            else:
-                current.truth_affected.append(minute_traffic.errored)
+            else:  # release level: errored sessions, less the post-deploy ChunkLoadError burst (noise)
+                noise = minute_traffic.affected.get("chunk_load", 0)
+                current.truth_affected.append(max(minute_traffic.errored - noise, 0))
         app.post(project_id, key, minute_traffic.envelope)
         app.digest()
         if (current is not None and since < dense) or since % sparse == sparse - 1 or m == total - 1:
@@ -370,6 +371,7 @@ def oracle_delay(record: DeployRecord, traffic_level: float, background: list[Si
 def _quantile(values: list[float], q: float) -> float | None:
     if not values:
         return None
+    # "higher": with two deploys per cell the median is the later of the two
     return float(np.quantile(np.array(values), q, method="higher"))
 
 
