@@ -220,10 +220,6 @@ def serve(
 
     import uvicorn
 
-    from api.app import create_app
-    from api.routes.intake import with_fast_intake
-    from detector.runtime import build_worker
-
     configure_logging()
     settings = load_settings()
     if worker_mode not in ("process", "thread"):
@@ -246,10 +242,11 @@ def serve(
                      "--no-worker", "--api-child-of", str(os.getpid())]
                 )
             )
-    in_process = build_worker if worker and worker_mode == "thread" and api_child_of is None else None
-    # Intake requests are answered in front of the app's middleware (same answers, less work).
-    application = with_fast_intake(create_app(settings, worker_factory=in_process))
-    server = uvicorn.Server(uvicorn.Config(application, log_level="warning", access_log=False))
+    in_process = worker and worker_mode == "thread" and api_child_of is None
+    os.environ["DETECTOR_SERVE_WORKER_THREAD"] = "1" if in_process else "0"
+    # The app is named by import string, so this package never imports the web layer (api/).
+    config = uvicorn.Config("api.server:app_from_environment", factory=True, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
     if api_child_of is not None:
         threading.Thread(target=_exit_when_orphaned, args=(api_child_of, server), daemon=True).start()
     try:
