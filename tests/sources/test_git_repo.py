@@ -1,55 +1,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from detector.sources.git_repo import PATCH_CAP_BYTES, GitError, GitRepo
-
-ENV = {
-    **os.environ,
-    "GIT_AUTHOR_NAME": "Ada",
-    "GIT_AUTHOR_EMAIL": "ada@example.com",
-    "GIT_COMMITTER_NAME": "Ada",
-    "GIT_COMMITTER_EMAIL": "ada@example.com",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-
-
-def git(repo: Path, *args: str, when: int | None = None) -> str:
-    env = dict(ENV)
-    if when is not None:
-        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = f"{when} +0000"
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def write(repo: Path, path: str, text: str) -> None:
-    target = repo / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
-
-
-def commit(repo: Path, message: str, when: int) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message, when=when)
-    return git(repo, "rev-parse", "HEAD")
-
-
-ENTITLEMENTS_V1 = "export async function getEntitlements(userId) {\n  return [{ feature: 'pdf' }];\n}\n"
-ENTITLEMENTS_V2 = "export async function getEntitlements(userId) {\n  return { items: [] };\n}\n"
-PAID = (
-    'import { getEntitlements } from "../api/entitlements";\n'
-    "export async function renderPaidFeatures(userId) {\n"
-    "  const entitlements = await getEntitlements(userId);\n"
-    "  return entitlements.map((e) => e.feature).join('');\n"
-    "}\n"
-)
+from tests.deploys.gitrepos import ENTITLEMENTS_V1, ENTITLEMENTS_V2, PAID, commit, git, write
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +102,7 @@ def test_commit_metadata_and_patch(history: dict) -> None:
     info = GitRepo(history["repo"]).commit(history["feature_change"])
     assert info.message == "entitlements: return an object\n\nLonger body."
     assert info.summary == "entitlements: return an object"
-    assert (info.author_name, info.author_email) == ("Ada", "ada@example.com")
+    assert (info.author_name, info.author_email) == ("Dana", "dana@example.com")
     assert info.timestamp == datetime.fromtimestamp(1_700_000_200, tz=UTC)
     assert info.parents == (history["feature_rename"],)
     [change] = info.files
@@ -152,7 +110,7 @@ def test_commit_metadata_and_patch(history: dict) -> None:
     assert (change.additions, change.deletions) == (1, 1)
     assert change.patch.startswith("@@ ")
     assert "+  return { items: [] };" in change.patch
-    assert "-  return [{ feature: 'pdf' }];" in change.patch
+    assert '-  return [{ feature: "pdf" }];' in change.patch
 
 
 def test_rename_detected(history: dict) -> None:
