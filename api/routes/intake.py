@@ -129,7 +129,6 @@ class IntakeEndpoint:
                 auth_header=auth.decode("latin-1") if auth else None,
                 lookup=state.keys.get,
                 limits=limits,
-                received_at=received_at,
             )
             key = state.keys.get(accepted.project_id)
             if key is not None:

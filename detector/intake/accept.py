@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 import orjson
 
@@ -134,7 +133,6 @@ def accept_envelope(
     auth_header: str | None,
     lookup: ProjectLookup,
     limits: IntakeLimits,
-    received_at: datetime,
 ) -> Accepted:
     """Validate one envelope request; the result lists the items to store (events and sessions)."""
     decoded = _decode(body, content_encoding, limits)
@@ -170,7 +168,6 @@ def accept_store(
     auth_header: str | None,
     lookup: ProjectLookup,
     limits: IntakeLimits,
-    received_at: datetime,
 ) -> Accepted:
     """Validate one legacy `/store/` request: the body is a single event."""
     decoded = _decode(body, content_encoding, limits)
