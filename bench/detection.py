@@ -14,10 +14,11 @@ through every (incident, impact) pair of the grid:
 * ``slow``: every app error a little more often, errored sessions +0.2 % of sessions (release level).
 
 Each minute of traffic is one Sentry envelope (a ``sessions`` aggregate and one ``event`` item per
-affected session) posted to the real app (``api.app.create_app`` in-process, ``TestClient``), then
-digested (``digest_all``); passes run through ``POST /api/v1/projects/{slug}/detect?at=...`` every
-minute for ``--dense-minutes`` after each deploy, every ``--sparse-every`` minutes otherwise. The bad
-release runs until the next deploy (which reverts it).
+affected session) posted to the real app (``api.app.create_app`` in-process, ``TestClient``), digested
+(``digest_all``) before each pass; passes run through ``POST /api/v1/projects/{slug}/detect?at=...``
+every minute for ``--dense-minutes`` after a bad deploy until its incident is reported, every
+``--sparse-every`` minutes otherwise (a deploy test's crossing is permanent, so a false alert on a benign
+deploy is reported by the next sparse pass). The bad release runs until the next deploy (which reverts it).
 
 A detection is a true positive only if the anomaly names the incident's signature (``release_error_rate``
 for ``slow``) and the bad deploy. Every other anomaly is a false alert: on a benign deploy, on a bad
@@ -139,6 +140,20 @@ class App:
         began = time.perf_counter()
         digest_all(self.factory)
         self.digest_seconds += time.perf_counter() - began
+
+    def history_deploys(self, project_id: int, deploys: list[tuple[str, datetime]]) -> None:
+        """Earlier deploys in one transaction through the service every deploy route calls (no HTTP: they
+        only set the detector's deploys-per-week; one request each cost ~10 s of a quick run)."""
+        from detector.deploys.service import record_deploy
+        from detector.store.db import transaction
+        from detector.store.models import Project
+
+        with transaction(self.factory) as session:
+            project = session.get(Project, project_id)
+            assert project is not None
+            for release, at in deploys:
+                record_deploy(session, project=project, release=release, environment=traffic.ENVIRONMENT,
+                              date_finished=at, source="api")
 
     def deploy(self, slug: str, release: str, at: datetime) -> int:
         response = self.client.post(f"/api/v1/projects/{slug}/deploys", headers=self.auth,
@@ -272,13 +287,13 @@ def run_timeline(app: App, *, traffic_level: float, start: datetime, warmup: int
     # Earlier deploys (no traffic is simulated for them) make the detector's deploys-per-week estimate,
     # and so its alpha-spending, that of a project with this cadence for the whole lookback.
     # They end a day before the timeline so none is still watched (deploy_watch_minutes) during it.
-    for h in range(history_deploys, 0, -1):
-        app.deploy(slug, f"web@0.{h}.0", start - timedelta(days=1, minutes=history_every * h))
+    app.history_deploys(project_id, [(f"web@0.{h}.0", start - timedelta(days=1, minutes=history_every * h))
+                                     for h in range(history_deploys, 0, -1)])
     end = (deploys[-1].at + timedelta(minutes=every)) if deploys else start + timedelta(minutes=warmup)
     total = int((end - start).total_seconds() // 60)
     by_minute = {int((d.at - start).total_seconds() // 60): d for d in deploys}
     current: DeployRecord | None = None
-    since = 0
+    since, found = 0, False
     alerts: list[Alert] = []
     events = 0
     began = time.perf_counter()
@@ -287,7 +302,7 @@ def run_timeline(app: App, *, traffic_level: float, start: datetime, warmup: int
         if m in by_minute:
             current = by_minute[m]
             current.deploy_id = app.deploy(slug, current.release, minute)
-            since = 0
+            since, found = 0, False
         release = current.release if current else initial
         sigs = release_sigs(background, known, current, since)
         minute_traffic = traffic.minute_traffic(minute=minute, release=release,
@@ -303,17 +318,33 @@ def run_timeline(app: App, *, traffic_level: float, start: datetime, warmup: int
                 noise = minute_traffic.affected.get("chunk_load", 0)
                 current.truth_affected.append(max(minute_traffic.errored - noise, 0))
         app.post(project_id, key, minute_traffic.envelope)
-        app.digest()
-        if (current is not None and since < dense) or since % sparse == sparse - 1 or m == total - 1:
+        # Every minute while a bad deploy's incident is not yet found (its time to detect is measured to
+        # the minute); otherwise every ``sparse`` minutes. Deploy tests' crossings are permanent, so a
+        # false alert on a benign deploy is still reported, by the next sparse pass.
+        hunting = current is not None and current.incident is not None and not found
+        if (hunting and since < dense) or since % sparse == sparse - 1 or m == total - 1:
+            app.digest()  # the intake rows of every minute since the last pass
             at = minute + timedelta(seconds=59)
             for change in app.detect(slug, at):
                 detail = app.anomaly(slug, change["anomaly_id"])
-                alerts.append(Alert(change["anomaly_id"], detail["kind"], detail["title"], detail["deploy_id"],
-                                    at, detail.get("crossed_at"), detail["culprit"]))
+                alert = Alert(change["anomaly_id"], detail["kind"], detail["title"], detail["deploy_id"],
+                              at, detail.get("crossed_at"), detail["culprit"])
+                alerts.append(alert)
+                found = found or (current is not None and _names_incident(alert, current))
         since += 1
     log(f"  traffic {traffic_level:g}/min: {total} minutes, {events} events, {len(deploys)} deploys, "
         f"{len(alerts)} anomalies, {time.perf_counter() - began:.0f} s")
     return TimelineResult(traffic_level, total, deploys, alerts, events)
+
+
+def _names_incident(alert: Alert, record: DeployRecord) -> bool:
+    """Whether ``alert`` is a true positive for ``record``'s incident (the rule :func:`judge` applies)."""
+    incident = record.incident
+    if incident is None or alert.deploy_id != record.deploy_id:
+        return False
+    if incident.sig is None:
+        return alert.kind == "release_error_rate"
+    return alert.culprit == incident.sig.culprit
 
 
 def judge(result: TimelineResult) -> None:
