@@ -172,6 +172,7 @@ def _digest_project(
 
     lock_project(session, project_id)
     counts.add_signature_minutes(session, project_id, inserted)
+    counts.add_signature_rollups(session, project_id, inserted)
     session_keys = counts.upsert_session_states(
         session, project_id, [_session_row(u) for u in session_updates.values()]
     )

@@ -20,6 +20,7 @@ import orjson
 from sqlalchemy import (
     Engine,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -39,6 +40,8 @@ from detector.store.models import (
     SessionState,
     Signature,
     SignatureMinute,
+    SignatureRelease,
+    SignatureUser,
 )
 
 SignatureMinuteKey = tuple[int, str, str, datetime]
@@ -96,6 +99,8 @@ class InsertedEvent(NamedTuple):
 
 
 _EVENTS = Event.__table__
+_SIGNATURE_USERS = SignatureUser.__table__
+_SIGNATURE_RELEASES = SignatureRelease.__table__
 _USER = func.coalesce(_EVENTS.c.user_key, _EVENTS.c.session_key, _EVENTS.c.event_id)
 _SESSION = func.coalesce(_EVENTS.c.session_key, _EVENTS.c.user_key, _EVENTS.c.event_id)
 # Spelled as in the identity indexes, so that the planner uses them.
@@ -248,9 +253,134 @@ def add_signature_minutes(session: Session, project_id: int, inserted: Sequence[
         session.connection().execute(stmt, values_)
 
 
-def recompute_signature_minutes(
-    session: Session, project_id: int, keys: Iterable[SignatureMinuteKey]
-) -> None:
+def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[InsertedEvent]) -> None:
+    """Add the events just inserted to the per-signature totals the signature list reads.
+
+    `signature_users` gets one row per (signature, identity, release, environment) the first time it is
+    seen (its insertion, not a lookup, decides that the user is new, so two workers cannot both count
+    one) and its `last_minute` moved forward otherwise; `signature_releases` and `signatures` add the
+    events and the users new to them. Call it after `lock_project`, like `add_signature_minutes`.
+    """
+    if not inserted:
+        return
+    connection = session.connection()
+    last_minute: dict[tuple[int, str, str, str], datetime] = {}
+    per_release: dict[tuple[int, str, str], list[Any]] = {}
+    events_per_signature: dict[int, int] = {}
+    for row in inserted:
+        key = (row.signature_id, row.user, row.release, row.environment)
+        if key not in last_minute or row.minute > last_minute[key]:
+            last_minute[key] = row.minute
+        totals = per_release.setdefault(
+            (row.signature_id, row.release, row.environment), [0, 0, row.minute, row.minute]
+        )
+        totals[0] += 1
+        totals[2] = min(totals[2], row.minute)
+        totals[3] = max(totals[3], row.minute)
+        events_per_signature[row.signature_id] = events_per_signature.get(row.signature_id, 0) + 1
+
+    users = _SIGNATURE_USERS.c
+    stmt = upsert_insert(session, _SIGNATURE_USERS).on_conflict_do_nothing(
+        index_elements=["signature_id", "identity", "release", "environment"]
+    )
+    stmt = stmt.returning(users.signature_id, users.identity, users.release, users.environment)
+    rows = [
+        {
+            "signature_id": k[0],
+            "identity": k[1],
+            "release": k[2],
+            "environment": k[3],
+            "project_id": project_id,
+            "last_minute": minute,
+        }
+        for k, minute in sorted(last_minute.items())
+    ]
+    new_keys = {tuple(r) for r in connection.execute(stmt, rows)}
+    moved = [
+        {"s": k[0], "i": k[1], "r": k[2], "e": k[3], "m": minute}
+        for k, minute in sorted(last_minute.items())
+        if k not in new_keys
+    ]
+    if moved:
+        connection.execute(
+            update(_SIGNATURE_USERS)
+            .where(
+                users.signature_id == bindparam("s"),
+                users.identity == bindparam("i"),
+                users.release == bindparam("r"),
+                users.environment == bindparam("e"),
+                users.last_minute < bindparam("m"),
+            )
+            .values(last_minute=bindparam("m")),
+            moved,
+        )
+
+    new_per_release: dict[tuple[int, str, str], int] = {}
+    new_pairs: dict[tuple[int, str], int] = {}
+    for sig, ident, rel, env in new_keys:
+        new_per_release[(sig, rel, env)] = new_per_release.get((sig, rel, env), 0) + 1
+        new_pairs[(sig, ident)] = new_pairs.get((sig, ident), 0) + 1
+    # A user is new to the signature when every row it has there was inserted just now.
+    new_users_per_signature: dict[int, int] = {}
+    pair_list = sorted(new_pairs)
+    for start in range(0, len(pair_list), 500):
+        chunk = pair_list[start : start + 500]
+        stored = connection.execute(
+            select(users.signature_id, users.identity, func.count())
+            .where(
+                users.signature_id.in_({sig for sig, _ in chunk}),
+                tuple_(users.signature_id, users.identity).in_(chunk),
+            )
+            .group_by(users.signature_id, users.identity)
+        )
+        for sig, ident, rows_stored in stored:
+            if rows_stored == new_pairs[(sig, ident)]:
+                new_users_per_signature[sig] = new_users_per_signature.get(sig, 0) + 1
+
+    releases = _SIGNATURE_RELEASES.c
+    release_rows = [
+        {
+            "signature_id": k[0],
+            "release": k[1],
+            "environment": k[2],
+            "project_id": project_id,
+            "events": t[0],
+            "users": new_per_release.get(k, 0),
+            "first_seen": t[2],
+            "last_seen": t[3],
+        }
+        for k, t in sorted(per_release.items())
+    ]
+    upsert = upsert_insert(session, _SIGNATURE_RELEASES)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["signature_id", "release", "environment"],
+        set_={
+            "events": releases.events + upsert.excluded.events,
+            "users": releases.users + upsert.excluded.users,
+            "first_seen": case(
+                (upsert.excluded.first_seen < releases.first_seen, upsert.excluded.first_seen),
+                else_=releases.first_seen,
+            ),
+            "last_seen": case(
+                (upsert.excluded.last_seen > releases.last_seen, upsert.excluded.last_seen),
+                else_=releases.last_seen,
+            ),
+        },
+    )
+    connection.execute(upsert, release_rows)
+    signatures = Signature.__table__
+    connection.execute(
+        update(signatures)
+        .where(signatures.c.id == bindparam("sig"))
+        .values(events=signatures.c.events + bindparam("n"), users=signatures.c.users + bindparam("u")),
+        [
+            {"sig": sig, "n": n, "u": new_users_per_signature.get(sig, 0)}
+            for sig, n in sorted(events_per_signature.items())
+        ],
+    )
+
+
+def recompute_signature_minutes(session: Session, project_id: int, keys: Iterable[SignatureMinuteKey]) -> None:
     """Set the counts of each (signature, release, environment, minute) key from its events."""
     key_list = sorted(set(keys))
     for start in range(0, len(key_list), 200):
@@ -303,9 +433,7 @@ def recompute_signature_minutes(
             session.execute(stmt, values)
 
 
-def upsert_session_states(
-    session: Session, project_id: int, rows: Sequence[dict[str, Any]]
-) -> list[SessionMinuteKey]:
+def upsert_session_states(session: Session, project_id: int, rows: Sequence[dict[str, Any]]) -> list[SessionMinuteKey]:
     """Merge session updates into one row per sid (errors and flags only grow); the keys touched."""
     touched: list[SessionMinuteKey] = []
     if not rows:
@@ -338,9 +466,7 @@ def upsert_session_states(
     return touched
 
 
-def add_session_aggregates(
-    session: Session, project_id: int, rows: Sequence[dict[str, Any]]
-) -> list[SessionMinuteKey]:
+def add_session_aggregates(session: Session, project_id: int, rows: Sequence[dict[str, Any]]) -> list[SessionMinuteKey]:
     """Add pre-aggregated session counts (each raw item is digested exactly once)."""
     for row in rows:
         stmt = upsert_insert(session, SessionAggregate).values(project_id=project_id, **row)
@@ -373,9 +499,7 @@ def recompute_session_minutes(session: Session, project_id: int, keys: Iterable[
             )
             .where(
                 SessionState.project_id == project_id,
-                tuple_(SessionState.release, SessionState.environment, SessionState.started_minute).in_(
-                    chunk
-                ),
+                tuple_(SessionState.release, SessionState.environment, SessionState.started_minute).in_(chunk),
             )
             .group_by(SessionState.release, SessionState.environment, SessionState.started_minute)
         ).all()
@@ -389,9 +513,7 @@ def recompute_session_minutes(session: Session, project_id: int, keys: Iterable[
                 SessionAggregate.crashed,
             ).where(
                 SessionAggregate.project_id == project_id,
-                tuple_(SessionAggregate.release, SessionAggregate.environment, SessionAggregate.minute).in_(
-                    chunk
-                ),
+                tuple_(SessionAggregate.release, SessionAggregate.environment, SessionAggregate.minute).in_(chunk),
             )
         ).all()
         for rel, env, minute, started, errored, crashed in [*states, *aggregates]:

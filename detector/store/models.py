@@ -88,6 +88,49 @@ class Signature(Base):
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     first_release: Mapped[str] = mapped_column(String(250), default="")
+    events: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Events counted so far, all releases (kept by the digest, like `signature_minutes`)."""
+    users: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Distinct users so far, all releases: rows of `signature_users` with distinct identities."""
+
+
+class SignatureRelease(Base):
+    """Totals of one signature in one (release, environment), kept by the digest as it counts events.
+
+    The signature list reads these instead of summing minutes or counting raw events per request."""
+
+    __tablename__ = "signature_releases"
+
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id", ondelete="CASCADE"), primary_key=True)
+    release: Mapped[str] = mapped_column(String(250), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    events: Mapped[int] = mapped_column(Integer)
+    users: Mapped[int] = mapped_column(Integer)
+    """Distinct users of this signature in this release and environment."""
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    """The earliest minute counted."""
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    """The latest minute counted."""
+
+
+class SignatureUser(Base):
+    """Who has hit a signature, per release and environment, and the latest minute they did.
+
+    `identity` is what the counts take for a user: `coalesce(user_key, session_key, event_id)`. One row
+    per (signature, identity, release, environment): its insertion is what makes a user new to a
+    release's totals, and `last_minute` lets "users since" be counted without reading raw events (which
+    retention deletes; these rows stay, like the per-minute counts)."""
+
+    __tablename__ = "signature_users"
+    __table_args__ = (Index("ix_signature_users_recent", "signature_id", "last_minute", "identity"),)
+
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id", ondelete="CASCADE"), primary_key=True)
+    identity: Mapped[str] = mapped_column(String(128), primary_key=True)
+    release: Mapped[str] = mapped_column(String(250), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    last_minute: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Event(Base):

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from detector.errors import NotFound
-from detector.store.models import Event, Signature, SignatureMinute
+from detector.store.models import Event, Signature, SignatureMinute, SignatureRelease, SignatureUser
 
 
 def user_identity() -> Any:
@@ -27,21 +27,30 @@ def list_signatures(
     after_id: int | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Signatures seen in the filtered window, by id, with event and distinct-user totals and releases.
+    """Signatures seen in the filtered scope, by id, with their event and distinct-user totals and releases.
 
-    The page is chosen first (signatures with any minute in the window); totals are then computed for
-    that page only, so the cost follows the page, not the project's history.
+    Everything is read from the totals the digest keeps (`signatures`, `signature_releases`,
+    `signature_users`), never from raw events, and only for the page: the cost follows the page, not
+    the traffic. Without `since`, `events` and `users` cover the signature's whole history in the
+    chosen release and environment; with `since`, the events and the distinct users from that minute on.
     """
-    window = select(SignatureMinute.signature_id).where(SignatureMinute.signature_id == Signature.id)
-    if release:
-        window = window.where(SignatureMinute.release == release)
-    if environment:
-        window = window.where(SignatureMinute.environment == environment)
-    if since:
-        window = window.where(SignatureMinute.minute >= since.replace(second=0, microsecond=0))
+    since_minute = since.replace(second=0, microsecond=0) if since else None
+
+    def scoped(query: Any, model: Any) -> Any:
+        if release:
+            query = query.where(model.release == release)
+        if environment:
+            query = query.where(model.environment == environment)
+        return query
+
+    in_scope = scoped(
+        select(SignatureRelease.signature_id).where(SignatureRelease.signature_id == Signature.id), SignatureRelease
+    )
+    if since_minute:
+        in_scope = in_scope.where(SignatureRelease.last_seen >= since_minute)
     stmt = (
         select(Signature)
-        .where(Signature.project_id == project_id, window.exists())
+        .where(Signature.project_id == project_id, in_scope.exists())
         .order_by(Signature.id)
         .limit(limit + 1)
     )
@@ -52,43 +61,60 @@ def list_signatures(
     if not ids:
         return []
 
-    def filtered(query: Any, model: Any) -> Any:
-        if release:
-            query = query.where(model.release == release)
-        if environment:
-            query = query.where(model.environment == environment)
-        if since:
-            query = query.where(model.minute >= since.replace(second=0, microsecond=0))
-        return query
+    per_release = session.execute(
+        scoped(
+            select(
+                SignatureRelease.signature_id,
+                SignatureRelease.release,
+                SignatureRelease.events,
+                SignatureRelease.users,
+                SignatureRelease.last_seen,
+            ).where(SignatureRelease.signature_id.in_(ids)),
+            SignatureRelease,
+        )
+    ).all()
+    releases: dict[int, set[str]] = {i: set() for i in ids}
+    events: dict[int, int] = dict.fromkeys(ids, 0)
+    users: dict[int, int] = dict.fromkeys(ids, 0)
+    keys: dict[int, int] = dict.fromkeys(ids, 0)
+    for sig_id, rel, n_events, n_users, last_seen in per_release:
+        if since_minute and last_seen < since_minute:
+            continue
+        releases[sig_id].add(rel)
+        events[sig_id] += n_events
+        users[sig_id] += n_users
+        keys[sig_id] += 1
 
-    events = dict(
-        session.execute(
-            filtered(
-                select(SignatureMinute.signature_id, func.sum(SignatureMinute.events)).where(
-                    SignatureMinute.signature_id.in_(ids)
+    if since_minute:
+        # Events from the minute counts of the window; users from who was seen in it.
+        events.update(
+            session.execute(
+                scoped(
+                    select(SignatureMinute.signature_id, func.sum(SignatureMinute.events)).where(
+                        SignatureMinute.signature_id.in_(ids), SignatureMinute.minute >= since_minute
+                    ),
+                    SignatureMinute,
+                ).group_by(SignatureMinute.signature_id)
+            ).all()
+        )
+    unscoped = not (release or environment or since_minute)
+    if unscoped:
+        users = {sig.id: sig.users for sig in signatures}
+        events = {sig.id: sig.events for sig in signatures}
+    else:
+        # A user counted in two matching (release, environment) totals is one user: count distinct identities
+        # for those signatures; a single matching total is already distinct.
+        recount = [i for i in ids if keys[i] > 1 or (since_minute and keys[i])]
+        if recount:
+            query = scoped(
+                select(SignatureUser.signature_id, func.count(func.distinct(SignatureUser.identity))).where(
+                    SignatureUser.signature_id.in_(recount)
                 ),
-                SignatureMinute,
-            ).group_by(SignatureMinute.signature_id)
-        ).all()
-    )
-    users = dict(
-        session.execute(
-            filtered(
-                select(Event.signature_id, func.count(func.distinct(user_identity()))).where(
-                    Event.signature_id.in_(ids)
-                ),
-                Event,
-            ).group_by(Event.signature_id)
-        ).all()
-    )
-    releases: dict[int, list[str]] = {i: [] for i in ids}
-    for sig_id, rel in session.execute(
-        select(SignatureMinute.signature_id, SignatureMinute.release)
-        .where(SignatureMinute.signature_id.in_(ids))
-        .distinct()
-        .order_by(SignatureMinute.release)
-    ):
-        releases[sig_id].append(rel)
+                SignatureUser,
+            )
+            if since_minute:
+                query = query.where(SignatureUser.last_minute >= since_minute)
+            users.update(session.execute(query.group_by(SignatureUser.signature_id)).all())
     return [
         {
             "id": sig.id,
@@ -101,8 +127,8 @@ def list_signatures(
             "last_seen": sig.last_seen,
             "first_release": sig.first_release,
             "events": int(events.get(sig.id) or 0),
-            "users": int(users.get(sig.id, 0)),
-            "releases": releases.get(sig.id, []),
+            "users": int(users.get(sig.id) or 0),
+            "releases": sorted(releases[sig.id]),
         }
         for sig in signatures
     ]
@@ -111,9 +137,7 @@ def list_signatures(
 def get_event(session: Session, *, project_id: int, event_id: str) -> dict[str, Any]:
     """The normalised event, as stored by the digest."""
     normalized_id = event_id.replace("-", "").lower()
-    event = session.scalar(
-        select(Event).where(Event.project_id == project_id, Event.event_id == normalized_id)
-    )
+    event = session.scalar(select(Event).where(Event.project_id == project_id, Event.event_id == normalized_id))
     if event is None:
         raise NotFound(f"no event {event_id!r} in this project (it may still be waiting for digest)")
     data = dict(event.data)

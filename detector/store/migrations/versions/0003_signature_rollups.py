@@ -1,0 +1,94 @@
+"""signature rollups: totals per signature and per (signature, release, environment), and who hit them
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-27 18:50:00
+
+The signature list used to count distinct users over raw events at every request (seconds on a
+busy project). From here the digest keeps the totals as it counts each batch; this migration fills
+them from the events and minute counts already stored (events that retention already deleted can
+no longer add their users).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+import detector.store.types
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("signatures", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("events", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("users", sa.Integer(), server_default="0", nullable=False))
+    op.create_table(
+        "signature_releases",
+        sa.Column("signature_id", BIG_ID, nullable=False),
+        sa.Column("release", sa.String(length=250), nullable=False),
+        sa.Column("environment", sa.String(length=64), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("events", sa.Integer(), nullable=False),
+        sa.Column("users", sa.Integer(), nullable=False),
+        sa.Column("first_seen", detector.store.types.UTCDateTime(), nullable=False),
+        sa.Column("last_seen", detector.store.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["signature_id"], ["signatures.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("signature_id", "release", "environment"),
+    )
+    op.create_table(
+        "signature_users",
+        sa.Column("signature_id", BIG_ID, nullable=False),
+        sa.Column("identity", sa.String(length=128), nullable=False),
+        sa.Column("release", sa.String(length=250), nullable=False),
+        sa.Column("environment", sa.String(length=64), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("last_minute", detector.store.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["signature_id"], ["signatures.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("signature_id", "identity", "release", "environment"),
+    )
+    op.create_index(
+        "ix_signature_users_recent", "signature_users", ["signature_id", "last_minute", "identity"], unique=False
+    )
+
+    # Fill from what is stored. Minutes are stored as ISO strings on SQLite and timestamps on
+    # PostgreSQL; both order correctly under min/max.
+    op.execute(
+        "INSERT INTO signature_users (signature_id, identity, release, environment, project_id, last_minute) "
+        "SELECT signature_id, coalesce(user_key, session_key, event_id), release, environment, "
+        "min(project_id), max(minute) FROM events "
+        "GROUP BY signature_id, coalesce(user_key, session_key, event_id), release, environment"
+    )
+    op.execute(
+        "INSERT INTO signature_releases "
+        "(signature_id, release, environment, project_id, events, users, first_seen, last_seen) "
+        "SELECT signature_id, release, environment, min(project_id), sum(events), 0, min(minute), max(minute) "
+        "FROM signature_minutes GROUP BY signature_id, release, environment"
+    )
+    op.execute(
+        "UPDATE signature_releases SET users = (SELECT count(*) FROM signature_users u "
+        "WHERE u.signature_id = signature_releases.signature_id AND u.release = signature_releases.release "
+        "AND u.environment = signature_releases.environment)"
+    )
+    op.execute(
+        "UPDATE signatures SET "
+        "events = coalesce((SELECT sum(r.events) FROM signature_releases r WHERE r.signature_id = signatures.id), 0), "
+        "users = (SELECT count(DISTINCT u.identity) FROM signature_users u WHERE u.signature_id = signatures.id)"
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_signature_users_recent", table_name="signature_users")
+    op.drop_table("signature_users")
+    op.drop_table("signature_releases")
+    with op.batch_alter_table("signatures", schema=None) as batch_op:
+        batch_op.drop_column("users")
+        batch_op.drop_column("events")
