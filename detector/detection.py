@@ -56,18 +56,26 @@ def floor_minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
 
 
-def _frame(rows: list[Any], columns: list[str]) -> pd.DataFrame:
+def _frame(rows: list[Any], columns: list[str], categorical: tuple[str, ...] = ()) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns)
     for column in columns:
-        if column in ("minute", "first_seen", "deployed_at"):
+        if column in ("minute", "first_seen", "last_seen_before", "deployed_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
+        elif column in categorical:
+            # Few distinct names in many rows: the model groups category codes without hashing strings.
+            frame[column] = frame[column].astype("category")
     return frame
 
 
 def load_frames(
     session: Session, *, project_id: int, at: datetime, lookback: timedelta
 ) -> dict[str, pd.DataFrame]:
-    """The four frames `detect_anomalies` takes, holding only what was known at `at`."""
+    """The four frames `detect_anomalies` takes, holding only what was known at `at`.
+
+    Minute counts cover the last 24 h (`WINDOW`: every watched deploy, its rollout and recent
+    baselines). Before that, only each active signature's latest minute within `lookback` is loaded
+    (`signatures.last_seen_before`), so a signature seen days before a deploy, but not in the window,
+    is not called new; loading the lookback's minutes themselves would multiply a pass's rows by ~15."""
     start = floor_minute(at - WINDOW)
     end = floor_minute(at)
     sig_rows = session.execute(
@@ -86,7 +94,9 @@ def load_frames(
         )
     ).all()
     sig_counts = _frame(
-        list(sig_rows), ["signature_id", "release", "environment", "minute", "events", "users", "sessions"]
+        list(sig_rows),
+        ["signature_id", "release", "environment", "minute", "events", "users", "sessions"],
+        categorical=("release", "environment"),
     )
     session_rows = session.execute(
         select(
@@ -101,7 +111,9 @@ def load_frames(
         )
     ).all()
     session_counts = _frame(
-        list(session_rows), ["release", "environment", "minute", "started", "errored", "crashed"]
+        list(session_rows),
+        ["release", "environment", "minute", "started", "errored", "crashed"],
+        categorical=("release", "environment"),
     )
 
     active = sorted({int(s) for s in sig_counts["signature_id"].unique()}) if len(sig_counts) else []
@@ -126,25 +138,26 @@ def _signature_frame(
     session: Session, *, project_id: int, ids: list[int], window_start: datetime, lookback: timedelta
 ) -> pd.DataFrame:
     """Active signatures; `first_seen` is their first minute in the window unless they were seen within
-    `lookback` before it (a signature silent for longer than the lookback counts as new again)."""
-    columns = ["signature_id", "title", "first_seen", "noise_class", "in_app"]
+    `lookback` before it (a signature silent for longer than the lookback counts as new again), and
+    `last_seen_before` their latest minute in the `lookback` before the window (missing if none)."""
+    columns = ["signature_id", "title", "first_seen", "noise_class", "in_app", "last_seen_before"]
     if not ids:
         return _frame([], columns)
     rows = []
-    seen_before: set[int] = set()
+    seen_before: dict[int, datetime] = {}
     first_in_window: dict[int, datetime] = {}
     for chunk_start in range(0, len(ids), 900):
         chunk = ids[chunk_start : chunk_start + 900]
         seen_before.update(
-            session.scalars(
-                select(SignatureMinute.signature_id)
+            session.execute(
+                select(SignatureMinute.signature_id, func.max(SignatureMinute.minute))
                 .where(
                     SignatureMinute.signature_id.in_(chunk),
                     SignatureMinute.minute < window_start,
                     SignatureMinute.minute >= window_start - lookback,
                 )
-                .distinct()
-            )
+                .group_by(SignatureMinute.signature_id)
+            ).all()
         )
         first_in_window.update(
             session.execute(
@@ -158,7 +171,7 @@ def _signature_frame(
                 first = sig.first_seen
             else:  # seen long ago, silent through the lookback, back in the window: new again
                 first = first_in_window.get(sig.id, sig.first_seen)
-            rows.append((sig.id, sig.title, first, sig.noise_class, sig.in_app))
+            rows.append((sig.id, sig.title, first, sig.noise_class, sig.in_app, seen_before.get(sig.id)))
     return _frame(rows, columns)
 
 

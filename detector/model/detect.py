@@ -90,6 +90,8 @@ class _Prepared:
     s_errored: np.ndarray
     titles: dict[int, str]
     first_seen: dict[int, pd.Timestamp]
+    last_seen_before: dict[int, pd.Timestamp]
+    """Latest minute each signature was seen before the supplied counts begin (optional column)."""
     noisy_ids: frozenset[int]
     deploys: pd.DataFrame
 
@@ -136,6 +138,10 @@ def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures:
     titles = dict(zip(ids.tolist(), signatures["title"].astype(str).tolist(), strict=True))
     first_seen_ts = pd.to_datetime(signatures["first_seen"], utc=True)
     first_seen = {i: t for i, t in zip(ids.tolist(), first_seen_ts, strict=True) if not pd.isna(t)}
+    last_seen_before: dict[int, pd.Timestamp] = {}
+    if "last_seen_before" in signatures.columns:
+        last_ts = pd.to_datetime(signatures["last_seen_before"], utc=True)
+        last_seen_before = {i: t for i, t in zip(ids.tolist(), last_ts, strict=True) if not pd.isna(t)}
 
     minute = minute_index(sig_counts["minute"]) if len(sig_counts) else np.array([], np.int64)
     sig = sig_counts["signature_id"].to_numpy(np.int64)
@@ -174,7 +180,7 @@ def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures:
         s_minute=s_minute[s_keep],
         s_started=session_counts["started"].to_numpy(float)[s_keep],
         s_errored=s_errored[s_keep],
-        titles=titles, first_seen=first_seen, noisy_ids=noisy_ids, deploys=deploys,
+        titles=titles, first_seen=first_seen, last_seen_before=last_seen_before, noisy_ids=noisy_ids, deploys=deploys,
     )
 
 
@@ -298,9 +304,10 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
 
     Frames and columns are those of the module's callers' contract: ``sig_counts`` should reach back
     ``lookback_days`` plus ``deploy_watch_minutes`` before ``at`` (less data only shortens baselines;
-    a signature absent from the supplied data but with ``first_seen`` in a deploy's lookback is not
-    called new). Rows after ``at``'s minute are ignored. Findings are sorted by ``crossed_at`` then
-    ``key``; each key names one anomaly across passes.
+    a signature absent from the supplied data but with ``first_seen``, or the optional
+    ``signatures.last_seen_before`` -- its latest minute before the supplied counts begin -- in a
+    deploy's lookback is not called new). Rows after ``at``'s minute are ignored. Findings are sorted by
+    ``crossed_at`` then ``key``; each key names one anomaly across passes.
     """
     config = config or DetectorConfig()
     prepared = _prepare(sig_counts, session_counts, signatures, deploys, at, config)
@@ -355,15 +362,22 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float,
     else:
         lookback_start = minute_timestamp(origin - lookback)
         deploy_minute = minute_timestamp(origin)
+        def seen_in_lookback(times: dict[int, pd.Timestamp], s: int) -> bool:
+            return s in times and lookback_start <= times[s] < deploy_minute
+
         candidates_new = {
             s for s in np.unique(new_stream.sig).tolist()
-            if s not in pre_sessions
-            and not (s in prepared.first_seen and lookback_start <= prepared.first_seen[s] < deploy_minute)
+            if s not in pre_sessions and not seen_in_lookback(prepared.first_seen, s)
+            and not seen_in_lookback(prepared.last_seen_before, s)
         }
     findings = _new_signature_findings(context, new_stream, candidates_new)
     if pre_exposure >= config.baseline_min_sessions:
+        # Known: every signature of the new release that is not new, including those seen in the
+        # lookback only before the supplied minute counts (``first_seen``/``last_seen_before``): they
+        # are tested against the pseudo-event baseline.
+        known = (set(pre_sessions) | set(np.unique(new_stream.sig).tolist())) - candidates_new
         findings += _regression_findings(context, new_stream, _stream(prepared, post & ~new_rel),
-                                         pre_sessions, pre_exposure, candidates_new)
+                                         pre_sessions, pre_exposure, known)
     findings += _release_error_rate_findings(context)
     return findings
 
@@ -503,9 +517,9 @@ def _new_signature_findings(context: _DeployContext, new_stream: _Stream,
 
 def _regression_findings(context: _DeployContext, new_stream: _Stream, old_stream: _Stream,
                          pre_sessions: dict[int, float], pre_exposure: float,
-                         candidates_new: set[int]) -> list[Finding]:
+                         known_ids: set[int]) -> list[Finding]:
     config = context.config
-    known = np.array(sorted(set(pre_sessions) - candidates_new), dtype=np.int64)
+    known = np.array(sorted(known_ids), dtype=np.int64)
     mask = np.isin(new_stream.sig, known)
     if not mask.any():
         return []
@@ -516,7 +530,7 @@ def _regression_findings(context: _DeployContext, new_stream: _Stream, old_strea
     tests = context.per_week * max(len(known), 1)
     threshold = eprocess_threshold(alarms_per_week=config.budget("regression"), tests_per_week=tests)
     thresholds = threshold + context.noisy_extra(stream.sig)
-    baseline = {s: (pre_sessions[s] + 1.0) / pre_exposure for s in known.tolist()}
+    baseline = {s: (pre_sessions.get(s, 0.0) + 1.0) / pre_exposure for s in known.tolist()}
     # The baseline rate is an estimate (a rare signature's from a handful of sessions): test against it
     # as such, not as if it were the true rate.
     log_e = _mixture_vs_estimate_where_possible(

@@ -210,3 +210,19 @@ def test_null_project_with_deploys_stays_quiet():
     deploys = [SimDeploy(i, f"web@1.{i}.0", DEPLOY_AT - pd.Timedelta(hours=6 * (4 - i))) for i in range(1, 5)]
     data = project(rng, BACKGROUND, deploys, after=pd.Timedelta(hours=3))
     assert run(data, DEPLOY_AT + pd.Timedelta(hours=3) - MIN) == []
+
+
+@pytest.mark.parametrize(("days_before", "new"), [(3, False), (15, True)])
+def test_a_signature_seen_in_the_lookback_before_the_counts_is_not_new(rng, days_before, new):
+    """The loader supplies minute counts for the last day only; a signature seen 3 days before the
+    deploy (``last_seen_before``) is known, not new, whatever its ``first_seen``; one last seen 15 days
+    before is new again (default lookback 14 days). Either way a 5 % rise is flagged once."""
+    back = SimSignature(900, 0.0, {"web@1.2.0": 0.05}, first_seen=DEPLOY_AT - pd.Timedelta(days=30))
+    data = project(rng, [*BACKGROUND, back], [SimDeploy(7, "web@1.2.0", DEPLOY_AT)], days=1.0,
+                   after=10 * MIN)
+    seen = DEPLOY_AT - pd.Timedelta(days=days_before)
+    data["signatures"]["last_seen_before"] = pd.to_datetime(
+        [seen if s == 900 else pd.NaT for s in data["signatures"]["signature_id"]], utc=True)
+    findings = [f for f in run(data, DEPLOY_AT + 9 * MIN) if f.signature_id == 900]
+    assert [f.kind for f in findings] == ["new_signature" if new else "regression"]
+    assert findings[0].deploy_id == 7
