@@ -42,6 +42,8 @@ DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
 CacheKey = tuple[int, str, int | None, str | None]
 LookupKey = tuple[str, str, str, tuple[str, ...]]
 MAX_LOOKUPS = 10_000
+Generation = tuple[int, int]
+"""`artifacts.bundles_generation`: changes whenever a bundle of the org is stored."""
 FrameKey = tuple[int | None, int | None, str | None, str | None, str | None]
 MAX_FRAMES_PER_MAP = 4096
 
@@ -141,16 +143,23 @@ class ArtifactSymbolicator:
     missing_ttl: float = 2.0
     clock: Callable[[], float] = time.monotonic
     _orgs: dict[int, str] = field(default_factory=dict)
-    _lookups: dict[LookupKey, tuple[float, _Located | None]] = field(default_factory=dict)
+    _lookups: dict[LookupKey, tuple[float, _Located | None, Generation]] = field(default_factory=dict)
+    _generations: dict[str, tuple[float, Generation]] = field(default_factory=dict)
+    _releases: dict[tuple[str, str], tuple[Generation, bool]] = field(default_factory=dict)
 
     def __call__(self, session: Session, project_id: int, event: NormalizedEvent) -> NormalizedEvent:
-        urls = list(dict.fromkeys(url for f in event.frames if _resolvable(f) and (url := _frame_url(f))))
-        if not urls:
+        if not event.frames:
             return event
         org = self._org(session, project_id)
         if org is None:
             return event
-        maps = {url: self._source_map_for(session, org, event, url) for url in urls}
+        generation = self._generation(session, org)
+        if not event.debug_ids and not self._release_has_files(session, org, event.release, generation):
+            return event  # nothing to find a map by: the common case of a release without uploads
+        urls = list(dict.fromkeys(url for f in event.frames if _resolvable(f) and (url := _frame_url(f))))
+        if not urls:
+            return event
+        maps = {url: self._source_map_for(session, org, event, url, generation) for url in urls}
         if not any(maps.values()):
             return event
         frames: list[Frame] = []
@@ -160,6 +169,31 @@ class ArtifactSymbolicator:
             resolved = cached.resolve(frame, url) if cached is not None and url else None
             frames.append(resolved or frame)
         return replace(event, frames=frames)
+
+    def _generation(self, session: Session, org: str) -> Generation:
+        """The org's bundles generation, read again at most every `missing_ttl` seconds: a bundle
+        uploaded (by any process) is seen within that time, and every answer remembered before it is
+        dropped."""
+        now = self.clock()
+        known = self._generations.get(org)
+        if known is not None and known[0] > now:
+            return known[1]
+        generation = artifacts.bundles_generation(session, org)
+        self._generations[org] = (now + self.missing_ttl, generation)
+        return generation
+
+    def _release_has_files(self, session: Session, org: str, release: str, generation: Generation) -> bool:
+        if not release:
+            return False  # files are found by release and URL (debug IDs aside)
+        key = (org, release)
+        known = self._releases.get(key)
+        if known is not None and known[0] == generation:
+            return known[1]
+        found = artifacts.release_has_files(session, org=org, release=release)
+        if len(self._releases) >= MAX_LOOKUPS:
+            self._releases.clear()
+        self._releases[key] = (generation, found)
+        return found
 
     def _org(self, session: Session, project_id: int) -> str | None:
         org = self._orgs.get(project_id)
@@ -204,9 +238,12 @@ class ArtifactSymbolicator:
             map_ref = _best(others, map_urls, SOURCE_MAP_TYPES)
         return _Located(map_ref=map_ref, minified_ref=minified) if map_ref else None
 
-    def _locate(self, session: Session, org: str, event: NormalizedEvent, url: str) -> _Located | None:
-        """Where `url`'s map is, remembered for `found_ttl` seconds (`missing_ttl` when there is none,
-        so a map uploaded moments after the first events of a release is picked up quickly)."""
+    def _locate(
+        self, session: Session, org: str, event: NormalizedEvent, url: str, generation: Generation
+    ) -> _Located | None:
+        """Where `url`'s map is, remembered while the org's bundles stay the same (a found map at most
+        `found_ttl` seconds); a map uploaded after the first events of a release is picked up once
+        the generation is read again, within `missing_ttl` seconds."""
         debug_ids = tuple(
             sorted(
                 str(image["debug_id"])
@@ -217,19 +254,21 @@ class ArtifactSymbolicator:
         key: LookupKey = (org, event.release, url, debug_ids)
         now = self.clock()
         remembered = self._lookups.get(key)
-        if remembered is not None and remembered[0] > now:
+        if remembered is not None and remembered[2] == generation and (remembered[1] is None or remembered[0] > now):
             return remembered[1]
         located = self._locate_by_debug_id(session, org, debug_ids) if debug_ids else None
         if located is None and event.release:
             located = self._locate_by_release(session, org, event.release, url)
         if len(self._lookups) >= MAX_LOOKUPS:
             self._lookups.clear()
-        self._lookups[key] = (now + (self.found_ttl if located else self.missing_ttl), located)
+        self._lookups[key] = (now + self.found_ttl, located, generation)
         return located
 
-    def _source_map_for(self, session: Session, org: str, event: NormalizedEvent, url: str) -> CachedMap | None:
+    def _source_map_for(
+        self, session: Session, org: str, event: NormalizedEvent, url: str, generation: Generation
+    ) -> CachedMap | None:
         try:
-            located = self._locate(session, org, event, url)
+            located = self._locate(session, org, event, url, generation)
             return self._load(session, located) if located is not None else None
         except (SymbolicError, InvalidBundle) as exc:
             # validated at upload, so this is a damaged row or a map symbolic reads differently now

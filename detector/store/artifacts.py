@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from detector.store.dialect import upsert_insert
@@ -21,6 +21,7 @@ from detector.store.models import ArtifactBundle, ArtifactFile, Project, UploadC
 __all__ = [
     "ArtifactRef",
     "BundleFileRow",
+    "bundles_generation",
     "delete_stale_chunks",
     "existing_chunk_ids",
     "find_artifacts_by_debug_id",
@@ -32,6 +33,7 @@ __all__ = [
     "org_has_projects",
     "project_org",
     "projects_in_org",
+    "release_has_files",
     "save_chunks",
     "store_bundle",
 ]
@@ -182,6 +184,25 @@ def store_bundle(
     if consumed_chunks:
         session.execute(delete(UploadChunk).where(UploadChunk.sha1.in_(list(set(consumed_chunks)))))
     return int(bundle_id)
+
+
+def bundles_generation(session: Session, org: str) -> tuple[int, int]:
+    """What changes whenever a bundle of `org` is stored: (how many, the largest id).
+
+    The count catches bundles committed out of id order; bundles are never updated in place.
+    """
+    count, largest = session.execute(
+        select(func.count(ArtifactBundle.id), func.max(ArtifactBundle.id)).where(ArtifactBundle.org == org)
+    ).one()
+    return int(count or 0), int(largest or 0)
+
+
+def release_has_files(session: Session, *, org: str, release: str) -> bool:
+    """Whether any stored bundle of `org` has files for `release`."""
+    found = session.scalar(
+        select(ArtifactFile.id).where(ArtifactFile.org == org, ArtifactFile.release == release).limit(1)
+    )
+    return found is not None
 
 
 def find_artifacts_by_url(session: Session, *, org: str, release: str, urls: Sequence[str]) -> list[ArtifactRef]:

@@ -258,3 +258,51 @@ def test_a_map_uploaded_after_the_first_events_is_used_once_the_short_miss_memor
         finally:
             sqlalchemy_event.remove(engine, "before_cursor_execute", count)
     assert statements == []
+
+
+def test_a_release_without_uploads_costs_no_query_per_event_until_a_bundle_is_stored(
+    factory: sessionmaker[Session], project: Project, fixture_bundle: BundleBuilder, event_payload: dict[str, Any]
+) -> None:
+    now = [1000.0]
+    symbolicator = ArtifactSymbolicator(clock=lambda: now[0], missing_ttl=2.0, found_ttl=60.0)
+    first = make_event(event_payload)
+    assert symbolicate(factory, symbolicator, project, first) is first  # nothing uploaded for any release
+
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    # other frame URLs of the same release, long after the first miss: still nothing to look up
+    now[0] += 600.0
+    with factory() as session:
+        engine = session.get_bind()
+        sqlalchemy_event.listen(engine, "before_cursor_execute", count)
+        try:
+            symbolicator(session, project.id, first)  # reads the bundles' generation once
+            statements.clear()
+            for n in range(20):
+                event = with_frame_url(make_event(event_payload), f"https://cdn.example.com/chunk-{n}/app.js")
+                assert symbolicator(session, project.id, event) is event
+        finally:
+            sqlalchemy_event.remove(engine, "before_cursor_execute", count)
+    assert statements == []
+
+    # an upload (by any process) is seen once the generation is read again
+    store(factory, fixture_bundle.build())
+    assert symbolicate(factory, symbolicator, project, first) is first  # within `missing_ttl`: not yet
+    now[0] += 2.5
+    assert_resolved(symbolicate(factory, symbolicator, project, first))
+
+
+def test_an_upload_for_another_release_does_not_hide_this_release_s_maps(
+    factory: sessionmaker[Session], project: Project, fixture_bundle: BundleBuilder, event_payload: dict[str, Any]
+) -> None:
+    now = [1000.0]
+    symbolicator = ArtifactSymbolicator(clock=lambda: now[0], missing_ttl=2.0, found_ttl=60.0)
+    store(factory, dataclasses.replace(fixture_bundle, release="web@1.1.0").build())
+    event = make_event(event_payload)  # release web@1.2.0
+    assert symbolicate(factory, symbolicator, project, event) is event
+    store(factory, fixture_bundle.build())
+    now[0] += 2.5
+    assert_resolved(symbolicate(factory, symbolicator, project, event))
