@@ -335,6 +335,11 @@ def _title(exception_type: str, value: str) -> str:
     return title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
 
 
+@lru_cache(maxsize=8192)  # a batch has far fewer signatures than events; the hash is pure
+def _components_hash(components: tuple[str, ...]) -> str:
+    return hashlib.sha1(json.dumps([GROUPING_VERSION, *components]).encode(), usedforsecurity=False).hexdigest()
+
+
 def signature_for_event(event: NormalizedEvent) -> Signature:
     """Group ``event``: equal hashes mean the same bug (see the module docstring for the components)."""
     exception_type = event.exception_type or ""
@@ -362,9 +367,8 @@ def signature_for_event(event: NormalizedEvent) -> Signature:
         components.insert(0, "custom" if custom else "default")
     else:
         components = ["default", *default]
-    digest = hashlib.sha1(json.dumps([GROUPING_VERSION, *components]).encode(), usedforsecurity=False)
     return Signature(
-        hash=digest.hexdigest(),
+        hash=_components_hash(tuple(components)),
         type=exception_type,
         value=value,
         culprit=culprit or event.route or "",

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -213,17 +214,22 @@ def _message(payload: dict[str, Any]) -> str | None:
 
 
 def _frame(raw: dict[str, Any]) -> Frame:
+    # The accessors inlined, with the exact-type case first: the digest builds every frame of every event.
+    get = raw.get
+    filename, abs_path, function, module = get("filename"), get("abs_path"), get("function"), get("module")
+    lineno, colno, in_app, context_line = get("lineno"), get("colno"), get("in_app"), get("context_line")
+    pre_context, post_context = get("pre_context"), get("post_context")
     return Frame(
-        filename=_str(raw.get("filename")),
-        abs_path=_str(raw.get("abs_path")),
-        function=_str(raw.get("function")),
-        module=_str(raw.get("module")),
-        lineno=_int(raw.get("lineno")),
-        colno=_int(raw.get("colno")),
-        in_app=_bool(raw.get("in_app")),
-        context_line=_str(raw.get("context_line")),
-        pre_context=_str_list(raw.get("pre_context")),
-        post_context=_str_list(raw.get("post_context")),
+        filename if isinstance(filename, str) and filename != "" else None,
+        abs_path if isinstance(abs_path, str) and abs_path != "" else None,
+        function if isinstance(function, str) and function != "" else None,
+        module if isinstance(module, str) and module != "" else None,
+        lineno if lineno.__class__ is int else _int(lineno),
+        colno if colno.__class__ is int else _int(colno),
+        in_app if in_app is True or in_app is False else None,
+        context_line if isinstance(context_line, str) and context_line != "" else None,
+        [] if pre_context is None else _str_list(pre_context),
+        [] if post_context is None else _str_list(post_context),
     )
 
 
@@ -291,6 +297,7 @@ def _parameterise_path(path: str) -> str:
     return "/".join(":id" if segment and _ROUTE_ID_SEGMENT.match(segment) else segment for segment in segments)
 
 
+@lru_cache(maxsize=16384)  # a page's URL repeats across its events; the function is pure
 def route_from_url(url: str | None) -> str | None:
     """The URL's path with ids parameterised: ``https://x/billing/123?a=1`` -> ``/billing/:id``.
 
@@ -527,6 +534,15 @@ def validate_event(payload: Any) -> str:
 
 _EVENT_FIELDS = tuple(f.name for f in fields(NormalizedEvent))
 _FRAME_FIELDS = tuple(f.name for f in fields(Frame))
+_event_values = attrgetter(*_EVENT_FIELDS)
+_frame_values = attrgetter(*_FRAME_FIELDS)
+
+
+def _frame_to_dict(frame: Frame) -> dict[str, Any]:
+    data = dict(zip(_FRAME_FIELDS, _frame_values(frame), strict=True))
+    data["pre_context"] = list(frame.pre_context)
+    data["post_context"] = list(frame.post_context)
+    return data
 
 
 def event_to_dict(event: NormalizedEvent) -> dict[str, Any]:
@@ -535,13 +551,9 @@ def event_to_dict(event: NormalizedEvent) -> dict[str, Any]:
     Built field by field rather than with ``dataclasses.asdict``, whose deep copies made this the
     most expensive step of the digest; the values are fresh containers, so callers may mutate them.
     """
-    data = {name: getattr(event, name) for name in _EVENT_FIELDS}
+    data = dict(zip(_EVENT_FIELDS, _event_values(event), strict=True))
     data["timestamp"] = event.timestamp.isoformat()
-    data["frames"] = [
-        {**{name: getattr(frame, name) for name in _FRAME_FIELDS},
-         "pre_context": list(frame.pre_context), "post_context": list(frame.post_context)}
-        for frame in event.frames
-    ]
+    data["frames"] = [_frame_to_dict(frame) for frame in event.frames]
     data["tags"] = dict(event.tags)
     data["debug_ids"] = [dict(d) for d in event.debug_ids]
     data["fingerprint"] = None if event.fingerprint is None else list(event.fingerprint)
