@@ -53,6 +53,17 @@ class DetectorConfig:
     rate_ratios: tuple[float, ...] = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
     """Grid of alternative rate ratios mixed (uniform weights) by the deploy-anchored e-processes."""
 
+    release_rate_ratios: tuple[float, ...] = (1.05, 1.1, 1.2, 1.35, 1.5, 2.0, 3.0, 5.0, 10.0)
+    """Grid of the release error rate's mixture. Finer near 1 than ``rate_ratios``: a release that makes
+    every error a little more frequent raises the errored share by a few tens of percent, and a
+    component above the true ratio (1.25 against a true 1.1) has negative drift and never crosses."""
+
+    release_errors_exclude_noise: bool = True
+    """The release error rate counts sessions errored by app errors: sessions of signatures with a noise
+    class or without in-app frames are subtracted from each minute's errored sessions (for the new
+    release and its baseline alike). Noise dilutes a release-wide rise (the errored share of a frontend
+    is often half noise)."""
+
     spike_rate_ratio: float = 2.0
     """Alternative rate ratio of the spike CUSUM (the rise it is tuned to detect fastest)."""
 
@@ -100,6 +111,8 @@ class DetectorConfig:
             raise ValueError("budget_shares must sum to 1")
         if not self.rate_ratios or min(self.rate_ratios) <= 1.0:
             raise ValueError("rate_ratios must be non-empty and all above 1")
+        if not self.release_rate_ratios or min(self.release_rate_ratios) <= 1.0:
+            raise ValueError("release_rate_ratios must be non-empty and all above 1")
         if self.spike_rate_ratio <= 1.0:
             raise ValueError("spike_rate_ratio must exceed 1")
         if self.noisy_evidence_factor < 1.0:

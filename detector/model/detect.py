@@ -156,14 +156,20 @@ def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures:
     s_minute = minute_index(session_counts["minute"]) if len(session_counts) else np.array([], np.int64)
     s_keep = s_minute <= at_minute
     s_errored = session_counts["errored"].to_numpy(float)
+    # Sessions errored by noise (expected post-deploy noise; with release_errors_exclude_noise, every
+    # signature with a noise class or without in-app frames) are not errors of the release.
+    not_app = np.zeros(len(sig), dtype=bool)
+    if config.release_errors_exclude_noise and noisy_ids:
+        not_app = (minute <= at_minute) & np.isin(sig, list(noisy_ids))
     if grace:
         in_grace = _within_grace(minute, env, deploys, config.deploy_grace_minutes, vocabulary)
         expected_noise = keep & in_grace & np.isin(sig, list(grace))
         keep &= ~expected_noise
-        # Sessions errored only by expected post-deploy noise are not errors of the release either.
+        not_app |= expected_noise
+    if not_app.any():
         s_errored = _without_noise(s_errored, (s_release, s_env, s_minute),
-                                   (release[expected_noise], env[expected_noise], minute[expected_noise]),
-                                   sig_counts["sessions"].to_numpy(float)[expected_noise])
+                                   (release[not_app], env[not_app], minute[not_app]),
+                                   sig_counts["sessions"].to_numpy(float)[not_app])
 
     sig_ids, sig_code = _factorize_sorted(sig[keep]) if keep.any() else (np.array([], np.int64),
                                                                          np.array([], np.int64))
@@ -594,7 +600,7 @@ def _release_error_rate_findings(context: _DeployContext) -> list[Finding]:
                               context.origin, length)
     cum_errored = np.cumsum(errored_new)
     exposure = np.maximum(context.cum_new, cum_errored)
-    ratios = np.asarray(config.rate_ratios)
+    ratios = np.asarray(config.release_rate_ratios)
     threshold = eprocess_threshold(alarms_per_week=config.budget("release_error_rate"),
                                    tests_per_week=context.per_week)
     baseline_errored, baseline_started = baseline

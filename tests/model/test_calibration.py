@@ -7,12 +7,14 @@ import math
 import numpy as np
 import pandas as pd
 
+from detector.model.config import DetectorConfig
 from detector.model.sequential import (
     MINUTES_PER_WEEK,
     count_alarm_excursions,
     cusum_threshold,
     eprocess_threshold,
     mixture_log_evidence,
+    mixture_log_evidence_vs_estimate,
     poisson_cusum_path,
 )
 from detector.model.simulate import diurnal_sessions
@@ -56,3 +58,23 @@ def test_deploy_eprocess_false_alarm_probability_within_alpha():
     log_e[rows] = mixture_log_evidence(cum_counts[rows], cum_expected[rows], RATIOS)
     alarmed = int((log_e.max(axis=1) >= threshold).sum())
     assert alarmed <= _upper(alpha * tests)
+
+
+def test_release_error_rate_eprocess_with_its_fine_grid_within_alpha():
+    """The release error rate's e-process (ratios down to 1.05) against a baseline estimated from an
+    hour of the previous release, on null binomial data: crossings within alpha, and not vacuous."""
+    rng = np.random.default_rng(13)
+    tests, alpha, share = 2000, 0.02, 0.03
+    ratios = np.asarray(DetectorConfig().release_rate_ratios)
+    threshold = eprocess_threshold(alarms_per_week=alpha, tests_per_week=1.0)
+    baseline_started = rng.poisson(100.0, size=(tests, 60)).sum(axis=1).astype(float)
+    baseline_errored = rng.binomial(baseline_started.astype(int), share) + 1.0
+    started = rng.poisson(100.0, size=(tests, 12 * 60)).astype(float)
+    errored = rng.binomial(started.astype(int), share).astype(float)
+    cum_started, cum_errored = np.cumsum(started, axis=1), np.cumsum(errored, axis=1)
+    log_e = mixture_log_evidence_vs_estimate(
+        cum_errored.ravel(), cum_started.ravel(), np.repeat(baseline_errored, 12 * 60),
+        np.repeat(baseline_started, 12 * 60), ratios).reshape(tests, -1)
+    best = log_e.max(axis=1)
+    assert int((best >= threshold).sum()) <= _upper(alpha * tests)
+    assert int((best >= threshold - 2.0).sum()) > int((best >= threshold).sum())

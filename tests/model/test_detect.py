@@ -226,3 +226,29 @@ def test_a_signature_seen_in_the_lookback_before_the_counts_is_not_new(rng, days
     findings = [f for f in run(data, DEPLOY_AT + 9 * MIN) if f.signature_id == 900]
     assert [f.kind for f in findings] == ["new_signature" if new else "regression"]
     assert findings[0].deploy_id == 7
+
+
+def test_release_error_rate_counts_sessions_errored_by_app_errors(rng):
+    """A release where only browser noise rose (ResizeObserver in 5 % of sessions instead of 0.5 %) has
+    more errored sessions, but not more app errors: no release-level finding unless noise is counted."""
+    noise = SimSignature(6, 0.005, {"web@1.2.0": 0.05}, noise_class="resize_observer")
+    data = project(rng, [*BACKGROUND, noise], [SimDeploy(7, "web@1.2.0", DEPLOY_AT)])
+    at = DEPLOY_AT + 30 * MIN
+    assert [f for f in run(data, at) if f.kind == "release_error_rate"] == []
+    counted = DetectorConfig(release_errors_exclude_noise=False)
+    assert [f.kind for f in run(data, at, counted) if f.kind == "release_error_rate"] == ["release_error_rate"]
+
+
+def test_release_error_rate_sees_a_small_rise_of_every_app_error(rng):
+    """Every app error 10 % more frequent, at 1,000 sessions/min against a day-long previous release:
+    the release grid's ratios near 1 catch it within two hours; with the signatures' grid (lowest
+    ratio 1.25, whose evidence drifts down when the truth is 1.1) it is never caught."""
+    slow = [SimSignature(s.signature_id, s.rate, {"web@1.2.0": s.rate * 1.1}) for s in BACKGROUND]
+    data = project(rng, slow, [SimDeploy(7, "web@1.2.0", DEPLOY_AT)], sessions_per_minute=1000.0, days=1.0,
+                   after=pd.Timedelta(hours=2))
+    hourly = DetectorConfig(deploys_per_week=168)  # thresholds of a project deploying every hour
+    findings = [f for f in run(data, DEPLOY_AT + pd.Timedelta(hours=2), hourly) if f.kind == "release_error_rate"]
+    assert len(findings) == 1 and findings[0].deploy_id == 7
+    assert findings[0].rate == pytest.approx(findings[0].baseline_rate * 1.1, rel=0.05)
+    coarse = DetectorConfig(deploys_per_week=168, release_rate_ratios=DetectorConfig().rate_ratios)
+    assert [f for f in run(data, DEPLOY_AT + pd.Timedelta(hours=2), coarse) if f.kind == "release_error_rate"] == []
