@@ -27,7 +27,7 @@ from detector.intake.sessions import (
     parse_session_update,
 )
 from detector.store import counts, queue
-from detector.store.db import transaction
+from detector.store.db import PlainJson, transaction
 from detector.store.dialect import lock_project
 from detector.store.queue import ClaimedItem
 
@@ -69,7 +69,7 @@ def _event_row(
         "route": (event.route or None) and event.route[:256],
         "browser": (event.browser or None) and event.browser[:64],
         "os": (event.os or None) and event.os[:64],
-        "data": event_to_dict(event),
+        "data": PlainJson(event_to_dict(event)),  # encoded with orjson: the event has no floats
     }
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -18,6 +20,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from detector.errors import DatabaseUnavailable
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class PlainJson(dict):  # type: ignore[type-arg]
+    """A JSON object of plain values only (string keys; str, int, bool, None, lists and such objects; no
+    floats that are not finite), which the JSON columns may encode with `orjson`: the digest stores one
+    per event. Every other value is encoded with `json.dumps`, as SQLAlchemy does by default."""
+
+
+def _json_serializer(value: object) -> str:
+    if type(value) is PlainJson:
+        try:
+            return orjson.dumps(value).decode()
+        except orjson.JSONEncodeError:  # e.g. a lone surrogate, which json.dumps escapes
+            pass
+    return json.dumps(value)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -37,10 +54,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             path = url.split(":///", 1)[1] if ":///" in url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+            engine = create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                json_serializer=_json_serializer,
+                **kwargs,
+            )
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=_json_serializer, **kwargs
+        )
     except (ArgumentError, ImportError) as exc:
         raise DatabaseUnavailable(f"cannot use database URL {url!r}: {exc}") from exc
 
