@@ -48,6 +48,9 @@ from detector.store.models import (
     SessionMinute,
     Signature,
     SignatureMinute,
+    SignatureRelease,
+    SignatureReleaseUser,
+    SignatureUser,
 )
 from detector.store.projects import create_project, create_token
 
@@ -342,6 +345,58 @@ def fill(factory: sessionmaker[Session], events: int, seed: int = 3) -> dict[str
             for r in per_minute.itertuples(index=False)
         ],
     )
+    # The totals the digest keeps as it counts (signature_users, signature_release_users, signature_releases,
+    # signatures.events/users), computed here from the same events.
+    for model, keys in (
+        (SignatureUser, ["signature_id", "user"]),
+        (SignatureReleaseUser, ["signature_id", "release", "environment", "user"]),
+    ):
+        seen = every.groupby(keys)["minute"].max().reset_index()
+        bulk(
+            factory,
+            model,
+            [
+                {
+                    **{
+                        key: (int(value) if key == "signature_id" else value)
+                        for key, value in zip(keys[:-1], r[:-2], strict=True)
+                    },
+                    "identity": f"u{r.user}",
+                    "project_id": project_id,
+                    "last_minute": start + timedelta(minutes=int(r.minute)),
+                }
+                for r in seen.itertuples(index=False)
+            ],
+        )
+    per_release = (
+        every.groupby(["signature_id", "release", "environment"])
+        .agg(events=("user", "size"), users=("user", "nunique"), first=("minute", "min"), last=("minute", "max"))
+        .reset_index()
+    )
+    bulk(
+        factory,
+        SignatureRelease,
+        [
+            {
+                "signature_id": int(r.signature_id),
+                "release": r.release,
+                "environment": r.environment,
+                "project_id": project_id,
+                "events": int(r.events),
+                "users": int(r.users),
+                "first_seen": start + timedelta(minutes=int(r.first)),
+                "last_seen": start + timedelta(minutes=int(r.last)),
+            }
+            for r in per_release.itertuples(index=False)
+        ],
+    )
+    per_signature = every.groupby("signature_id").agg(events=("user", "size"), users=("user", "nunique"))
+    with transaction(factory) as session:
+        session.execute(
+            text("UPDATE signatures SET events = :events, users = :users WHERE id = :id"),
+            [{"id": int(i), "events": int(r.events), "users": int(r.users)} for i, r in per_signature.iterrows()],
+        )
+
     session_rows = []
     for m in range(span_minutes):
         release = versions[int(np.clip(np.searchsorted(deploy_minutes, m, side="right") - 1, 0, RELEASES - 1))]

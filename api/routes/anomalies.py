@@ -67,12 +67,14 @@ def anomaly_detail(project: ProjectDep, session: SessionDep, state: StateDep, an
         public_url=state.settings.public_url,
     )
     if anomaly.signature_id is not None:
-        # the story around the anomaly: six hours before it began, up to a day after it was detected
+        # the story around the anomaly, in its environment: six hours before it began, up to an hour after
+        # its last update (the signature's own series endpoint goes further)
         data["series"] = signature_series(
             session,
             signature_id=anomaly.signature_id,
             since=anomaly.first_seen - timedelta(hours=6),
-            until=anomaly.detected_at + timedelta(hours=24),
+            until=max(anomaly.updated_at, anomaly.detected_at) + timedelta(hours=1),
+            environment=anomaly.environment,
         )
     else:
         data["series"] = []

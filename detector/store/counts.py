@@ -19,6 +19,7 @@ from weakref import WeakKeyDictionary
 import orjson
 from sqlalchemy import (
     Engine,
+    Table,
     and_,
     bindparam,
     case,
@@ -41,6 +42,7 @@ from detector.store.models import (
     Signature,
     SignatureMinute,
     SignatureRelease,
+    SignatureReleaseUser,
     SignatureUser,
 )
 
@@ -100,6 +102,7 @@ class InsertedEvent(NamedTuple):
 
 _EVENTS = Event.__table__
 _SIGNATURE_USERS = SignatureUser.__table__
+_SIGNATURE_RELEASE_USERS = SignatureReleaseUser.__table__
 _SIGNATURE_RELEASES = SignatureRelease.__table__
 _USER = func.coalesce(_EVENTS.c.user_key, _EVENTS.c.session_key, _EVENTS.c.event_id)
 _SESSION = func.coalesce(_EVENTS.c.session_key, _EVENTS.c.user_key, _EVENTS.c.event_id)
@@ -256,101 +259,42 @@ def add_signature_minutes(session: Session, project_id: int, inserted: Sequence[
 def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[InsertedEvent]) -> None:
     """Add the events just inserted to the per-signature totals the signature list reads.
 
-    `signature_users` gets one row per (signature, identity, release, environment) the first time it is
-    seen (its insertion, not a lookup, decides that the user is new, so two workers cannot both count
-    one) and its `last_minute` moved forward otherwise; `signature_releases` and `signatures` add the
-    events and the users new to them. Call it after `lock_project`, like `add_signature_minutes`.
+    Who hit a signature is kept twice, with the latest minute they did: per signature
+    (`signature_users`) and per signature, release and environment (`signature_release_users`). A
+    row's insertion, not a lookup, is what makes a user new to a total, so two workers cannot both
+    count one; otherwise its `last_minute` moves forward. `signature_releases` and `signatures` then
+    add the events and the users new to them. Call it after `lock_project`, like `add_signature_minutes`.
     """
     if not inserted:
         return
     connection = session.connection()
-    last_minute: dict[tuple[int, str, str, str], datetime] = {}
+    per_user: dict[tuple[Any, ...], datetime] = {}
+    per_release_user: dict[tuple[Any, ...], datetime] = {}
     per_release: dict[tuple[int, str, str], list[Any]] = {}
     events_per_signature: dict[int, int] = {}
     for row in inserted:
-        key = (row.signature_id, row.user, row.release, row.environment)
-        if key not in last_minute or row.minute > last_minute[key]:
-            last_minute[key] = row.minute
-        totals = per_release.setdefault(
-            (row.signature_id, row.release, row.environment), [0, 0, row.minute, row.minute]
-        )
+        for latest, key in (
+            (per_user, (row.signature_id, row.user)),
+            (per_release_user, (row.signature_id, row.release, row.environment, row.user)),
+        ):
+            if key not in latest or row.minute > latest[key]:
+                latest[key] = row.minute
+        totals = per_release.setdefault((row.signature_id, row.release, row.environment), [0, row.minute, row.minute])
         totals[0] += 1
-        totals[2] = min(totals[2], row.minute)
-        totals[3] = max(totals[3], row.minute)
+        totals[1] = min(totals[1], row.minute)
+        totals[2] = max(totals[2], row.minute)
         events_per_signature[row.signature_id] = events_per_signature.get(row.signature_id, 0) + 1
 
-    users = _SIGNATURE_USERS.c
-    stmt = upsert_insert(session, _SIGNATURE_USERS).on_conflict_do_nothing(
-        index_elements=["signature_id", "identity", "release", "environment"]
-    )
-    stmt = stmt.returning(users.signature_id, users.identity, users.release, users.environment)
-    rows = [
-        {
-            "signature_id": k[0],
-            "identity": k[1],
-            "release": k[2],
-            "environment": k[3],
-            "project_id": project_id,
-            "last_minute": minute,
-        }
-        for k, minute in sorted(last_minute.items())
-    ]
-    new_keys = {tuple(r) for r in connection.execute(stmt, rows)}
-    moved = [
-        {"s": k[0], "i": k[1], "r": k[2], "e": k[3], "m": minute}
-        for k, minute in sorted(last_minute.items())
-        if k not in new_keys
-    ]
-    if moved:
-        connection.execute(
-            update(_SIGNATURE_USERS)
-            .where(
-                users.signature_id == bindparam("s"),
-                users.identity == bindparam("i"),
-                users.release == bindparam("r"),
-                users.environment == bindparam("e"),
-                users.last_minute < bindparam("m"),
-            )
-            .values(last_minute=bindparam("m")),
-            moved,
-        )
-
+    new_users = _record_last_minutes(session, _SIGNATURE_USERS, project_id, per_user)
+    new_release_users = _record_last_minutes(session, _SIGNATURE_RELEASE_USERS, project_id, per_release_user)
     new_per_release: dict[tuple[int, str, str], int] = {}
-    new_pairs: dict[tuple[int, str], int] = {}
-    for sig, ident, rel, env in new_keys:
+    for sig, rel, env, _identity in new_release_users:
         new_per_release[(sig, rel, env)] = new_per_release.get((sig, rel, env), 0) + 1
-        new_pairs[(sig, ident)] = new_pairs.get((sig, ident), 0) + 1
-    # A user is new to the signature when every row it has there was inserted just now.
-    new_users_per_signature: dict[int, int] = {}
-    pair_list = sorted(new_pairs)
-    for start in range(0, len(pair_list), 500):
-        chunk = pair_list[start : start + 500]
-        stored = connection.execute(
-            select(users.signature_id, users.identity, func.count())
-            .where(
-                users.signature_id.in_({sig for sig, _ in chunk}),
-                tuple_(users.signature_id, users.identity).in_(chunk),
-            )
-            .group_by(users.signature_id, users.identity)
-        )
-        for sig, ident, rows_stored in stored:
-            if rows_stored == new_pairs[(sig, ident)]:
-                new_users_per_signature[sig] = new_users_per_signature.get(sig, 0) + 1
+    new_per_signature: dict[int, int] = {}
+    for sig, _identity in new_users:
+        new_per_signature[sig] = new_per_signature.get(sig, 0) + 1
 
     releases = _SIGNATURE_RELEASES.c
-    release_rows = [
-        {
-            "signature_id": k[0],
-            "release": k[1],
-            "environment": k[2],
-            "project_id": project_id,
-            "events": t[0],
-            "users": new_per_release.get(k, 0),
-            "first_seen": t[2],
-            "last_seen": t[3],
-        }
-        for k, t in sorted(per_release.items())
-    ]
     upsert = upsert_insert(session, _SIGNATURE_RELEASES)
     upsert = upsert.on_conflict_do_update(
         index_elements=["signature_id", "release", "environment"],
@@ -367,17 +311,59 @@ def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[
             ),
         },
     )
-    connection.execute(upsert, release_rows)
+    connection.execute(
+        upsert,
+        [
+            {
+                "signature_id": key[0],
+                "release": key[1],
+                "environment": key[2],
+                "project_id": project_id,
+                "events": n,
+                "users": new_per_release.get(key, 0),
+                "first_seen": first,
+                "last_seen": last,
+            }
+            for key, (n, first, last) in sorted(per_release.items())
+        ],
+    )
     signatures = Signature.__table__
     connection.execute(
         update(signatures)
         .where(signatures.c.id == bindparam("sig"))
         .values(events=signatures.c.events + bindparam("n"), users=signatures.c.users + bindparam("u")),
-        [
-            {"sig": sig, "n": n, "u": new_users_per_signature.get(sig, 0)}
-            for sig, n in sorted(events_per_signature.items())
-        ],
+        [{"sig": sig, "n": n, "u": new_per_signature.get(sig, 0)} for sig, n in sorted(events_per_signature.items())],
     )
+
+
+def _record_last_minutes(
+    session: Session, table: Table, project_id: int, latest: dict[tuple[Any, ...], datetime]
+) -> set[tuple[Any, ...]]:
+    """Insert the keys `table` lacks (their primary key, `project_id`, `last_minute`) and move the others'
+    `last_minute` forward; returns the keys inserted."""
+    key_columns = [column for column in table.primary_key.columns]
+    names = [column.name for column in key_columns]
+    connection = session.connection()
+    stmt = upsert_insert(session, table).on_conflict_do_nothing(index_elements=names).returning(*key_columns)
+    rows = [
+        {**dict(zip(names, key, strict=True)), "project_id": project_id, "last_minute": minute}
+        for key, minute in sorted(latest.items())
+    ]
+    inserted = {tuple(row) for row in connection.execute(stmt, rows)}
+    moved = [
+        {**{f"k_{name}": value for name, value in zip(names, key, strict=True)}, "m": minute}
+        for key, minute in sorted(latest.items())
+        if key not in inserted
+    ]
+    if moved:
+        connection.execute(
+            update(table)
+            .where(*[column == bindparam(f"k_{column.name}") for column in key_columns])
+            .where(table.c.last_minute < bindparam("m"))
+            .values(last_minute=bindparam("m")),
+            moved,
+        )
+    return inserted
 
 
 def recompute_signature_minutes(session: Session, project_id: int, keys: Iterable[SignatureMinuteKey]) -> None:

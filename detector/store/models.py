@@ -74,7 +74,10 @@ class RawItem(Base):
 
 class Signature(Base):
     __tablename__ = "signatures"
-    __table_args__ = (UniqueConstraint("project_id", "hash"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "hash"),
+        Index("ix_signatures_project_id", "project_id", "id"),  # the list pages by id within a project
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -115,20 +118,31 @@ class SignatureRelease(Base):
 
 
 class SignatureUser(Base):
-    """Who has hit a signature, per release and environment, and the latest minute they did.
+    """Who has hit a signature (any release), and the latest minute they did.
 
-    `identity` is what the counts take for a user: `coalesce(user_key, session_key, event_id)`. One row
-    per (signature, identity, release, environment): its insertion is what makes a user new to a
-    release's totals, and `last_minute` lets "users since" be counted without reading raw events (which
-    retention deletes; these rows stay, like the per-minute counts)."""
+    `identity` is what the counts take for a user: `coalesce(user_key, session_key, event_id)`. A row's
+    insertion is what makes a user new to `signatures.users`; `last_minute` lets "users since" be counted
+    from an index range (no raw events, which retention deletes: these rows stay, like the minute counts)."""
 
     __tablename__ = "signature_users"
-    __table_args__ = (Index("ix_signature_users_recent", "signature_id", "last_minute", "identity"),)
+    __table_args__ = (Index("ix_signature_users_recent", "signature_id", "last_minute"),)
 
     signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id", ondelete="CASCADE"), primary_key=True)
     identity: Mapped[str] = mapped_column(String(128), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    last_minute: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SignatureReleaseUser(Base):
+    """Who has hit a signature in one release and environment, and the latest minute they did: the same
+    as `SignatureUser`, for `signature_releases.users` and the lists filtered by release or environment."""
+
+    __tablename__ = "signature_release_users"
+
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id", ondelete="CASCADE"), primary_key=True)
     release: Mapped[str] = mapped_column(String(250), primary_key=True)
     environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    identity: Mapped[str] = mapped_column(String(128), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     last_minute: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -167,7 +181,11 @@ class SignatureMinute(Base):
     """Per-minute counts per (signature, release, environment), recomputed from events (idempotent)."""
 
     __tablename__ = "signature_minutes"
-    __table_args__ = (Index("ix_sigmin_project_minute", "project_id", "minute"),)
+    __table_args__ = (
+        Index("ix_sigmin_project_minute", "project_id", "minute"),
+        # a window of one signature (series, "since" totals) without reading its other minutes
+        Index("ix_sigmin_signature_minute", "signature_id", "minute"),
+    )
 
     signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id", ondelete="CASCADE"), primary_key=True)
     release: Mapped[str] = mapped_column(String(250), primary_key=True)

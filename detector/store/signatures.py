@@ -9,7 +9,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from detector.errors import NotFound
-from detector.store.models import Event, Signature, SignatureMinute, SignatureRelease, SignatureUser
+from detector.store.models import (
+    Event,
+    Signature,
+    SignatureMinute,
+    SignatureRelease,
+    SignatureReleaseUser,
+    SignatureUser,
+)
 
 
 def user_identity() -> Any:
@@ -43,17 +50,18 @@ def list_signatures(
             query = query.where(model.environment == environment)
         return query
 
-    in_scope = scoped(
-        select(SignatureRelease.signature_id).where(SignatureRelease.signature_id == Signature.id), SignatureRelease
-    )
-    if since_minute:
-        in_scope = in_scope.where(SignatureRelease.last_seen >= since_minute)
-    stmt = (
-        select(Signature)
-        .where(Signature.project_id == project_id, in_scope.exists())
-        .order_by(Signature.id)
-        .limit(limit + 1)
-    )
+    filtered = bool(release or environment)
+    stmt = select(Signature).where(Signature.project_id == project_id).order_by(Signature.id).limit(limit + 1)
+    if filtered:
+        in_scope = scoped(
+            select(SignatureRelease.signature_id).where(SignatureRelease.signature_id == Signature.id),
+            SignatureRelease,
+        )
+        if since_minute:
+            in_scope = in_scope.where(SignatureRelease.last_seen >= since_minute)
+        stmt = stmt.where(in_scope.exists())
+    elif since_minute:
+        stmt = stmt.where(Signature.last_seen >= since_minute)
     if after_id is not None:
         stmt = stmt.where(Signature.id > after_id)
     signatures = list(session.scalars(stmt))
@@ -61,29 +69,31 @@ def list_signatures(
     if not ids:
         return []
 
-    per_release = session.execute(
-        scoped(
-            select(
+    in_ids = scoped(select().where(SignatureRelease.signature_id.in_(ids)), SignatureRelease)
+    if since_minute:
+        in_ids = in_ids.where(SignatureRelease.last_seen >= since_minute)
+    releases: dict[int, list[str]] = {i: [] for i in ids}
+    for sig_id, rel in session.execute(
+        in_ids.add_columns(SignatureRelease.signature_id, SignatureRelease.release)
+        .distinct()
+        .order_by(SignatureRelease.signature_id, SignatureRelease.release)
+    ):
+        releases[sig_id].append(rel)
+    # Whole history, all releases: the signature's own totals; any scope is counted below.
+    scoped_out = filtered or since_minute
+    events: dict[int, int] = {sig.id: 0 if scoped_out else sig.events for sig in signatures}
+    users: dict[int, int] = {sig.id: 0 if scoped_out else sig.users for sig in signatures}
+    keys: dict[int, int] = {}
+    if filtered and not since_minute:
+        for sig_id, n_keys, n_events, n_users in session.execute(
+            in_ids.add_columns(
                 SignatureRelease.signature_id,
-                SignatureRelease.release,
-                SignatureRelease.events,
-                SignatureRelease.users,
-                SignatureRelease.last_seen,
-            ).where(SignatureRelease.signature_id.in_(ids)),
-            SignatureRelease,
-        )
-    ).all()
-    releases: dict[int, set[str]] = {i: set() for i in ids}
-    events: dict[int, int] = dict.fromkeys(ids, 0)
-    users: dict[int, int] = dict.fromkeys(ids, 0)
-    keys: dict[int, int] = dict.fromkeys(ids, 0)
-    for sig_id, rel, n_events, n_users, last_seen in per_release:
-        if since_minute and last_seen < since_minute:
-            continue
-        releases[sig_id].add(rel)
-        events[sig_id] += n_events
-        users[sig_id] += n_users
-        keys[sig_id] += 1
+                func.count(),
+                func.sum(SignatureRelease.events),
+                func.sum(SignatureRelease.users),
+            ).group_by(SignatureRelease.signature_id)
+        ):
+            keys[sig_id], events[sig_id], users[sig_id] = n_keys, n_events, n_users
 
     if since_minute:
         # Events from the minute counts of the window; users from who was seen in it.
@@ -97,24 +107,21 @@ def list_signatures(
                 ).group_by(SignatureMinute.signature_id)
             ).all()
         )
-    unscoped = not (release or environment or since_minute)
-    if unscoped:
-        users = {sig.id: sig.users for sig in signatures}
-        events = {sig.id: sig.events for sig in signatures}
-    else:
-        # A user counted in two matching (release, environment) totals is one user: count distinct identities
-        # for those signatures; a single matching total is already distinct.
-        recount = [i for i in ids if keys[i] > 1 or (since_minute and keys[i])]
-        if recount:
-            query = scoped(
-                select(SignatureUser.signature_id, func.count(func.distinct(SignatureUser.identity))).where(
-                    SignatureUser.signature_id.in_(recount)
-                ),
-                SignatureUser,
+        if filtered:
+            users.update(_distinct_release_users(session, ids, scoped, since_minute))
+        else:
+            users.update(
+                session.execute(
+                    select(SignatureUser.signature_id, func.count())
+                    .where(SignatureUser.signature_id.in_(ids), SignatureUser.last_minute >= since_minute)
+                    .group_by(SignatureUser.signature_id)
+                ).all()
             )
-            if since_minute:
-                query = query.where(SignatureUser.last_minute >= since_minute)
-            users.update(session.execute(query.group_by(SignatureUser.signature_id)).all())
+    elif filtered:
+        # One matching (release, environment) total is distinct already; a user in two is one user.
+        recount = [i for i in ids if keys.get(i, 0) > 1]
+        if recount:
+            users.update(_distinct_release_users(session, recount, scoped, None))
     return [
         {
             "id": sig.id,
@@ -128,10 +135,25 @@ def list_signatures(
             "first_release": sig.first_release,
             "events": int(events.get(sig.id) or 0),
             "users": int(users.get(sig.id) or 0),
-            "releases": sorted(releases[sig.id]),
+            "releases": releases[sig.id],
         }
         for sig in signatures
     ]
+
+
+def _distinct_release_users(
+    session: Session, ids: list[int], scoped: Any, since_minute: datetime | None
+) -> list[tuple[int, int]]:
+    """Distinct users of each signature over its (release, environment) rows in scope."""
+    query = scoped(
+        select(SignatureReleaseUser.signature_id, func.count(func.distinct(SignatureReleaseUser.identity))).where(
+            SignatureReleaseUser.signature_id.in_(ids)
+        ),
+        SignatureReleaseUser,
+    )
+    if since_minute:
+        query = query.where(SignatureReleaseUser.last_minute >= since_minute)
+    return [(sig, n) for sig, n in session.execute(query.group_by(SignatureReleaseUser.signature_id))]
 
 
 def get_event(session: Session, *, project_id: int, event_id: str) -> dict[str, Any]:
@@ -184,22 +206,26 @@ def get_event(session: Session, *, project_id: int, event_id: str) -> dict[str, 
 
 
 def signature_series(
-    session: Session, *, signature_id: int, since: datetime | None = None, until: datetime | None = None
+    session: Session,
+    *,
+    signature_id: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    environment: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Per-minute counts of one signature, by release and environment."""
-    stmt = select(SignatureMinute).where(SignatureMinute.signature_id == signature_id)
+    """Per-minute counts of one signature, by release and environment (or in one environment)."""
+    m = SignatureMinute
+    stmt = select(m.minute, m.release, m.environment, m.events, m.users, m.sessions).where(
+        m.signature_id == signature_id
+    )
     if since:
-        stmt = stmt.where(SignatureMinute.minute >= since)
+        stmt = stmt.where(m.minute >= since)
     if until:
-        stmt = stmt.where(SignatureMinute.minute <= until)
+        stmt = stmt.where(m.minute <= until)
+    if environment:
+        stmt = stmt.where(m.environment == environment)
+    # Plain rows, not ORM objects: a busy signature has thousands of minutes in a day.
     return [
-        {
-            "minute": row.minute,
-            "release": row.release,
-            "environment": row.environment,
-            "events": row.events,
-            "users": row.users,
-            "sessions": row.sessions,
-        }
-        for row in session.scalars(stmt.order_by(SignatureMinute.minute, SignatureMinute.release))
+        {"minute": minute, "release": rel, "environment": env, "events": n, "users": users, "sessions": sessions}
+        for minute, rel, env, n, users, sessions in session.execute(stmt.order_by(m.minute, m.release))
     ]

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from detector.intake.digest import digest_all
 from detector.store.db import transaction, upgrade
-from detector.store.models import Event, Project, Signature, SignatureRelease, SignatureUser
+from detector.store.models import Event, Project, Signature, SignatureRelease, SignatureReleaseUser, SignatureUser
 from detector.store.queue import enqueue_items
 from detector.store.signatures import list_signatures, user_identity
 
@@ -148,8 +148,11 @@ def test_a_retried_event_and_a_late_event_change_totals_exactly_once(
             ("web@1", 2, 2, START, START + timedelta(minutes=30)),
             ("web@2", 1, 1, START + timedelta(minutes=60), START + timedelta(minutes=60)),
         }
-        last = {(u.identity, u.release): u.last_minute for u in session.scalars(select(SignatureUser))}
+        last = {(u.identity, u.release): u.last_minute for u in session.scalars(select(SignatureReleaseUser))}
         assert last[("u1", "web@1")] == START + timedelta(minutes=30)  # the late event did not move it back
+        assert last[("u2", "web@1")] == START
+        anywhere = {u.identity: u.last_minute for u in session.scalars(select(SignatureUser))}
+        assert anywhere == {"u1": START + timedelta(minutes=60), "u2": START}
 
 
 def test_paging_through_the_list_sees_every_signature_once(factory: sessionmaker[Session], project: Project) -> None:

@@ -47,25 +47,40 @@ def upgrade() -> None:
         "signature_users",
         sa.Column("signature_id", BIG_ID, nullable=False),
         sa.Column("identity", sa.String(length=128), nullable=False),
-        sa.Column("release", sa.String(length=250), nullable=False),
-        sa.Column("environment", sa.String(length=64), nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
         sa.Column("last_minute", detector.store.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["signature_id"], ["signatures.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("signature_id", "identity", "release", "environment"),
+        sa.PrimaryKeyConstraint("signature_id", "identity"),
     )
-    op.create_index(
-        "ix_signature_users_recent", "signature_users", ["signature_id", "last_minute", "identity"], unique=False
+    op.create_index("ix_signature_users_recent", "signature_users", ["signature_id", "last_minute"], unique=False)
+    op.create_table(
+        "signature_release_users",
+        sa.Column("signature_id", BIG_ID, nullable=False),
+        sa.Column("release", sa.String(length=250), nullable=False),
+        sa.Column("environment", sa.String(length=64), nullable=False),
+        sa.Column("identity", sa.String(length=128), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("last_minute", detector.store.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["signature_id"], ["signatures.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("signature_id", "release", "environment", "identity"),
     )
+    op.create_index("ix_signatures_project_id", "signatures", ["project_id", "id"], unique=False)
+    op.create_index("ix_sigmin_signature_minute", "signature_minutes", ["signature_id", "minute"], unique=False)
 
     # Fill from what is stored. Minutes are stored as ISO strings on SQLite and timestamps on
     # PostgreSQL; both order correctly under min/max.
+    identity = "coalesce(user_key, session_key, event_id)"
     op.execute(
-        "INSERT INTO signature_users (signature_id, identity, release, environment, project_id, last_minute) "
-        "SELECT signature_id, coalesce(user_key, session_key, event_id), release, environment, "
-        "min(project_id), max(minute) FROM events "
-        "GROUP BY signature_id, coalesce(user_key, session_key, event_id), release, environment"
+        "INSERT INTO signature_release_users (signature_id, release, environment, identity, project_id, last_minute) "
+        f"SELECT signature_id, release, environment, {identity}, min(project_id), max(minute) FROM events "
+        f"GROUP BY signature_id, release, environment, {identity}"
+    )
+    op.execute(
+        "INSERT INTO signature_users (signature_id, identity, project_id, last_minute) "
+        "SELECT signature_id, identity, min(project_id), max(last_minute) FROM signature_release_users "
+        "GROUP BY signature_id, identity"
     )
     op.execute(
         "INSERT INTO signature_releases "
@@ -74,18 +89,21 @@ def upgrade() -> None:
         "FROM signature_minutes GROUP BY signature_id, release, environment"
     )
     op.execute(
-        "UPDATE signature_releases SET users = (SELECT count(*) FROM signature_users u "
+        "UPDATE signature_releases SET users = (SELECT count(*) FROM signature_release_users u "
         "WHERE u.signature_id = signature_releases.signature_id AND u.release = signature_releases.release "
         "AND u.environment = signature_releases.environment)"
     )
     op.execute(
         "UPDATE signatures SET "
         "events = coalesce((SELECT sum(r.events) FROM signature_releases r WHERE r.signature_id = signatures.id), 0), "
-        "users = (SELECT count(DISTINCT u.identity) FROM signature_users u WHERE u.signature_id = signatures.id)"
+        "users = (SELECT count(*) FROM signature_users u WHERE u.signature_id = signatures.id)"
     )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sigmin_signature_minute", table_name="signature_minutes")
+    op.drop_index("ix_signatures_project_id", table_name="signatures")
+    op.drop_table("signature_release_users")
     op.drop_index("ix_signature_users_recent", table_name="signature_users")
     op.drop_table("signature_users")
     op.drop_table("signature_releases")
