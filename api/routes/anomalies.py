@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from sqlalchemy import select
 
 from api.deps import ProjectDep, SessionDep, StateDep, UtcTime
 from api.pagination import decode_cursor, page
@@ -50,8 +51,15 @@ def anomalies(
         before_id=decode_cursor(cursor),
         limit=limit,
     )
+    deploy_ids = {a.deploy_id for a in rows if a.deploy_id}
+    by_id = {d.id: d for d in session.scalars(select(Deploy).where(Deploy.id.in_(deploy_ids)))} if deploy_ids else {}
     items = [
-        anomaly_as_dict(a, _with_deploy(session, a), project_slug=project.slug, public_url=state.settings.public_url)
+        anomaly_as_dict(
+            a,
+            by_id.get(a.deploy_id) if a.deploy_id else None,
+            project_slug=project.slug,
+            public_url=state.settings.public_url,
+        )
         for a in rows
     ]
     return page(items, limit, rows[limit - 1].id if len(rows) > limit else None)

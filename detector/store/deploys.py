@@ -467,17 +467,14 @@ def files_for_commits(
     if not ids:
         return {}
     result: dict[int, list[dict[str, Any]]] = {}
-    for f in session.scalars(select(CommitFile).where(CommitFile.commit_id.in_(ids)).order_by(CommitFile.id)):
-        item: dict[str, Any] = {
-            "path": f.path,
-            "change_type": f.change_type,
-            "old_path": f.old_path,
-            "additions": f.additions,
-            "deletions": f.deletions,
-        }
-        if include_patch:
-            item["patch"] = f.patch
-        result.setdefault(f.commit_id, []).append(item)
+    # Plain rows of the columns shown, not ORM objects: a list of deploys has hundreds of files, and
+    # the patches (the bulk of the table) are read only when asked for.
+    columns = [CommitFile.path, CommitFile.change_type, CommitFile.old_path, CommitFile.additions]
+    columns += [CommitFile.deletions, *([CommitFile.patch] if include_patch else [])]
+    names = [column.key for column in columns]
+    query = select(CommitFile.commit_id, *columns).where(CommitFile.commit_id.in_(ids)).order_by(CommitFile.id)
+    for commit_id, *values in session.execute(query):
+        result.setdefault(commit_id, []).append(dict(zip(names, values, strict=True)))
     return result
 
 
