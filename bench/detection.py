@@ -495,6 +495,86 @@ def model_week(weeks: float, seed: int, log: Any, every: int = 20) -> dict[str, 
                         ("new_signature", "regression", "release_error_rate", "spike")}}
 
 
+def model_delays(*, levels: list[float], impacts: list[float], reps: int, oracle_weeks: int, seed: int,
+                 log: Any, watch: int = 60) -> list[dict[str, Any]]:
+    """Time to detect against the oracle's on pure-model frames (``detector.model.simulate``), many
+    deploys per cell: the grid's cells have 2 deploys each, too few for a ratio of medians.
+
+    Per deploy: 26 h of a 40-signature Zipf background (1 % of sessions), diurnal traffic, then a
+    deploy (thresholds of an hourly cadence, ``deploys_per_week=168``) whose release carries a new
+    signature at ``impact`` (``seed``; the browser crash is the same stream to the model) or raises a
+    known one from ``impact / 10`` to ``impact`` (``rise10x``). One pass ``watch`` minutes after the
+    deploy; deploy tests are causal, so its ``crossed_at`` is when a pass every minute would first
+    have reported it. The oracle runs on the same minute counts, as in the grid."""
+    import pandas as pd
+
+    from detector.model import DetectorConfig, detect_anomalies
+    from detector.model.oracle import OracleCusum
+    from detector.model.simulate import SimDeploy, SimSignature, diurnal_sessions, simulate_project
+
+    config = DetectorConfig(deploys_per_week=168.0)
+    harmonic = sum(1.0 / k for k in range(1, 41))
+    background = [SimSignature(i, 0.01 / (i * harmonic)) for i in range(1, 41)]
+    deployed = pd.Timestamp("2026-11-27 10:00", tz="UTC")
+    day = diurnal_sessions(pd.date_range("2026-01-01", periods=24 * 60, freq="min", tz="UTC"), 1.0)
+    post = pd.date_range(deployed, periods=watch, freq="min", tz="UTC")
+    oracles: dict[tuple[float, float, float], OracleCusum] = {}
+    rows = []
+    began = time.perf_counter()
+    for level in levels:
+        for impact in impacts:
+            for kind in ("seed", "rise10x"):
+                before = impact / 10.0 if kind == "rise10x" else NEW_SIGNATURE_FLOOR
+                key = (before, impact, level)
+                if not before < impact:
+                    continue  # a new signature at the null's floor rate: nothing for the oracle to detect
+                if key not in oracles:
+                    oracles[key] = OracleCusum.tuned(rate_before=before, rate_after=impact,
+                                                     exposure_per_minute=day * level, alarms_per_week=1.0,
+                                                     n_weeks=oracle_weeks)
+                ours, oracle = [], []
+                for rep in range(reps):
+                    rng = np.random.default_rng([seed, int(level), int(impact * 1e6), rep])
+                    incident = SimSignature(900, impact / 10.0 if kind == "rise10x" else 0.0, {"web@2": impact})
+                    data = simulate_project(start=deployed - pd.Timedelta(hours=26),
+                                            end=deployed + pd.Timedelta(minutes=watch), sessions_per_minute=level,
+                                            signatures=[*background, incident],
+                                            deploys=[SimDeploy(7, "web@2", deployed)], rng=rng)
+                    at = deployed + pd.Timedelta(minutes=watch) - pd.Timedelta(seconds=1)
+                    found = [f for f in detect_anomalies(**data, at=at, config=config)
+                             if f.signature_id == 900 and f.deploy_id == 7]
+                    ours.append((found[0].crossed_at - deployed) / pd.Timedelta(minutes=1) + 1 if found else None)
+                    sig, ses = data["sig_counts"], data["session_counts"]
+                    counts = (sig[(sig["signature_id"] == 900) & (sig["release"] == "web@2")].set_index("minute")
+                              ["sessions"].reindex(post, fill_value=0).to_numpy(float))
+                    started = (ses[ses["release"] == "web@2"].set_index("minute")["started"]
+                               .reindex(post, fill_value=0).to_numpy(float))
+                    oracle.append(oracles[key].detection_delay(counts, started, 0))
+                both = [(a, b) for a, b in zip(ours, oracle, strict=True) if a is not None and b is not None]
+                rows.append({
+                    "traffic": level, "incident": kind, "impact": impact, "deploys": reps,
+                    "recall": sum(a is not None for a in ours) / reps,
+                    "oracle_recall": sum(b is not None for b in oracle) / reps,
+                    "ttd_median": _quantile([a for a in ours if a is not None], 0.5),
+                    "oracle_median": _quantile([b for b in oracle if b is not None], 0.5),
+                    "ratio_median": statistics.median(a / b for a, b in both) if both else None,
+                    "both_detected": len(both),
+                })
+    log(f"  model-only delays: {len(rows)} cells x {reps} deploys in {time.perf_counter() - began:.0f} s")
+    return rows
+
+
+def print_delays(rows: list[dict[str, Any]]) -> None:
+    print("model only, time to detect vs oracle (deploys where both detected within the hour):")
+    print(f"{'traffic':>8} {'incident':>9} {'impact':>7} {'n':>3} {'recall':>6} {'oracle':>6} "
+          f"{'ttd50':>6} {'oracle50':>8} {'ratio50':>7}")
+    for row in rows:
+        print(f"{row['traffic']:>8g} {row['incident']:>9} {row['impact']:>7.2%} {row['deploys']:>3} "
+              f"{row['recall']:>6.0%} {row['oracle_recall']:>6.0%} {_fmt(row['ttd_median'], 0):>6} "
+              f"{_fmt(row['oracle_median'], 0):>8} {_fmt(row['ratio_median'], 2):>7}")
+    sys.stdout.flush()
+
+
 # -- main --------------------------------------------------------------------------------------------
 
 
@@ -524,7 +604,8 @@ def print_grid(rows: list[dict[str, Any]], false: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="100 sessions/min, a few deploys, < 1 minute")
-    parser.add_argument("--parts", default="grid,steady,model", help="any of grid, steady, model")
+    parser.add_argument("--parts", default="grid,steady,model,delays", help="any of grid, steady, model, delays")
+    parser.add_argument("--delay-reps", type=int, default=20, help="deploys per cell of the model-only delays")
     parser.add_argument("--traffic", default="10,100,1000")
     parser.add_argument("--impacts", default="0.001,0.01,0.1")
     parser.add_argument("--reps", type=int, default=2, help="bad deploys per (incident, impact) and traffic")
@@ -609,6 +690,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"p90 {_fmt(_quantile(pass_seconds, 0.9), 3)} s; digest {app.digest_seconds:.0f} s", flush=True)
         finally:
             app.close()
+    delays = (model_delays(levels=levels, impacts=impacts, reps=args.delay_reps, oracle_weeks=args.oracle_weeks,
+                           seed=args.seed, log=log) if "delays" in parts else [])
+    if delays:
+        print_delays(delays)
     model = model_week(args.model_weeks, args.seed, log) if "model" in parts and args.model_weeks > 0 else None
     if model:
         print(f"model only (no intake), 1,000 sessions/min, 2,000 signatures, deploy every 3 h, a pass every "
@@ -631,7 +716,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model_false_per_week": model["false_per_week"] if model else None,
         "ratio_median": statistics.median(ratios) if ratios else None,
         "pass_seconds_median": _quantile(pass_seconds, 0.5),
+        "model_delay_ratio_median": (statistics.median(r["ratio_median"] for r in delays if r["ratio_median"])
+                                     if any(r["ratio_median"] for r in delays) else None),
         "cells": rows,
+        "model_delay_cells": delays,
     }
     print(json.dumps(summary, default=str))
     return summary
