@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from datetime import UTC, datetime
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -89,6 +91,16 @@ def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None
     return None
 
 
+_NO_QUERY: Mapping[str, str] = MappingProxyType({})
+
+
+@lru_cache(maxsize=1024)  # an SDK sends the same query string (its key, its version) with every request
+def _query(query_string: bytes) -> Mapping[str, str]:
+    if not query_string:
+        return _NO_QUERY
+    return MappingProxyType(dict(parse_qsl(query_string.decode("latin-1"))))
+
+
 class IntakeEndpoint:
     """The ASGI endpoint for one intake URL kind (`accept_envelope` or `accept_store`)."""
 
@@ -125,7 +137,7 @@ class IntakeEndpoint:
                 project_id=project_id,
                 body=body,
                 content_encoding=encoding.decode("latin-1") if encoding else None,
-                query=dict(parse_qsl(query_string.decode("latin-1"))) if query_string else {},
+                query=_query(query_string),
                 auth_header=auth.decode("latin-1") if auth else None,
                 lookup=state.keys.get,
                 limits=limits,

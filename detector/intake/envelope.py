@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 __all__ = ["Envelope", "EnvelopeItem", "MalformedEnvelope", "parse_envelope"]
 
 
@@ -62,6 +64,13 @@ def _read_line(body: bytes, start: int) -> tuple[bytes, int]:
 
 
 def _parse_header(line: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(line)  # fast; anything it refuses gets the stdlib's verdict and message below
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if isinstance(value, dict):
+            return value
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -28,6 +28,11 @@ _ENQUEUE_UNNEST = (
 )
 
 
+_ENQUEUE_SQLITE = (
+    "INSERT INTO raw_items (project_id, item_type, event_id, received_at, payload, attempts) VALUES (?, ?, ?, ?, ?, 0)"
+)
+
+
 def enqueue_items(session: Session, rows: Sequence[dict[str, object]]) -> None:
     """Insert raw items: each row has project_id, item_type, event_id, received_at, payload."""
     if not rows:
@@ -48,7 +53,19 @@ def enqueue_items(session: Session, rows: Sequence[dict[str, object]]) -> None:
             ),
         )
         return
-    # Core executemany, not the ORM's bulk insert: intake commits thousands of rows a second.
+    if connection.dialect.name == "sqlite":
+        # The driver's executemany of tuples: SQLAlchemy's executemany builds and processes a parameter
+        # dict per row, which was a fifth of the intake commit's time.
+        to_db = _RAW_ITEMS.c.received_at.type._cached_bind_processor(connection.dialect)
+        assert to_db is not None
+        connection.exec_driver_sql(
+            _ENQUEUE_SQLITE,
+            [
+                (row["project_id"], row["item_type"], row["event_id"], to_db(row["received_at"]), row["payload"])
+                for row in rows
+            ],
+        )
+        return
     connection.execute(insert(_RAW_ITEMS).values(attempts=0), list(rows))
 
 
