@@ -289,8 +289,12 @@ def is_app_frame(frame: Frame) -> bool:
     if not frame.module and (frame.filename or frame.abs_path or "") in _NOT_A_FILE:
         # Engine-internal frames ("[native code]" Array.map, "<anonymous>" Promise) say nothing about the app.
         return False
-    path = frame.abs_path or frame.filename or ""
-    return not _LIBRARY_PATH.search(path) and not _LIBRARY_PATH.search(frame.filename or "")
+    return not _is_library_path(frame.abs_path or frame.filename or "") and not _is_library_path(frame.filename or "")
+
+
+@lru_cache(maxsize=8192)  # bundles have few files
+def _is_library_path(path: str) -> bool:
+    return _LIBRARY_PATH.search(path) is not None
 
 
 def frame_key(frame: Frame, *, minified_names: bool) -> tuple[str | None, str | None]:
