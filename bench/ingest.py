@@ -2,7 +2,7 @@
 
     python -m bench.ingest [--events 30000] [--concurrency 64] [--database sqlite|postgresql]
                            [--servers 1] [--processes 1] [--clients 1] [--digest-batch N]
-                           [--identity-indexes] [--no-digest] [--quick]
+                           [--no-digest] [--quick]
 
 Starts the server(s) on a fresh database, posts events in the shape of the real @sentry/browser fixture
 (~2 KB, a Zipf mix of distinct signatures, many users, one event per request as browsers send them)
@@ -254,12 +254,6 @@ def _role(pid: int) -> str:
     return "worker" if b"worker" in cmdline else "api"
 
 
-IDENTITY_INDEXES = {
-    "ix_events_bucket_user": "coalesce(user_key, session_key, event_id)",
-    "ix_events_bucket_session": "coalesce(session_key, user_key, event_id)",
-}
-
-
 class Servers:
     def __init__(
         self, database_url: str, servers: int, workdir: Path, *, processes: int = 1, digest: bool = True
@@ -286,18 +280,8 @@ class Servers:
             text=True,
         ).stdout
 
-    def start(self, *, identity_indexes: bool = False) -> None:
-        self.cli("db", "upgrade")
-        if identity_indexes:
-            import sqlalchemy
-
-            # The indexes proposed for the schema (not in the migrations yet): the digest then adds each
-            # batch to the per-minute counts instead of recomputing the minutes it touched.
-            engine = sqlalchemy.create_engine(self.database_url)
-            with engine.begin() as conn:
-                for name, identity in IDENTITY_INDEXES.items():
-                    conn.execute(sqlalchemy.text(f"CREATE INDEX {name} ON events (signature_id, minute, ({identity}))"))
-            engine.dispose()
+    def start(self) -> None:
+        self.cli("db", "upgrade")  # the schema has the identity indexes (migration 0002)
         for i, port in enumerate(self.ports):
             log = (self.workdir / f"serve-{port}.log").open("wb")
             cmd = [sys.executable, "-m", "detector.cli", "serve", "--port", str(port)]
@@ -368,7 +352,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     servers = Servers(database_url, args.servers, workdir, processes=args.processes, digest=not args.no_digest)
     if args.digest_batch:
         servers.env["DETECTOR_DIGEST_BATCH_SIZE"] = str(args.digest_batch)
-    servers.start(identity_indexes=args.identity_indexes)
+    servers.start()
     try:
         project = json.loads(servers.cli("project", "create", "bench", "--json").strip().splitlines()[-1])
         token = json.loads(servers.cli("token", "create", "--json").strip().splitlines()[-1])["token"]
@@ -436,7 +420,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "processes": args.processes,
             "clients": args.clients,
             "digest_batch": args.digest_batch or "default",
-            "identity_indexes": args.identity_indexes,
             "mean_event_bytes": round(mean_size),
             "signatures_expected": len(expected),
             "signatures_found": len(items),
@@ -469,9 +452,6 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1, help="client processes")
     parser.add_argument("--servers", type=int, default=1, help="API processes (one also digests)")
     parser.add_argument("--processes", type=int, default=1, help="API processes per `serve` (--processes)")
-    parser.add_argument(
-        "--identity-indexes", action="store_true", help="create the proposed events identity indexes first"
-    )
     parser.add_argument("--no-digest", action="store_true", help="intake alone: no worker, nothing counted")
     parser.add_argument(
         "--digest-batch", type=int, default=None, help="DETECTOR_DIGEST_BATCH_SIZE for the worker (default: its own)"
