@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from detector.intake.normalize import NormalizedEvent
@@ -66,6 +67,7 @@ _MESSAGE_CLASSES: list[tuple[str, re.Pattern[str]]] = [
 _EXTENSION_URL = re.compile(r"^(?:chrome|moz|safari|safari-web|ms-browser|edge)-extension://", re.I)
 
 
+@lru_cache(maxsize=8192)  # a site's scripts come from a few hosts
 def _site(host: str) -> str:
     """A host's registrable domain, approximately: ``cdn.example.com`` and ``www.example.com`` share one.
 
@@ -85,14 +87,34 @@ def _frame_hosts(event: NormalizedEvent) -> list[str]:
     for frame in event.frames:
         path = frame.abs_path or frame.filename or ""
         if path.startswith(("http://", "https://")):
-            host = urlsplit(path).hostname
+            host = _hostname(path)
             if host:
                 hosts.append(host)
     return hosts
 
 
+@lru_cache(maxsize=8192)  # the same bundle and page URLs repeat across events
+def _hostname(url: str) -> str | None:
+    return urlsplit(url).hostname
+
+
+@lru_cache(maxsize=8192)  # messages repeat across the events of a signature
+def _message_class_index(text: str) -> int | None:
+    """The index in `_MESSAGE_CLASSES` of the first class whose pattern `text` matches."""
+    stripped = text.strip()
+    for index, (_name, pattern) in enumerate(_MESSAGE_CLASSES):
+        if pattern.search(stripped):
+            return index
+    return None
+
+
+@lru_cache(maxsize=8192)
+def _is_extension_url(path: str) -> bool:
+    return _EXTENSION_URL.match(path) is not None
+
+
 def _is_third_party(event: NormalizedEvent, first_party_hosts: Iterable[str]) -> bool:
-    page_host = urlsplit(event.url).hostname if event.url else None
+    page_host = _hostname(event.url) if event.url else None
     if not page_host or not event.frames:
         return False
     # A frame with a source path (not a URL), after symbolication or from a server SDK, is the app's own.
@@ -109,13 +131,17 @@ def noise_class(event: NormalizedEvent, *, first_party_hosts: Iterable[str] = ()
     ``first_party_hosts`` names hosts that serve the app's own scripts from another site than the page
     (a CDN such as ``d111.cloudfront.net``) so their frames do not count as third-party.
     """
-    texts = [t for t in (event.exception_value, event.message) if t]
     if event.exception_type == "ChunkLoadError":
         return "chunk_load"
-    for name, pattern in _MESSAGE_CLASSES:
-        if any(pattern.search(text.strip()) for text in texts):
-            return name
-    if any(_EXTENSION_URL.match(path or "") for f in event.frames for path in (f.abs_path, f.filename)):
+    # The first class (in order) that either text matches.
+    matched = [
+        index
+        for text in (event.exception_value, event.message)
+        if text and (index := _message_class_index(text)) is not None
+    ]
+    if matched:
+        return _MESSAGE_CLASSES[min(matched)][0]
+    if any(_is_extension_url(path or "") for f in event.frames for path in (f.abs_path, f.filename)):
         return "extension"
     if _is_third_party(event, first_party_hosts):
         return "third_party"
