@@ -375,14 +375,21 @@ def judge(result: TimelineResult) -> None:
 _ORACLES: dict[tuple[float, float, float], Any] = {}
 
 
-def oracle_delay(record: DeployRecord, traffic_level: float, background: list[Sig], weeks: int) -> float | None:
+def oracle_delay(record: DeployRecord, traffic_level: float, background: list[Sig], weeks: int,
+                 known: list[Sig] | None = None) -> float | None:
     from detector.model.oracle import OracleCusum
 
     incident = record.incident
     assert incident is not None
     before, after = incident.rate_before, incident.rate_after
     if incident.kind == "slow":
-        before = 1.0 - math.prod(1.0 - s.rate for s in background)
+        # The truth stream is errored sessions less ChunkLoadError ones, of every signature the release
+        # runs: the background *and* the known signatures of the 10x-rise pool (left out before
+        # 2026-11-27 evening, which understated "before" by ~1-2 % of sessions and had the oracle
+        # "detect" the slow rise in minutes).
+        # The simulated errored count is the sum of the signatures' affected sessions, so its rate is the
+        # sum of their rates, and the slow release adds exactly SLOW_IMPACT to it.
+        before = sum(s.rate for s in [*background, *(known or [])] if s.name != "chunk_load")
         after = before + SLOW_IMPACT
     if not 0 < before < after:
         return None
@@ -665,7 +672,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 judge(result)
                 for record in result.deploys:
                     if record.incident is not None:
-                        record.oracle_delay = oracle_delay(record, level, background, args.oracle_weeks)
+                        record.oracle_delay = oracle_delay(record, level, background, args.oracle_weeks, known)
                 results.append(result)
             if results:
                 rows = cell_rows(results, args.deploy_every)
