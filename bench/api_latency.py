@@ -47,10 +47,13 @@ from detector.store.models import (
     ReleaseProject,
     SessionMinute,
     Signature,
+    SignatureEnvironment,
+    SignatureHour,
     SignatureMinute,
     SignatureRelease,
     SignatureReleaseUser,
     SignatureUser,
+    SignatureUserHour,
 )
 from detector.store.projects import create_project, create_token
 
@@ -368,6 +371,41 @@ def fill(factory: sessionmaker[Session], events: int, seed: int = 3) -> dict[str
                 for r in seen.itertuples(index=False)
             ],
         )
+    # hours of the clock (as the digest floors them), counted from the hour `start` falls in
+    first_hour = start.replace(minute=0)
+    hours = every.assign(hour=(every["minute"] + start.minute) // 60)
+    per_hour = hours.groupby(["signature_id", "hour", "release", "environment"]).size().reset_index(name="events")
+    bulk(
+        factory,
+        SignatureHour,
+        [
+            {
+                "signature_id": int(r.signature_id),
+                "hour": first_hour + timedelta(hours=int(r.hour)),
+                "release": r.release,
+                "environment": r.environment,
+                "project_id": project_id,
+                "events": int(r.events),
+            }
+            for r in per_hour.itertuples(index=False)
+        ],
+    )
+    last_seen = every.groupby(["signature_id", "user"])["minute"].max()
+    last_hours = ((last_seen + start.minute) // 60).reset_index(name="hour")
+    user_hours = last_hours.groupby(["signature_id", "hour"]).size().reset_index(name="users")
+    bulk(
+        factory,
+        SignatureUserHour,
+        [
+            {
+                "signature_id": int(r.signature_id),
+                "hour": first_hour + timedelta(hours=int(r.hour)),
+                "project_id": project_id,
+                "users": int(r.users),
+            }
+            for r in user_hours.itertuples(index=False)
+        ],
+    )
     per_release = (
         every.groupby(["signature_id", "release", "environment"])
         .agg(events=("user", "size"), users=("user", "nunique"), first=("minute", "min"), last=("minute", "max"))
@@ -388,6 +426,25 @@ def fill(factory: sessionmaker[Session], events: int, seed: int = 3) -> dict[str
                 "last_seen": start + timedelta(minutes=int(r.last)),
             }
             for r in per_release.itertuples(index=False)
+        ],
+    )
+    per_environment = (
+        every.groupby(["signature_id", "environment"])
+        .agg(events=("user", "size"), users=("user", "nunique"))
+        .reset_index()
+    )
+    bulk(
+        factory,
+        SignatureEnvironment,
+        [
+            {
+                "signature_id": int(r.signature_id),
+                "environment": r.environment,
+                "project_id": project_id,
+                "events": int(r.events),
+                "users": int(r.users),
+            }
+            for r in per_environment.itertuples(index=False)
         ],
     )
     per_signature = every.groupby("signature_id").agg(events=("user", "size"), users=("user", "nunique"))

@@ -40,10 +40,13 @@ from detector.store.models import (
     SessionMinute,
     SessionState,
     Signature,
+    SignatureEnvironment,
+    SignatureHour,
     SignatureMinute,
     SignatureRelease,
     SignatureReleaseUser,
     SignatureUser,
+    SignatureUserHour,
 )
 
 SignatureMinuteKey = tuple[int, str, str, datetime]
@@ -103,6 +106,9 @@ class InsertedEvent(NamedTuple):
 _EVENTS = Event.__table__
 _SIGNATURE_USERS = SignatureUser.__table__
 _SIGNATURE_RELEASE_USERS = SignatureReleaseUser.__table__
+_SIGNATURE_HOURS = SignatureHour.__table__
+_SIGNATURE_ENVIRONMENTS = SignatureEnvironment.__table__
+_SIGNATURE_USER_HOURS = SignatureUserHour.__table__
 _SIGNATURE_RELEASES = SignatureRelease.__table__
 _USER = func.coalesce(_EVENTS.c.user_key, _EVENTS.c.session_key, _EVENTS.c.event_id)
 _SESSION = func.coalesce(_EVENTS.c.session_key, _EVENTS.c.user_key, _EVENTS.c.event_id)
@@ -272,6 +278,7 @@ def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[
     per_release_user: dict[tuple[Any, ...], datetime] = {}
     per_release: dict[tuple[int, str, str], list[Any]] = {}
     events_per_signature: dict[int, int] = {}
+    per_hour: dict[tuple[int, datetime, str, str], int] = {}
     for row in inserted:
         for latest, key in (
             (per_user, (row.signature_id, row.user)),
@@ -284,8 +291,10 @@ def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[
         totals[1] = min(totals[1], row.minute)
         totals[2] = max(totals[2], row.minute)
         events_per_signature[row.signature_id] = events_per_signature.get(row.signature_id, 0) + 1
+        hour_key = (row.signature_id, floor_hour(row.minute), row.release, row.environment)
+        per_hour[hour_key] = per_hour.get(hour_key, 0) + 1
 
-    new_users = _record_last_minutes(session, _SIGNATURE_USERS, project_id, per_user)
+    new_users = _record_signature_users(session, project_id, per_user)
     new_release_users = _record_last_minutes(session, _SIGNATURE_RELEASE_USERS, project_id, per_release_user)
     new_per_release: dict[tuple[int, str, str], int] = {}
     for sig, rel, env, _identity in new_release_users:
@@ -327,6 +336,35 @@ def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[
             for key, (n, first, last) in sorted(per_release.items())
         ],
     )
+    _add_counts(session, _SIGNATURE_HOURS, ("events",), {k: (n,) for k, n in per_hour.items()}, project_id)
+    # Per environment, all releases: a user is new to it when all its rows there were inserted just now.
+    per_environment: dict[tuple[int, str], list[int]] = {}
+    for (sig, _rel, env), (n, _first, _last) in per_release.items():
+        per_environment.setdefault((sig, env), [0, 0])[0] += n
+    inserted_here: dict[tuple[int, str, str], int] = {}
+    for sig, _rel, env, identity in new_release_users:
+        inserted_here[(sig, env, identity)] = inserted_here.get((sig, env, identity), 0) + 1
+    release_users = _SIGNATURE_RELEASE_USERS.c
+    candidates = sorted(inserted_here)
+    for start in range(0, len(candidates), 500):
+        chunk = candidates[start : start + 500]
+        for sig, env, identity, stored in connection.execute(
+            select(release_users.signature_id, release_users.environment, release_users.identity, func.count())
+            .where(
+                release_users.signature_id.in_({key[0] for key in chunk}),
+                tuple_(release_users.signature_id, release_users.environment, release_users.identity).in_(chunk),
+            )
+            .group_by(release_users.signature_id, release_users.environment, release_users.identity)
+        ):
+            if stored == inserted_here[(sig, env, identity)]:
+                per_environment[(sig, env)][1] += 1
+    _add_counts(
+        session,
+        _SIGNATURE_ENVIRONMENTS,
+        ("events", "users"),
+        {k: (v[0], v[1]) for k, v in per_environment.items()},
+        project_id,
+    )
     signatures = Signature.__table__
     connection.execute(
         update(signatures)
@@ -334,6 +372,64 @@ def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[
         .values(events=signatures.c.events + bindparam("n"), users=signatures.c.users + bindparam("u")),
         [{"sig": sig, "n": n, "u": new_per_signature.get(sig, 0)} for sig, n in sorted(events_per_signature.items())],
     )
+
+
+def floor_hour(value: datetime) -> datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
+def _add_counts(
+    session: Session,
+    table: Table,
+    columns: tuple[str, ...],
+    deltas: dict[tuple[Any, ...], tuple[int, ...]],
+    project_id: int,
+) -> None:
+    """Add `deltas` (primary key → one amount per column) to `table`, inserting the keys it lacks."""
+    keys = table.primary_key.columns.keys()
+    rows = [
+        {**dict(zip(keys, key, strict=True)), "project_id": project_id, **dict(zip(columns, amounts, strict=True))}
+        for key, amounts in sorted(deltas.items())
+        if any(amounts)
+    ]
+    if not rows:
+        return
+    stmt = upsert_insert(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=keys, set_={column: table.c[column] + stmt.excluded[column] for column in columns}
+    )
+    session.connection().execute(stmt, rows)
+
+
+def _record_signature_users(
+    session: Session, project_id: int, latest: dict[tuple[Any, ...], datetime]
+) -> set[tuple[Any, ...]]:
+    """`_record_last_minutes` for `signature_users`, keeping its histogram by hour of `last_minute`
+    (`signature_user_hours`) in step: a user moves from the hour they were last seen in to the new one."""
+    users = _SIGNATURE_USERS.c
+    keys = sorted(latest)
+    before: dict[tuple[Any, ...], datetime] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        for sig, identity, last in session.connection().execute(
+            select(users.signature_id, users.identity, users.last_minute).where(
+                users.signature_id.in_({sig for sig, _ in chunk}), tuple_(users.signature_id, users.identity).in_(chunk)
+            )
+        ):
+            before[(sig, identity)] = last
+    inserted = _record_last_minutes(session, _SIGNATURE_USERS, project_id, latest)
+    deltas: dict[tuple[int, datetime], int] = {}
+    for key, minute in latest.items():
+        if key in inserted:
+            hour = (key[0], floor_hour(minute))
+            deltas[hour] = deltas.get(hour, 0) + 1
+        elif key in before and minute > before[key]:
+            old, new = (key[0], floor_hour(before[key])), (key[0], floor_hour(minute))
+            if old != new:
+                deltas[old] = deltas.get(old, 0) - 1
+                deltas[new] = deltas.get(new, 0) + 1
+    _add_counts(session, _SIGNATURE_USER_HOURS, ("users",), {k: (n,) for k, n in deltas.items()}, project_id)
+    return inserted
 
 
 def _record_last_minutes(

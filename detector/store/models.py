@@ -133,11 +133,55 @@ class SignatureUser(Base):
     last_minute: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class SignatureEnvironment(Base):
+    """Totals of one signature in one environment, all releases (the list filtered by environment)."""
+
+    __tablename__ = "signature_environments"
+
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id", ondelete="CASCADE"), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    events: Mapped[int] = mapped_column(Integer)
+    users: Mapped[int] = mapped_column(Integer)
+    """Distinct users of this signature in this environment, over all releases."""
+
+
+class SignatureHour(Base):
+    """Events per hour per (signature, release, environment): the minute counts summed by hour, so a
+    window of days reads tens of rows per signature instead of thousands."""
+
+    __tablename__ = "signature_hours"
+
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    release: Mapped[str] = mapped_column(String(250), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    events: Mapped[int] = mapped_column(Integer)
+
+
+class SignatureUserHour(Base):
+    """How many of a signature's users were last seen in each hour (a histogram of
+    `signature_users.last_minute`): users seen since T are the hours after T's hour plus the rows of
+    T's own hour at or after T."""
+
+    __tablename__ = "signature_user_hours"
+
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    users: Mapped[int] = mapped_column(Integer)
+
+
 class SignatureReleaseUser(Base):
     """Who has hit a signature in one release and environment, and the latest minute they did: the same
     as `SignatureUser`, for `signature_releases.users` and the lists filtered by release or environment."""
 
     __tablename__ = "signature_release_users"
+    __table_args__ = (
+        # is this user new to the environment (any release)?
+        Index("ix_signature_release_users_environment", "signature_id", "environment", "identity"),
+    )
 
     signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id", ondelete="CASCADE"), primary_key=True)
     release: Mapped[str] = mapped_column(String(250), primary_key=True)

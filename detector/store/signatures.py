@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from detector.errors import NotFound
+from detector.store.counts import floor_hour
 from detector.store.models import (
     Event,
     Signature,
+    SignatureEnvironment,
+    SignatureHour,
     SignatureMinute,
     SignatureRelease,
     SignatureReleaseUser,
     SignatureUser,
+    SignatureUserHour,
 )
 
 
@@ -84,7 +88,14 @@ def list_signatures(
     events: dict[int, int] = {sig.id: 0 if scoped_out else sig.events for sig in signatures}
     users: dict[int, int] = {sig.id: 0 if scoped_out else sig.users for sig in signatures}
     keys: dict[int, int] = {}
-    if filtered and not since_minute:
+    if environment and not release and not since_minute:
+        for sig_id, n_events, n_users in session.execute(
+            select(SignatureEnvironment.signature_id, SignatureEnvironment.events, SignatureEnvironment.users).where(
+                SignatureEnvironment.signature_id.in_(ids), SignatureEnvironment.environment == environment
+            )
+        ):
+            keys[sig_id], events[sig_id], users[sig_id] = 1, n_events, n_users
+    elif filtered and not since_minute:
         for sig_id, n_keys, n_events, n_users in session.execute(
             in_ids.add_columns(
                 SignatureRelease.signature_id,
@@ -96,27 +107,48 @@ def list_signatures(
             keys[sig_id], events[sig_id], users[sig_id] = n_keys, n_events, n_users
 
     if since_minute:
-        # Events from the minute counts of the window; users from who was seen in it.
-        events.update(
-            session.execute(
-                scoped(
-                    select(SignatureMinute.signature_id, func.sum(SignatureMinute.events)).where(
-                        SignatureMinute.signature_id.in_(ids), SignatureMinute.minute >= since_minute
-                    ),
-                    SignatureMinute,
-                ).group_by(SignatureMinute.signature_id)
-            ).all()
-        )
+        # Whole hours from the hourly totals, and the minutes of the window's first, partial hour.
+        whole_from = floor_hour(since_minute)
+        if whole_from < since_minute:
+            whole_from += timedelta(hours=1)
+        partial_events = scoped(
+            select(SignatureMinute.signature_id, func.sum(SignatureMinute.events)).where(
+                SignatureMinute.signature_id.in_(ids),
+                SignatureMinute.minute >= since_minute,
+                SignatureMinute.minute < whole_from,
+            ),
+            SignatureMinute,
+        ).group_by(SignatureMinute.signature_id)
+        whole_events = scoped(
+            select(SignatureHour.signature_id, func.sum(SignatureHour.events)).where(
+                SignatureHour.signature_id.in_(ids), SignatureHour.hour >= whole_from
+            ),
+            SignatureHour,
+        ).group_by(SignatureHour.signature_id)
+        for query in (partial_events, whole_events):
+            for sig_id, n in session.execute(query):
+                events[sig_id] += int(n or 0)
         if filtered:
             users.update(_distinct_release_users(session, ids, scoped, since_minute))
         else:
-            users.update(
-                session.execute(
-                    select(SignatureUser.signature_id, func.count())
-                    .where(SignatureUser.signature_id.in_(ids), SignatureUser.last_minute >= since_minute)
-                    .group_by(SignatureUser.signature_id)
-                ).all()
+            # Users last seen since: the histogram's whole hours, and the first hour's rows one by one.
+            partial_users = (
+                select(SignatureUser.signature_id, func.count())
+                .where(
+                    SignatureUser.signature_id.in_(ids),
+                    SignatureUser.last_minute >= since_minute,
+                    SignatureUser.last_minute < whole_from,
+                )
+                .group_by(SignatureUser.signature_id)
             )
+            whole_users = (
+                select(SignatureUserHour.signature_id, func.sum(SignatureUserHour.users))
+                .where(SignatureUserHour.signature_id.in_(ids), SignatureUserHour.hour >= whole_from)
+                .group_by(SignatureUserHour.signature_id)
+            )
+            for query in (partial_users, whole_users):
+                for sig_id, n in session.execute(query):
+                    users[sig_id] += int(n or 0)
     elif filtered:
         # One matching (release, environment) total is distinct already; a user in two is one user.
         recount = [i for i in ids if keys.get(i, 0) > 1]

@@ -86,8 +86,9 @@ def from_events(
     for column, value in ((Event.release, release), (Event.environment, environment)):
         if value:
             query, rel_query = query.where(column == value), rel_query.where(column == value)
-    if since:
-        query, rel_query = query.where(Event.minute >= since), rel_query.where(Event.minute >= since)
+    if since:  # counted from the minute `since` falls in
+        minute = since.replace(second=0, microsecond=0)
+        query, rel_query = query.where(Event.minute >= minute), rel_query.where(Event.minute >= minute)
     n, users = session.execute(query).one()
     return int(n), int(users), sorted(session.scalars(rel_query))
 
@@ -98,6 +99,10 @@ SCOPES: list[dict[str, Any]] = [
     {"environment": "staging"},
     {"release": "web@1", "environment": "production"},
     {"since": START + timedelta(minutes=150)},
+    {"since": START + timedelta(minutes=120)},  # on the hour: whole hours only
+    {"since": START + timedelta(minutes=61, seconds=30)},
+    {"since": START + timedelta(minutes=10)},  # hours users have moved on from
+    {"since": START + timedelta(minutes=100), "environment": "production"},
     {"since": START + timedelta(minutes=90), "release": "web@3"},
 ]
 

@@ -66,6 +66,45 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["signature_id"], ["signatures.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("signature_id", "release", "environment", "identity"),
     )
+    op.create_index(
+        "ix_signature_release_users_environment",
+        "signature_release_users",
+        ["signature_id", "environment", "identity"],
+        unique=False,
+    )
+    op.create_table(
+        "signature_environments",
+        sa.Column("signature_id", BIG_ID, nullable=False),
+        sa.Column("environment", sa.String(length=64), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("events", sa.Integer(), nullable=False),
+        sa.Column("users", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["signature_id"], ["signatures.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("signature_id", "environment"),
+    )
+    op.create_table(
+        "signature_hours",
+        sa.Column("signature_id", BIG_ID, nullable=False),
+        sa.Column("hour", detector.store.types.UTCDateTime(), nullable=False),
+        sa.Column("release", sa.String(length=250), nullable=False),
+        sa.Column("environment", sa.String(length=64), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("events", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["signature_id"], ["signatures.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("signature_id", "hour", "release", "environment"),
+    )
+    op.create_table(
+        "signature_user_hours",
+        sa.Column("signature_id", BIG_ID, nullable=False),
+        sa.Column("hour", detector.store.types.UTCDateTime(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("users", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["signature_id"], ["signatures.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("signature_id", "hour"),
+    )
     op.create_index("ix_signatures_project_id", "signatures", ["project_id", "id"], unique=False)
     op.create_index("ix_sigmin_signature_minute", "signature_minutes", ["signature_id", "minute"], unique=False)
 
@@ -93,6 +132,29 @@ def upgrade() -> None:
         "WHERE u.signature_id = signature_releases.signature_id AND u.release = signature_releases.release "
         "AND u.environment = signature_releases.environment)"
     )
+    # The hour of a stored minute: naive UTC timestamps on PostgreSQL, 'YYYY-MM-DD HH:MM:SS.ffffff' on SQLite.
+    if op.get_bind().dialect.name == "postgresql":
+        minute_hour, last_hour = "date_trunc('hour', minute)", "date_trunc('hour', last_minute)"
+    else:
+        minute_hour = "substr(minute, 1, 13) || ':00:00.000000'"
+        last_hour = "substr(last_minute, 1, 13) || ':00:00.000000'"
+    op.execute(
+        "INSERT INTO signature_hours (signature_id, hour, release, environment, project_id, events) "
+        f"SELECT signature_id, {minute_hour}, release, environment, min(project_id), sum(events) "
+        f"FROM signature_minutes GROUP BY signature_id, {minute_hour}, release, environment"
+    )
+    op.execute(
+        "INSERT INTO signature_user_hours (signature_id, hour, project_id, users) "
+        f"SELECT signature_id, {last_hour}, min(project_id), count(*) FROM signature_users "
+        f"GROUP BY signature_id, {last_hour}"
+    )
+    op.execute(
+        "INSERT INTO signature_environments (signature_id, environment, project_id, events, users) "
+        "SELECT r.signature_id, r.environment, min(r.project_id), sum(r.events), "
+        "(SELECT count(DISTINCT u.identity) FROM signature_release_users u "
+        "WHERE u.signature_id = r.signature_id AND u.environment = r.environment) "
+        "FROM signature_releases r GROUP BY r.signature_id, r.environment"
+    )
     op.execute(
         "UPDATE signatures SET "
         "events = coalesce((SELECT sum(r.events) FROM signature_releases r WHERE r.signature_id = signatures.id), 0), "
@@ -103,6 +165,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_sigmin_signature_minute", table_name="signature_minutes")
     op.drop_index("ix_signatures_project_id", table_name="signatures")
+    op.drop_table("signature_user_hours")
+    op.drop_table("signature_hours")
+    op.drop_table("signature_environments")
+    op.drop_index("ix_signature_release_users_environment", table_name="signature_release_users")
     op.drop_table("signature_release_users")
     op.drop_index("ix_signature_users_recent", table_name="signature_users")
     op.drop_table("signature_users")
