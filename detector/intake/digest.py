@@ -53,8 +53,11 @@ def floor_minute(ts: datetime) -> datetime:
 
 
 def _event_row(
-    project_id: int, event: NormalizedEvent, signature_id: int, received_at: datetime
+    project_id: int, event: NormalizedEvent, signature_id: int | None, received_at: datetime, *, encode: bool = False
 ) -> dict[str, object]:
+    data = PlainJson(event_to_dict(event))  # encoded with orjson: the event has no floats
+    if encode:
+        data.encode()
     return {
         "project_id": project_id,
         "event_id": event.event_id,
@@ -69,7 +72,7 @@ def _event_row(
         "route": (event.route or None) and event.route[:256],
         "browser": (event.browser or None) and event.browser[:64],
         "os": (event.os or None) and event.os[:64],
-        "data": PlainJson(event_to_dict(event)),  # encoded with orjson: the event has no floats
+        "data": data,
     }
 
 
@@ -161,11 +164,15 @@ def _digest_project(
             row["first_seen"] = min(row["first_seen"], event.timestamp)  # type: ignore[type-var]
             row["last_seen"] = max(row["last_seen"], event.timestamp)  # type: ignore[type-var]
 
-    sig_ids = counts.upsert_signatures(session, project_id, list(signature_rows.values()))
+    # The rows are built (and on SQLite their JSON encoded) before the first write of the batch: SQLite has
+    # one writer, and intake's commits wait while the digest holds the write lock.
+    encode = session.get_bind().dialect.name == "sqlite"
     event_rows = [
-        _event_row(project_id, event, sig_ids[event_sig_hash[event_id]], received)
-        for event_id, (event, received) in events.items()
+        _event_row(project_id, event, None, received, encode=encode) for event, received in events.values()
     ]
+    sig_ids = counts.upsert_signatures(session, project_id, list(signature_rows.values()))
+    for row, event_id in zip(event_rows, events, strict=True):
+        row["signature_id"] = sig_ids[event_sig_hash[event_id]]
     inserted = counts.insert_events(session, event_rows)
     stats.events += len(inserted)
     stats.duplicates += len(event_rows) - len(inserted)

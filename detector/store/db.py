@@ -27,13 +27,25 @@ class PlainJson(dict):  # type: ignore[type-arg]
     floats that are not finite), which the JSON columns may encode with `orjson`: the digest stores one
     per event. Every other value is encoded with `json.dumps`, as SQLAlchemy does by default."""
 
+    __slots__ = ("_encoded",)
+
+    def encode(self) -> str:
+        """The JSON text, computed once: call it only when the object is complete."""
+        try:
+            return self._encoded
+        except AttributeError:
+            pass
+        try:
+            text = orjson.dumps(self).decode()
+        except orjson.JSONEncodeError:  # e.g. a lone surrogate, which json.dumps escapes
+            text = json.dumps(self)
+        self._encoded = text
+        return text
+
 
 def _json_serializer(value: object) -> str:
     if type(value) is PlainJson:
-        try:
-            return orjson.dumps(value).decode()
-        except orjson.JSONEncodeError:  # e.g. a lone surrogate, which json.dumps escapes
-            pass
+        return value.encode()
     return json.dumps(value)
 
 
