@@ -282,7 +282,7 @@ def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[
     for row in inserted:
         for latest, key in (
             (per_user, (row.signature_id, row.user)),
-            (per_release_user, (row.signature_id, row.release, row.environment, row.user)),
+            (per_release_user, (row.signature_id, row.environment, row.user, row.release)),
         ):
             if key not in latest or row.minute > latest[key]:
                 latest[key] = row.minute
@@ -295,9 +295,9 @@ def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[
         per_hour[hour_key] = per_hour.get(hour_key, 0) + 1
 
     new_users = _record_signature_users(session, project_id, per_user)
-    new_release_users = _record_last_minutes(session, _SIGNATURE_RELEASE_USERS, project_id, per_release_user)
+    new_release_users, _ = _record_last_minutes(session, _SIGNATURE_RELEASE_USERS, project_id, per_release_user)
     new_per_release: dict[tuple[int, str, str], int] = {}
-    for sig, rel, env, _identity in new_release_users:
+    for sig, env, _identity, rel in new_release_users:
         new_per_release[(sig, rel, env)] = new_per_release.get((sig, rel, env), 0) + 1
     new_per_signature: dict[int, int] = {}
     for sig, _identity in new_users:
@@ -342,22 +342,18 @@ def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[
     for (sig, _rel, env), (n, _first, _last) in per_release.items():
         per_environment.setdefault((sig, env), [0, 0])[0] += n
     inserted_here: dict[tuple[int, str, str], int] = {}
-    for sig, _rel, env, identity in new_release_users:
+    for sig, env, identity, _rel in new_release_users:
         inserted_here[(sig, env, identity)] = inserted_here.get((sig, env, identity), 0) + 1
-    release_users = _SIGNATURE_RELEASE_USERS.c
-    candidates = sorted(inserted_here)
-    for start in range(0, len(candidates), 500):
-        chunk = candidates[start : start + 500]
-        for sig, env, identity, stored in connection.execute(
-            select(release_users.signature_id, release_users.environment, release_users.identity, func.count())
-            .where(
-                release_users.signature_id.in_({key[0] for key in chunk}),
-                tuple_(release_users.signature_id, release_users.environment, release_users.identity).in_(chunk),
-            )
-            .group_by(release_users.signature_id, release_users.environment, release_users.identity)
-        ):
-            if stored == inserted_here[(sig, env, identity)]:
-                per_environment[(sig, env)][1] += 1
+    for sig, env, identity, stored in _probe(
+        session,
+        _SIGNATURE_RELEASE_USERS,
+        ["signature_id", "environment", "identity"],
+        sorted(inserted_here),
+        "t.signature_id, t.environment, t.identity, count(*)",
+        "GROUP BY t.signature_id, t.environment, t.identity",
+    ):
+        if stored == inserted_here[(sig, env, identity)]:
+            per_environment[(sig, env)][1] += 1
     _add_counts(
         session,
         _SIGNATURE_ENVIRONMENTS,
@@ -406,24 +402,13 @@ def _record_signature_users(
 ) -> set[tuple[Any, ...]]:
     """`_record_last_minutes` for `signature_users`, keeping its histogram by hour of `last_minute`
     (`signature_user_hours`) in step: a user moves from the hour they were last seen in to the new one."""
-    users = _SIGNATURE_USERS.c
-    keys = sorted(latest)
-    before: dict[tuple[Any, ...], datetime] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        for sig, identity, last in session.connection().execute(
-            select(users.signature_id, users.identity, users.last_minute).where(
-                users.signature_id.in_({sig for sig, _ in chunk}), tuple_(users.signature_id, users.identity).in_(chunk)
-            )
-        ):
-            before[(sig, identity)] = last
-    inserted = _record_last_minutes(session, _SIGNATURE_USERS, project_id, latest)
+    inserted, before = _record_last_minutes(session, _SIGNATURE_USERS, project_id, latest)
     deltas: dict[tuple[int, datetime], int] = {}
     for key, minute in latest.items():
         if key in inserted:
             hour = (key[0], floor_hour(minute))
             deltas[hour] = deltas.get(hour, 0) + 1
-        elif key in before and minute > before[key]:
+        elif minute > before[key]:
             old, new = (key[0], floor_hour(before[key])), (key[0], floor_hour(minute))
             if old != new:
                 deltas[old] = deltas.get(old, 0) - 1
@@ -432,34 +417,66 @@ def _record_signature_users(
     return inserted
 
 
+def _probe(
+    session: Session, table: Table, columns: list[str], keys: Sequence[tuple[Any, ...]], select_sql: str, tail: str = ""
+) -> list[Any]:
+    """Rows of `table` (aliased `t`) matching `keys` on `columns`, by one index probe per key: `select_sql`
+    is the select list, `tail` a GROUP BY. Plain SQL: SQLAlchemy would compile a list of this size anew for
+    every batch, and its per-parameter processing was most of the digest's time spent here."""
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    row_marks = "(" + ", ".join([mark] * len(columns)) + ")"
+    match = " AND ".join(f"t.{name} = probe.{name}" for name in columns)
+    rows: list[Any] = []
+    for start in range(0, len(keys), 300):
+        chunk = keys[start : start + 300]
+        sql = (
+            f"WITH probe ({', '.join(columns)}) AS (VALUES {', '.join([row_marks] * len(chunk))}) "
+            f"SELECT {select_sql} FROM probe JOIN {table.name} t ON {match} {tail}"
+        )
+        rows += connection.exec_driver_sql(sql, tuple(value for key in chunk for value in key)).all()
+    return rows
+
+
 def _record_last_minutes(
     session: Session, table: Table, project_id: int, latest: dict[tuple[Any, ...], datetime]
-) -> set[tuple[Any, ...]]:
+) -> tuple[set[tuple[Any, ...]], dict[tuple[Any, ...], datetime]]:
     """Insert the keys `table` lacks (their primary key, `project_id`, `last_minute`) and move the others'
-    `last_minute` forward; returns the keys inserted."""
-    key_columns = [column for column in table.primary_key.columns]
-    names = [column.name for column in key_columns]
+    `last_minute` forward; returns the keys inserted and the others' `last_minute` before.
+
+    The keys present are read first: the caller holds the project's digest lock (`lock_project`) and the
+    transaction has written already (SQLite's write lock), so no other digest adds rows meanwhile."""
     connection = session.connection()
-    stmt = upsert_insert(session, table).on_conflict_do_nothing(index_elements=names).returning(*key_columns)
-    rows = [
-        {**dict(zip(names, key, strict=True)), "project_id": project_id, "last_minute": minute}
-        for key, minute in sorted(latest.items())
-    ]
-    inserted = {tuple(row) for row in connection.execute(stmt, rows)}
+    dialect = connection.dialect
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    minute_type = table.c.last_minute.type
+    to_db = minute_type._cached_bind_processor(dialect) or (lambda value: value)
+    from_db = minute_type._cached_result_processor(dialect, None) or (lambda value: value)
+    names = table.primary_key.columns.keys()
+    keys = sorted(latest)
+    before = {
+        tuple(row[:-1]): from_db(row[-1])
+        for row in _probe(session, table, names, keys, ", ".join(f"t.{name}" for name in names) + ", t.last_minute")
+    }
+    stored = {minute: to_db(minute) for minute in set(latest.values())}  # a batch spans few minutes
+    new_rows = [(*key, project_id, stored[latest[key]]) for key in keys if key not in before]
+    if new_rows:
+        connection.exec_driver_sql(
+            f"INSERT INTO {table.name} ({', '.join(names)}, project_id, last_minute) "
+            f"VALUES ({', '.join([mark] * (len(names) + 2))})",
+            new_rows,
+        )
     moved = [
-        {**{f"k_{name}": value for name, value in zip(names, key, strict=True)}, "m": minute}
-        for key, minute in sorted(latest.items())
-        if key not in inserted
+        (stored[latest[key]], *key, stored[latest[key]]) for key in keys if key in before and latest[key] > before[key]
     ]
     if moved:
-        connection.execute(
-            update(table)
-            .where(*[column == bindparam(f"k_{column.name}") for column in key_columns])
-            .where(table.c.last_minute < bindparam("m"))
-            .values(last_minute=bindparam("m")),
+        connection.exec_driver_sql(
+            f"UPDATE {table.name} SET last_minute = {mark} WHERE "
+            + " AND ".join(f"{name} = {mark}" for name in names)
+            + f" AND last_minute < {mark}",
             moved,
         )
-    return inserted
+    return {key for key in keys if key not in before}, before
 
 
 def recompute_signature_minutes(session: Session, project_id: int, keys: Iterable[SignatureMinuteKey]) -> None:

@@ -178,15 +178,12 @@ class SignatureReleaseUser(Base):
     as `SignatureUser`, for `signature_releases.users` and the lists filtered by release or environment."""
 
     __tablename__ = "signature_release_users"
-    __table_args__ = (
-        # is this user new to the environment (any release)?
-        Index("ix_signature_release_users_environment", "signature_id", "environment", "identity"),
-    )
 
+    # In this order, a user's rows in one environment (any release) are one primary-key range.
     signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id", ondelete="CASCADE"), primary_key=True)
-    release: Mapped[str] = mapped_column(String(250), primary_key=True)
     environment: Mapped[str] = mapped_column(String(64), primary_key=True)
     identity: Mapped[str] = mapped_column(String(128), primary_key=True)
+    release: Mapped[str] = mapped_column(String(250), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     last_minute: Mapped[datetime] = mapped_column(UTCDateTime)
 

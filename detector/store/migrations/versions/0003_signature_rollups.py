@@ -64,13 +64,7 @@ def upgrade() -> None:
         sa.Column("last_minute", detector.store.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["signature_id"], ["signatures.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("signature_id", "release", "environment", "identity"),
-    )
-    op.create_index(
-        "ix_signature_release_users_environment",
-        "signature_release_users",
-        ["signature_id", "environment", "identity"],
-        unique=False,
+        sa.PrimaryKeyConstraint("signature_id", "environment", "identity", "release"),
     )
     op.create_table(
         "signature_environments",
@@ -168,7 +162,6 @@ def downgrade() -> None:
     op.drop_table("signature_user_hours")
     op.drop_table("signature_hours")
     op.drop_table("signature_environments")
-    op.drop_index("ix_signature_release_users_environment", table_name="signature_release_users")
     op.drop_table("signature_release_users")
     op.drop_index("ix_signature_users_recent", table_name="signature_users")
     op.drop_table("signature_users")
