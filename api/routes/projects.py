@@ -41,6 +41,9 @@ def signatures(
     cursor: str | None = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
+    """Signatures by id, each with `events`, distinct `users` and the `releases` it was seen in, within
+    the `release` and `environment` given; with `since`, only signatures seen from that minute on, and
+    their events and users from that minute on. Read from totals the digest keeps as it counts."""
     rows = list_signatures(
         session,
         project_id=project.id,
