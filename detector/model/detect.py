@@ -376,14 +376,15 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float,
             if s not in pre_sessions and not seen_in_lookback(prepared.first_seen, s)
             and not seen_in_lookback(prepared.last_seen_before, s)
         }
-    findings = _new_signature_findings(context, new_stream, candidates_new)
+    # Dormant: known (seen in the lookback, by ``first_seen``/``last_seen_before``) but without counts
+    # in the supplied data before the deploy. Their rate there is unknown, not zero: a pseudo-event
+    # baseline would make any reappearance a regression, so they are held to the new signatures' floor
+    # (a meaningful share of sessions) and reported as regressions.
+    dormant = frozenset(np.unique(new_stream.sig).tolist()) - set(pre_sessions) - candidates_new
+    findings = _new_signature_findings(context, new_stream, candidates_new, dormant)
     if pre_exposure >= config.baseline_min_sessions:
-        # Known: every signature of the new release that is not new, including those seen in the
-        # lookback only before the supplied minute counts (``first_seen``/``last_seen_before``): they
-        # are tested against the pseudo-event baseline.
-        known = (set(pre_sessions) | set(np.unique(new_stream.sig).tolist())) - candidates_new
         findings += _regression_findings(context, new_stream, _stream(prepared, post & ~new_rel),
-                                         pre_sessions, pre_exposure, known)
+                                         pre_sessions, pre_exposure, set(pre_sessions) - candidates_new)
     findings += _release_error_rate_findings(context)
     return findings
 
@@ -498,9 +499,12 @@ def _mixture_vs_estimate_where_possible(cum_counts: np.ndarray, cum_exposure: np
     return log_e
 
 
-def _new_signature_findings(context: _DeployContext, new_stream: _Stream,
-                            candidates: set[int]) -> list[Finding]:
+def _new_signature_findings(context: _DeployContext, new_stream: _Stream, candidates: set[int],
+                            dormant: frozenset[int] = frozenset()) -> list[Finding]:
+    """New signatures against the floor rate. ``dormant`` ones (known, but without counts in the data
+    before the deploy) are tested the same way and reported as regressions."""
     config = context.config
+    candidates = candidates | dormant
     if not candidates:
         return []
     mask = np.isin(new_stream.sig, list(candidates))
@@ -517,7 +521,8 @@ def _new_signature_findings(context: _DeployContext, new_stream: _Stream,
     crossed = _first_true_per_group(stream.sig, (log_e >= thresholds) & _gates(stream, start, config))
     best = _max_per_group(stream.sig, log_e / thresholds)
     bounds = _group_bounds(stream.sig)
-    return [_stream_finding(context, "new_signature", stream, row, *bounds[sig], best[sig], floor)
+    return [_stream_finding(context, "regression" if sig in dormant else "new_signature", stream, row,
+                            *bounds[sig], best[sig], floor)
             for sig, row in crossed.items()]
 
 
@@ -536,7 +541,7 @@ def _regression_findings(context: _DeployContext, new_stream: _Stream, old_strea
     tests = context.per_week * max(len(known), 1)
     threshold = eprocess_threshold(alarms_per_week=config.budget("regression"), tests_per_week=tests)
     thresholds = threshold + context.noisy_extra(stream.sig)
-    baseline = {s: (pre_sessions.get(s, 0.0) + 1.0) / pre_exposure for s in known.tolist()}
+    baseline = {s: (pre_sessions[s] + 1.0) / pre_exposure for s in known.tolist()}
     # The baseline rate is an estimate (a rare signature's from a handful of sessions): test against it
     # as such, not as if it were the true rate.
     log_e = _mixture_vs_estimate_where_possible(

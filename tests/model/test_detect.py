@@ -252,3 +252,19 @@ def test_release_error_rate_sees_a_small_rise_of_every_app_error(rng):
     assert findings[0].rate == pytest.approx(findings[0].baseline_rate * 1.1, rel=0.05)
     coarse = DetectorConfig(deploys_per_week=168, release_rate_ratios=DetectorConfig().rate_ratios)
     assert [f for f in run(data, DEPLOY_AT + pd.Timedelta(hours=2), coarse) if f.kind == "release_error_rate"] == []
+
+
+def test_a_dormant_signature_coming_back_at_a_trickle_is_not_a_regression(rng):
+    """Seen 3 days before the deploy, absent from the supplied day, back at 0.08 % of sessions (below
+    the 0.1 % floor; 0.8 sessions a minute at 1,000 sessions/min, so the 2-user gate opens): its rate
+    before is unknown, not zero, so no finding."""
+    back = SimSignature(900, 0.0, {"web@1.2.0": 0.0008}, first_seen=DEPLOY_AT - pd.Timedelta(days=30))
+    data = project(rng, [*BACKGROUND, back], [SimDeploy(7, "web@1.2.0", DEPLOY_AT)], days=1.0,
+                   after=pd.Timedelta(hours=1), sessions_per_minute=1000.0)
+    data["signatures"]["last_seen_before"] = pd.to_datetime(
+        [DEPLOY_AT - pd.Timedelta(days=3) if s == 900 else pd.NaT for s in data["signatures"]["signature_id"]],
+        utc=True)
+    back_rows = data["sig_counts"][data["sig_counts"]["signature_id"] == 900]
+    assert (back_rows["users"] >= 2).sum() >= 3  # it did come back, in minutes that pass the gates
+    at = DEPLOY_AT + 59 * MIN  # the deploy's tests only (spike monitoring resumes an hour after it)
+    assert [f for f in run(data, at, DetectorConfig(deploys_per_week=168)) if f.signature_id == 900] == []
