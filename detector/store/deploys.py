@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import Row, delete, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -447,16 +447,27 @@ def commits_for_deploys(
     """Each deploy's commits, oldest first, with their files (and hunks when `include_patch`)."""
     if not deploy_ids:
         return {}
+    # Plain rows of the columns shown (a list of deploys has hundreds of commits).
     rows = session.execute(
-        select(DeployCommit.deploy_id, Commit)
+        select(
+            DeployCommit.deploy_id,
+            Commit.id,
+            Commit.sha,
+            Commit.message,
+            Commit.author_name,
+            Commit.author_email,
+            Commit.timestamp,
+            Commit.repository,
+            Commit.enriched,
+        )
         .join(Commit, Commit.id == DeployCommit.commit_id)
         .where(DeployCommit.deploy_id.in_(deploy_ids))
         .order_by(DeployCommit.deploy_id, DeployCommit.position)
     ).all()
-    files = files_for_commits(session, {c.id for _, c in rows}, include_patch=include_patch)
+    files = files_for_commits(session, {row.id for row in rows}, include_patch=include_patch)
     result: dict[int, list[dict[str, Any]]] = {}
-    for deploy_id, commit in rows:
-        result.setdefault(deploy_id, []).append(commit_as_dict(commit, files.get(commit.id, [])))
+    for row in rows:
+        result.setdefault(row.deploy_id, []).append(commit_as_dict(row, files.get(row.id, [])))
     return result
 
 
@@ -478,7 +489,8 @@ def files_for_commits(
     return result
 
 
-def commit_as_dict(commit: Commit, files: list[dict[str, Any]]) -> dict[str, Any]:
+def commit_as_dict(commit: Commit | Row[Any], files: list[dict[str, Any]]) -> dict[str, Any]:
+    """A commit (the model or a row with its columns) as the API shows it."""
     return {
         "sha": commit.sha,
         "message": commit.message,
