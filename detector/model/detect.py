@@ -324,18 +324,24 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
     active = active.drop_duplicates(["release", "environment"], keep="first")
 
     findings: list[Finding] = []
+    watched: set[tuple[int, str]] = set()
     for deploy in active.itertuples(index=False):
         if prepared.code(str(deploy.release)) < 0:
             continue  # nothing was counted for that release yet: nothing to test
-        findings.extend(_deploy_findings(prepared, deploy, per_week, config))
-    claimed = {(f.signature_id, f.environment) for f in findings if f.signature_id is not None}
+        findings.extend(_deploy_findings(prepared, deploy, per_week, config, watched))
+    # A signature a watched deploy brought (new or dormant) is its deploy's to judge against the floor
+    # for the whole watch: below it, an hour later the spike CUSUM (whose baseline then holds the
+    # signature's first hour) would report it as a spike with no deploy to blame.
+    claimed = {(f.signature_id, f.environment) for f in findings if f.signature_id is not None} | watched
     spikes = _spike_findings(prepared, config)
     findings.extend(f for f in spikes if (f.signature_id, f.environment) not in claimed)
     return sorted(findings, key=lambda f: (f.crossed_at, f.key))
 
 
-def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float,
-                     config: DetectorConfig) -> list[Finding]:
+def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, config: DetectorConfig,
+                     watched: set[tuple[int, str]]) -> list[Finding]:
+    """The deploy's findings; adds to ``watched`` the (signature, environment) pairs it tests against the
+    new-signature floor."""
     environment = str(deploy.environment)  # type: ignore[attr-defined]
     release = str(deploy.release)  # type: ignore[attr-defined]
     origin = int(deploy.minute)  # type: ignore[attr-defined]
@@ -381,6 +387,7 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float,
     # baseline would make any reappearance a regression, so they are held to the new signatures' floor
     # (a meaningful share of sessions) and reported as regressions.
     dormant = frozenset(np.unique(new_stream.sig).tolist()) - set(pre_sessions) - candidates_new
+    watched.update((s, environment) for s in candidates_new | dormant)
     findings = _new_signature_findings(context, new_stream, candidates_new, dormant)
     if pre_exposure >= config.baseline_min_sessions:
         findings += _regression_findings(context, new_stream, _stream(prepared, post & ~new_rel),

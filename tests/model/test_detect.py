@@ -268,3 +268,18 @@ def test_a_dormant_signature_coming_back_at_a_trickle_is_not_a_regression(rng):
     assert (back_rows["users"] >= 2).sum() >= 3  # it did come back, in minutes that pass the gates
     at = DEPLOY_AT + 59 * MIN  # the deploy's tests only (spike monitoring resumes an hour after it)
     assert [f for f in run(data, at, DetectorConfig(deploys_per_week=168)) if f.signature_id == 900] == []
+
+
+def test_a_new_signature_below_the_floor_is_not_reported_as_a_spike_later(rng):
+    """A deploy brings a harmless new error in 0.08 % of sessions (below the 0.1 % floor). Its deploy's
+    test watches it for a day; the spike CUSUM, which resumes an hour after the deploy with that hour in
+    its baseline, must not report it as a spike with no deploy to blame."""
+    harmless = SimSignature(900, 0.0, {"web@1.2.0": 0.0008})
+    data = project(rng, [*BACKGROUND, harmless], [SimDeploy(7, "web@1.2.0", DEPLOY_AT)], days=1.0,
+                   after=pd.Timedelta(hours=3), sessions_per_minute=1000.0)
+    config = DetectorConfig(deploys_per_week=168)
+    assert [f for f in run(data, DEPLOY_AT + pd.Timedelta(hours=3), config) if f.signature_id == 900] == []
+    # without a deploy to own it, the same rise is a spike
+    no_deploy = {**data, "deploys": data["deploys"].iloc[0:0]}
+    later = pd.Timedelta(hours=3)
+    assert [f.kind for f in run(no_deploy, DEPLOY_AT + later, config) if f.signature_id == 900] == ["spike"]
