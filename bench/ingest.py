@@ -340,15 +340,22 @@ class Servers:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     if args.database == "sqlite":
-        database_url = f"sqlite:///{workdir / 'bench.db'}"
-    else:
-        import sqlalchemy
+        return _run(args, workdir, f"sqlite:///{workdir / 'bench.db'}")
+    import sqlalchemy
 
-        name = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        return _run(args, workdir, POSTGRES_URL.rsplit("/", 1)[0] + "/" + name)
+    finally:  # the benchmark's database goes with it
         with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-        database_url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _run(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[str, Any]:
     servers = Servers(database_url, args.servers, workdir, processes=args.processes, digest=not args.no_digest)
     if args.digest_batch:
         servers.env["DETECTOR_DIGEST_BATCH_SIZE"] = str(args.digest_batch)
