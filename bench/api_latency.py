@@ -32,9 +32,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.scratch_databases import create_postgres_database, scratch_database
 from detector.store.db import make_engine, make_sessionmaker, transaction, upgrade
 from detector.store.models import (
     Anomaly,
@@ -58,7 +59,6 @@ from detector.store.models import (
 from detector.store.projects import create_project, create_token
 
 ROOT = Path(__file__).resolve().parents[1]
-POSTGRES_URL = os.environ.get("DETECTOR_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 GOAL_P95_MS = 100.0
 DAYS = 7
 SIGNATURES = 2000
@@ -97,40 +97,13 @@ def database(args: argparse.Namespace) -> Iterator[str]:
         url = (
             f"sqlite:///{tempfile.mkdtemp(prefix='detector-api-bench-')}/detector.db"
             if args.database == "sqlite"
-            else _create_postgres_database()
+            else create_postgres_database()
         )
         print(f"keeping the database at {url}")
         yield url
         return
-    with fresh_database(args.database) as url:
+    with scratch_database(args.database) as url:
         yield url
-
-
-def _create_postgres_database() -> str:
-    name = f"detector_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-
-
-@contextmanager
-def fresh_database(kind: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="detector-api-bench-") as tmp:
-            yield f"sqlite:///{tmp}/detector.db"
-        return
-    name = f"detector_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # ---- filling ---------------------------------------------------------------------------------------

@@ -38,25 +38,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench import detection_traffic as traffic
 from bench.detection_traffic import Sig
+from bench.scratch_databases import scratch_database
 
 NEW_SIGNATURE_FLOOR = 0.001
 INCIDENTS = ("seed", "rise10x", "browser_crash")
 SLOW_IMPACT = 0.002
-POSTGRES_URL = os.environ.get("DETECTOR_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @dataclass
@@ -654,8 +651,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     false: dict[str, Any] = {}
     steady_false: dict[str, Any] | None = None
     pass_seconds: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        url = _database(args.database, Path(tmp))
+    with scratch_database(args.database) as url:
         app = App(url)
         try:
             n_bad = args.reps * (len(impacts) * len(INCIDENTS) + 1)
@@ -736,21 +732,6 @@ def _aligned_start(total_minutes: int) -> datetime:
     """A start so the timeline ends an hour ago (event timestamps in the past are honoured)."""
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     return now - timedelta(minutes=total_minutes + 60)
-
-
-def _database(kind: str, tmp: Path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp / 'bench.db'}"
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    name = f"detector_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
 
 
 if __name__ == "__main__":

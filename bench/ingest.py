@@ -33,8 +33,9 @@ from typing import Any
 
 import httpx
 
+from bench.scratch_databases import scratch_database
+
 ROOT = Path(__file__).resolve().parents[1]
-POSTGRES_URL = os.environ.get("DETECTOR_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"
 FUNCTIONS = [
@@ -339,20 +340,8 @@ class Servers:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    if args.database == "sqlite":
-        return _run(args, workdir, f"sqlite:///{workdir / 'bench.db'}")
-    import sqlalchemy
-
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    try:
-        return _run(args, workdir, POSTGRES_URL.rsplit("/", 1)[0] + "/" + name)
-    finally:  # the benchmark's database goes with it
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(args.database, prefix="bench") as database_url:
+        return _run(args, workdir, database_url)
 
 
 def _run(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[str, Any]:
