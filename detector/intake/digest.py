@@ -13,12 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.intake.fingerprint import signature_for_event
 from detector.intake.noise import noise_class
-from detector.intake.normalize import InvalidEvent, NormalizedEvent, event_to_dict, normalize_event
+from detector.intake.normalize import InvalidEvent, NormalizedEvent, event_to_dict, normalize_event_json
 from detector.intake.sessions import (
     InvalidSession,
     SessionAggregate,
@@ -55,7 +54,7 @@ def floor_minute(ts: datetime) -> datetime:
 def _event_row(
     project_id: int, event: NormalizedEvent, signature_id: int | None, received_at: datetime, *, encode: bool = False
 ) -> dict[str, object]:
-    data = PlainJson(event_to_dict(event))  # encoded with orjson: the event has no floats
+    data = PlainJson(event_to_dict(event, shared_frames=True))  # encoded with orjson: the event has no floats
     if encode:
         data.encode()
     return {
@@ -119,7 +118,7 @@ def _digest_project(
     for item in items:
         try:
             if item.item_type == "event":
-                event = normalize_event(orjson.loads(item.payload), received_at=item.received_at)
+                event = normalize_event_json(item.payload, received_at=item.received_at)
                 if symbolicate is not None:
                     event = symbolicate(session, project_id, event)
                 if event.event_id in events:
@@ -167,9 +166,7 @@ def _digest_project(
     # The rows are built (and on SQLite their JSON encoded) before the first write of the batch: SQLite has
     # one writer, and intake's commits wait while the digest holds the write lock.
     encode = session.get_bind().dialect.name == "sqlite"
-    event_rows = [
-        _event_row(project_id, event, None, received, encode=encode) for event, received in events.values()
-    ]
+    event_rows = [_event_row(project_id, event, None, received, encode=encode) for event, received in events.values()]
     sig_ids = counts.upsert_signatures(session, project_id, list(signature_rows.values()))
     for row, event_id in zip(event_rows, events, strict=True):
         row["signature_id"] = sig_ids[event_sig_hash[event_id]]
@@ -183,9 +180,7 @@ def _digest_project(
     session_keys = counts.upsert_session_states(
         session, project_id, [_session_row(u) for u in session_updates.values()]
     )
-    session_keys += counts.add_session_aggregates(
-        session, project_id, [_aggregate_row(a) for a in aggregates]
-    )
+    session_keys += counts.add_session_aggregates(session, project_id, [_aggregate_row(a) for a in aggregates])
     counts.recompute_session_minutes(session, project_id, session_keys)
     stats.sessions += len(session_updates) + len(aggregates)
     return done
@@ -194,9 +189,7 @@ def _digest_project(
 def _merge_updates(a: SessionUpdate, b: SessionUpdate) -> SessionUpdate:
     """Two updates of one session in one batch: later status, larger error count, earliest start."""
     later = b if b.timestamp >= a.timestamp else a
-    return replace(
-        later, errors=max(a.errors, b.errors), started=min(a.started, b.started), init=a.init or b.init
-    )
+    return replace(later, errors=max(a.errors, b.errors), started=min(a.started, b.started), init=a.init or b.init)
 
 
 def _anonymous_aggregate(update: SessionUpdate) -> SessionAggregate:

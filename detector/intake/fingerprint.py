@@ -20,10 +20,11 @@ An SDK ``fingerprint`` replaces these components, or extends them when it contai
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -344,8 +345,44 @@ def _components_hash(components: tuple[str, ...]) -> str:
     return hashlib.sha1(json.dumps([GROUPING_VERSION, *components]).encode(), usedforsecurity=False).hexdigest()
 
 
+SIGNATURE_MEMO_SIZE = 8192
+"""Distinct (stack, message, SDK fingerprint) combinations whose signature is remembered."""
+
+_signature_memo: dict[tuple[object, ...], tuple[tuple[Frame, ...], Signature]] = {}
+
+
 def signature_for_event(event: NormalizedEvent) -> Signature:
-    """Group ``event``: equal hashes mean the same bug (see the module docstring for the components)."""
+    """Group ``event``: equal hashes mean the same bug (see the module docstring for the components).
+
+    Memoised: the same error repeats with the same stack thousands of times, and the digest gives equal
+    stacks the same Frame objects (``normalize_event_json``), so the memo is keyed by the frames' identity
+    (and every other input). The entry holds its frames, so no other object can take their ids while it
+    lives; frames are immutable in what grouping reads. Events built otherwise simply miss.
+    """
+    frames = event.frames
+    fingerprint = event.fingerprint
+    key = (
+        event.platform in _JS_PLATFORMS,
+        event.exception_type,
+        event.exception_value or event.message,
+        tuple(fingerprint) if fingerprint else None,
+        *map(id, frames),
+    )
+    entry = _signature_memo.get(key)
+    if entry is None:
+        entry = (tuple(frames), _signature(event))
+        if len(_signature_memo) >= SIGNATURE_MEMO_SIZE:
+            # the oldest entry goes; another thread may be evicting at the same time
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                del _signature_memo[next(iter(_signature_memo))]
+        _signature_memo[key] = entry
+    signature = entry[1]
+    # The one per-event input: the page route names an event whose stack names nothing.
+    return signature if signature.culprit or not event.route else replace(signature, culprit=event.route)
+
+
+def _signature(event: NormalizedEvent) -> Signature:
+    """`signature_for_event` without the memo, with an empty culprit where the route would stand in."""
     exception_type = event.exception_type or ""
     value = normalize_message(event.exception_value or event.message)
     frames, culprit, innermost_named = _frames_key(event)
@@ -375,7 +412,7 @@ def signature_for_event(event: NormalizedEvent) -> Signature:
         hash=_components_hash(tuple(components)),
         type=exception_type,
         value=value,
-        culprit=culprit or event.route or "",
+        culprit=culprit,
         title=_title(exception_type, value),
         frames_key=frames,
     )

@@ -10,6 +10,7 @@ is the receive time, and absurd ones are rejected.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import uuid
@@ -21,6 +22,8 @@ from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 __all__ = [
     "Frame",
     "InvalidEvent",
@@ -28,6 +31,7 @@ __all__ = [
     "event_from_dict",
     "event_to_dict",
     "normalize_event",
+    "normalize_event_json",
     "parse_timestamp",
     "parse_user_agent",
     "route_from_url",
@@ -233,27 +237,45 @@ def _frame(raw: dict[str, Any]) -> Frame:
     )
 
 
-def _frames(stacktrace: Any) -> list[Frame]:
+FRAMES_MEMO_SIZE = 8192
+"""Distinct raw stack traces whose frames :func:`normalize_event_json` remembers (about 1-2 KB each)."""
+
+
+@lru_cache(maxsize=FRAMES_MEMO_SIZE)
+def _frames_from_json(text: bytes) -> tuple[Frame, ...]:
+    # Keyed by the frames' JSON text: the same error repeats with the same stack thousands of times, and
+    # building its Frames (frozen dataclasses) was a quarter of normalising an event. Pure in `text`.
+    return tuple(_frame(f) for f in orjson.loads(text) if isinstance(f, dict))
+
+
+def _frames(stacktrace: Any, memo: bool = False) -> list[Frame]:
+    """The stack trace's frames; with ``memo`` (only for payloads straight from a JSON decoder, whose
+    values orjson encodes back one-to-one) the Frame objects are shared with earlier equal stack traces."""
     raw = _obj(stacktrace).get("frames")
     if not isinstance(raw, list):
         return []
+    if memo:
+        try:
+            return list(_frames_from_json(orjson.dumps(raw)))
+        except orjson.JSONEncodeError:
+            pass
     return [_frame(f) for f in raw if isinstance(f, dict)]
 
 
-def _message_frames(payload: dict[str, Any]) -> list[Frame]:
+def _message_frames(payload: dict[str, Any], memo: bool = False) -> list[Frame]:
     """Frames of a message event: the event's own stacktrace, else the crashed or first thread's."""
-    frames = _frames(payload.get("stacktrace"))
+    frames = _frames(payload.get("stacktrace"), memo)
     if frames:
         return frames
     threads = payload.get("threads")
     values = _obj(threads).get("values") if isinstance(threads, dict) else threads
     if not isinstance(values, list):
         return []
-    threads_with_stack = [t for t in values if isinstance(t, dict) and _frames(t.get("stacktrace"))]
+    threads_with_stack = [t for t in values if isinstance(t, dict) and _frames(t.get("stacktrace"), memo)]
     for thread in threads_with_stack:
         if thread.get("crashed") is True or thread.get("current") is True:
-            return _frames(thread.get("stacktrace"))
-    return _frames(threads_with_stack[0].get("stacktrace")) if threads_with_stack else []
+            return _frames(thread.get("stacktrace"), memo)
+    return _frames(threads_with_stack[0].get("stacktrace"), memo) if threads_with_stack else []
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -457,6 +479,22 @@ def normalize_event(
     A missing ``event_id`` gets a fresh one; ``received_at`` (naive means UTC) stands in for a missing or
     too-far-future timestamp.
     """
+    return _normalize(payload, received_at, max_future, memo=False)
+
+
+def normalize_event_json(
+    raw: bytes | str, *, received_at: datetime, max_future: timedelta = timedelta(minutes=1)
+) -> NormalizedEvent:
+    """:func:`normalize_event` of the JSON text ``raw`` (the digest's path), raising ValueError (orjson's
+    JSONDecodeError) for text that is not JSON.
+
+    Equal stack traces give the same (shared, immutable) Frame objects: normalising is cheaper, and
+    what is memoised on frames downstream (signatures, stored JSON) can key on the objects themselves.
+    """
+    return _normalize(orjson.loads(raw), received_at, max_future, memo=True)
+
+
+def _normalize(payload: Any, received_at: datetime, max_future: timedelta, *, memo: bool) -> NormalizedEvent:
     if not isinstance(payload, Mapping):
         raise InvalidEvent(f"event must be a JSON object, got {type(payload).__name__}")
     data = dict(payload)
@@ -471,7 +509,7 @@ def normalize_event(
     timestamp = _event_timestamp(data.get("timestamp"), received, max_future)
 
     exception = exceptions[-1] if exceptions else {}
-    frames = _frames(exception.get("stacktrace")) if exceptions else _message_frames(data)
+    frames = _frames(exception.get("stacktrace"), memo) if exceptions else _message_frames(data, memo)
     mechanism = _obj(exception.get("mechanism"))
 
     contexts = _obj(data.get("contexts"))
@@ -557,15 +595,40 @@ if tuple(_frame_to_dict(Frame())) != _FRAME_FIELDS:
     raise RuntimeError("_frame_to_dict must name every field of Frame, in order")
 
 
-def event_to_dict(event: NormalizedEvent) -> dict[str, Any]:
+FRAME_DICTS_MEMO_SIZE = 8192
+_frame_dicts_memo: dict[tuple[int, ...], tuple[tuple[Frame, ...], list[dict[str, Any]]]] = {}
+
+
+def _shared_frame_dicts(frames: list[Frame]) -> list[dict[str, Any]]:
+    """`_frame_to_dict` of each frame, remembered by the frames' identity (the digest gives equal stacks
+    the same Frame objects). The entry holds its frames, so no other object can take their ids while it
+    lives. Only the digest's stored JSON uses it: the dicts are shared, never to be mutated."""
+    key = tuple(map(id, frames))
+    entry = _frame_dicts_memo.get(key)
+    if entry is None:
+        entry = (tuple(frames), [_frame_to_dict(frame) for frame in frames])
+        if len(_frame_dicts_memo) >= FRAME_DICTS_MEMO_SIZE:
+            # the oldest entry goes; another thread may be evicting at the same time
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                del _frame_dicts_memo[next(iter(_frame_dicts_memo))]
+        _frame_dicts_memo[key] = entry
+    return entry[1]
+
+
+def event_to_dict(event: NormalizedEvent, *, shared_frames: bool = False) -> dict[str, Any]:
     """A JSON-serialisable dict of ``event`` (the timestamp as an ISO 8601 string with offset).
 
     Built field by field rather than with ``dataclasses.asdict``, whose deep copies made this the
-    most expensive step of the digest; the values are fresh containers, so callers may mutate them.
+    most expensive step of the digest; the values are fresh containers, so callers may mutate them --
+    except with ``shared_frames``, where ``frames`` is a list shared with other events of the same
+    stack (for the digest, which only encodes the dict: the frames were most of the cost).
     """
     data = dict(zip(_EVENT_FIELDS, _event_values(event), strict=True))
     data["timestamp"] = event.timestamp.isoformat()
-    data["frames"] = [_frame_to_dict(frame) for frame in event.frames]
+    if shared_frames:
+        data["frames"] = _shared_frame_dicts(event.frames)
+    else:
+        data["frames"] = [_frame_to_dict(frame) for frame in event.frames]
     data["tags"] = dict(event.tags)
     data["debug_ids"] = [dict(d) for d in event.debug_ids]
     data["fingerprint"] = None if event.fingerprint is None else list(event.fingerprint)
