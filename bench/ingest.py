@@ -28,10 +28,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
+import uvloop
 
 from bench.scratch_databases import scratch_database
 
@@ -174,53 +176,129 @@ def build_bodies(n: int, n_signatures: int, seed: int) -> tuple[list[bytes], dic
     return bodies, expected
 
 
-async def _post_all(
-    host: str, ports: list[int], path: str, bodies: list[bytes], concurrency: int, latencies: list[float]
-) -> dict[int, int]:
-    statuses: dict[int, int] = {}
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
+def build_requests(host: str, path: str, bodies: list[bytes]) -> list[bytes]:
+    """Each body as the complete HTTP/1.1 request bytes (head and body), built before the clock starts."""
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: "
+    prefix = head.encode()
+    return [b"".join((prefix, str(len(body)).encode(), b"\r\n\r\n", body)) for body in bodies]
 
-    async def connection(port: int) -> None:
-        reader, writer = await asyncio.open_connection(host, port)
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection posting requests one at a time (no pipelining): the next request is sent
+    once the whole response to the previous one (head and its Content-Length body) has arrived.
+
+    A protocol on uvloop rather than StreamReader.readline loops: the load generator shares the server's
+    cores, and the streams cost 69-90 µs of CPU per request (against a no-op server), this 46-55 µs, of
+    which the parsing here is ~3 µs and the rest the loop and the kernel's loopback TCP."""
+
+    def __init__(
+        self, requests: Iterator[bytes], latencies: list[float], statuses: dict[int, int], done: asyncio.Future[None]
+    ) -> None:
+        self.requests = requests
+        self.latencies = latencies
+        self.statuses = statuses
+        self.done = done
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.need = 0  # bytes of the whole response, once its head has arrived
+        self.status = 0
+        self.started = 0.0
+        self.in_flight = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        self._send_next()
+
+    def _send_next(self) -> None:
+        assert self.transport is not None
+        request = next(self.requests, None)
+        if request is None:
+            self.in_flight = False
+            self.transport.close()
+            return
+        self.in_flight = True
+        self.started = time.perf_counter()
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
         try:
-            while True:
-                try:
-                    body = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                request = (
-                    f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: text/plain;charset=UTF-8\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n"
-                ).encode() + body
-                started = time.perf_counter()
-                writer.write(request)
-                status_line = await reader.readline()
-                length = 0
-                while True:
-                    line = await reader.readline()
-                    if line in (b"\r\n", b""):
-                        break
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
-                latencies.append(time.perf_counter() - started)
-                status = int(status_line.split()[1])
-                statuses[status] = statuses.get(status, 0) + 1
-        finally:
-            writer.close()
+            self._received(data)
+        except Exception as exc:  # a malformed response ends the run instead of leaving it waiting
+            self._fail(f"{type(exc).__name__}: {exc}")
 
-    await asyncio.gather(*(connection(ports[i % len(ports)]) for i in range(concurrency)))
+    def _received(self, data: bytes) -> None:
+        buffer = self.buffer + data if self.buffer else data
+        if not self.need:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buffer
+                return
+            head = buffer[:end].lower()
+            if not head.startswith(b"http/1.1 ") or b"transfer-encoding:" in head:
+                self._fail(f"unexpected response head: {buffer[:end]!r}")
+                return
+            self.status = int(head[9:12])
+            length = 0
+            at = head.find(b"\r\ncontent-length:")
+            if at >= 0:
+                stop = head.find(b"\r\n", at + 17)
+                length = int(head[at + 17 : stop if stop >= 0 else None])
+            self.need = end + 4 + length
+        if len(buffer) < self.need:
+            self.buffer = buffer
+            return
+        if len(buffer) > self.need:
+            self._fail(f"{len(buffer) - self.need} bytes after the response")
+            return
+        self.latencies.append(time.perf_counter() - self.started)
+        self.statuses[self.status] = self.statuses.get(self.status, 0) + 1
+        self.buffer = b""
+        self.need = 0
+        self._send_next()
+
+    def _fail(self, reason: str) -> None:
+        if not self.done.done():
+            self.done.set_exception(RuntimeError(reason))
+        assert self.transport is not None
+        self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.in_flight and not self.done.done():
+            self.done.set_exception(ConnectionError(f"connection closed mid-request: {exc}"))
+        elif not self.done.done():
+            self.done.set_result(None)
+
+
+async def _post_all(
+    host: str,
+    ports: list[int],
+    path: str,
+    bodies: list[bytes],
+    concurrency: int,
+    latencies: list[float],
+    requests: list[bytes] | None = None,
+) -> dict[int, int]:
+    """Post every body (or prebuilt request) over `concurrency` keep-alive connections, one request in
+    flight per connection; `latencies` gets each request's time from send to its full response."""
+    statuses: dict[int, int] = {}
+    shared = iter(requests if requests is not None else build_requests(host, path, bodies))
+    loop = asyncio.get_running_loop()
+    dones = []
+    for i in range(concurrency):
+        done: asyncio.Future[None] = loop.create_future()
+        dones.append(done)
+        await loop.create_connection(
+            lambda done=done: _Connection(shared, latencies, statuses, done), host, ports[i % len(ports)]
+        )
+    await asyncio.gather(*dones)
     return statuses
 
 
-def _client_process(args: tuple[str, list[int], str, list[bytes], int], out: Any) -> None:
-    host, ports, path, bodies, concurrency = args
+def _client_process(args: tuple[str, list[int], list[bytes], int], out: Any) -> None:
+    host, ports, requests, concurrency = args
     latencies: list[float] = []
     cpu_before = time.process_time()
-    statuses = asyncio.run(_post_all(host, ports, path, bodies, concurrency, latencies))
+    statuses = uvloop.run(_post_all(host, ports, "", [], concurrency, latencies, requests))
     out.put((statuses, latencies, time.process_time() - cpu_before))
 
 
@@ -356,7 +434,8 @@ def _run(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[str
         bodies, expected = build_bodies(args.events, args.signatures, seed=7)
         mean_size = sum(len(b) for b in bodies) / len(bodies)
         path = f"/api/{project['id']}/envelope/?sentry_key={project['public_key']}&sentry_version=7"
-        share = [bodies[i :: args.clients] for i in range(args.clients)]
+        requests = build_requests("127.0.0.1", path, bodies)
+        share = [requests[i :: args.clients] for i in range(args.clients)]
         ctx = multiprocessing.get_context("fork")
         out = ctx.Queue()
         print(
@@ -366,7 +445,7 @@ def _run(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[str
         cpu_start = servers.cpu_seconds()
         started = time.perf_counter()
         procs = [
-            ctx.Process(target=_client_process, args=(("127.0.0.1", servers.ports, path, part, args.concurrency), out))
+            ctx.Process(target=_client_process, args=(("127.0.0.1", servers.ports, part, args.concurrency), out))
             for part in share
         ]
         for proc in procs:
