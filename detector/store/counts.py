@@ -21,7 +21,6 @@ from sqlalchemy import (
     Engine,
     Table,
     and_,
-    bindparam,
     case,
     delete,
     func,
@@ -33,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from detector.store.db import PlainJson
 from detector.store.dialect import upsert_insert
 from detector.store.models import (
     Event,
@@ -48,15 +48,43 @@ from detector.store.models import (
     SignatureUser,
     SignatureUserHour,
 )
+from detector.store.types import UTCDateTime, sqlite_utc_text, utc_binder, utc_reader
 
 SignatureMinuteKey = tuple[int, str, str, datetime]
 SessionMinuteKey = tuple[str, str, datetime]
+
+
+_SIGNATURE_COLUMNS = (
+    "project_id",
+    "hash",
+    "type",
+    "value",
+    "culprit",
+    "title",
+    "noise_class",
+    "in_app",
+    "first_seen",
+    "last_seen",
+    "first_release",
+    "events",
+    "users",
+)
+_UPSERT_SIGNATURES_SQLITE = (
+    f"INSERT INTO signatures ({', '.join(_SIGNATURE_COLUMNS)}) VALUES {{rows}} "
+    "ON CONFLICT (project_id, hash) DO UPDATE SET "
+    "first_seen = min(signatures.first_seen, excluded.first_seen), "
+    "last_seen = max(signatures.last_seen, excluded.last_seen) "
+    "RETURNING hash, id"
+)
 
 
 def upsert_signatures(session: Session, project_id: int, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Insert new signatures (by hash), widen first/last seen of known ones; returns hash → id."""
     if not rows:
         return {}
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        return _upsert_signatures_sqlite(connection, project_id, rows)
     stmt = upsert_insert(session, Signature)
     stmt = stmt.on_conflict_do_nothing(index_elements=["project_id", "hash"])
     session.execute(stmt, [{"project_id": project_id, **row} for row in rows])
@@ -83,6 +111,35 @@ def upsert_signatures(session: Session, project_id: int, rows: Sequence[dict[str
     if widened:
         session.execute(update(Signature), widened)  # ORM bulk UPDATE by primary key
     return ids
+
+
+def _upsert_signatures_sqlite(
+    connection: Connection, project_id: int, rows: Sequence[dict[str, Any]]
+) -> dict[str, int]:
+    """SQLite: one INSERT ... ON CONFLICT DO UPDATE ... RETURNING of tuples, instead of an executemany of
+    dicts, a SELECT and an UPDATE through SQLAlchemy. A known signature's first/last seen become the
+    min/max of the stored and the new ones (the stored text, `YYYY-MM-DD HH:MM:SS.ffffff`, sorts as
+    the time); the row is written even when nothing widens, which costs little, as the batch's
+    `add_signature_rollups` writes the same row again. The defaults are the model's."""
+    to_db = sqlite_utc_text
+    params: list[Any] = []
+    for row in rows:
+        params += (
+            project_id,
+            row["hash"],
+            row["type"],
+            row["value"],
+            row["culprit"],
+            row["title"],
+            row.get("noise_class"),
+            row.get("in_app", True),  # the driver stores a bool as 1 or 0, as SQLAlchemy's Boolean does
+            to_db(row["first_seen"]),
+            to_db(row["last_seen"]),
+            row.get("first_release", ""),
+            0,
+            0,
+        )
+    return dict(_insert_values(connection, _UPSERT_SIGNATURES_SQLITE, len(_SIGNATURE_COLUMNS), params))
 
 
 class InsertedEvent(NamedTuple):
@@ -126,6 +183,8 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[Inse
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         return _insert_events_unnest(connection, rows)
+    if connection.dialect.name == "sqlite":
+        return _insert_events_sqlite(connection, rows)
     c = _EVENTS.c
     stmt = upsert_insert(session, _EVENTS).on_conflict_do_nothing(index_elements=["project_id", "event_id"])
     stmt = stmt.returning(c.signature_id, c.release, c.environment, c.minute, c.id, _USER, _SESSION)
@@ -181,6 +240,89 @@ def _insert_events_unnest(connection: Connection, rows: Sequence[dict[str, Any]]
     ]
 
 
+_INSERT_EVENTS_SQLITE = (
+    f"INSERT INTO events ({', '.join(name for name, _ in _EVENT_ARRAYS)}) VALUES {{rows}} "
+    "ON CONFLICT (project_id, event_id) DO NOTHING "
+    "RETURNING signature_id, release, environment, minute, id, "
+    "coalesce(user_key, session_key, event_id), coalesce(session_key, user_key, event_id)"
+)
+
+
+def _insert_events_sqlite(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[InsertedEvent]:
+    """SQLite: multi-row INSERT ... RETURNING statements of plain values sent to the driver. SQLAlchemy's
+    executemany built and processed a parameter dict per row (bind processors of three datetimes and
+    the JSON), 15 % of the worker's time end to end. The datetimes become the text `UTCDateTime` stores
+    (`sqlite_utc_text`, the same text), a `PlainJson` its `encode()` (what the JSON column's serializer
+    calls), any other JSON value goes through the column's bind processor."""
+    to_db = sqlite_utc_text
+    json_bind = _EVENTS.c.data.type._cached_bind_processor(connection.dialect)
+    assert json_bind is not None
+    minutes: dict[datetime, str] = {}  # a batch spans few minutes
+    params: list[Any] = []
+    for row in rows:
+        minute = row["minute"]
+        stored_minute = minutes.get(minute)
+        if stored_minute is None:
+            stored_minute = minutes[minute] = to_db(minute)
+        data = row["data"]
+        params += (
+            row["project_id"],
+            row["event_id"],
+            row["signature_id"],
+            row["release"],
+            row["environment"],
+            to_db(row["timestamp"]),
+            stored_minute,
+            to_db(row["received_at"]),
+            row["user_key"],
+            row["session_key"],
+            row["route"],
+            row["browser"],
+            row["os"],
+            data.encode() if type(data) is PlainJson else json_bind(data),
+        )
+    from_db = utc_reader(connection.dialect)
+    return [
+        InsertedEvent(sig, rel, env, from_db(minute), pk, user, sess)
+        for sig, rel, env, minute, pk, user, sess in _insert_values(
+            connection, _INSERT_EVENTS_SQLITE, len(_EVENT_ARRAYS), params
+        )
+    ]
+
+
+def _insert_values(connection: Connection, template: str, width: int, params: Sequence[Any]) -> list[Any]:
+    """Run `template` (a statement with `{rows}` where its VALUES rows go) over `params` (`width` values per
+    row, flat) and return the rows it returns. The rows go in pieces of 256, 128, ..., 1 rows (the binary
+    digits of their number), so that the driver's statement cache holds every statement the digest sends
+    (9 texts): SQLite spent about 9 us per row preparing a new multi-row VALUES statement, and batches
+    vary in length."""
+    marks = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    rows = len(params) // width
+    returned: list[Any] = []
+    start = 0
+    while start < rows:
+        size = min(_LARGEST_PIECE, 1 << ((rows - start).bit_length() - 1))
+        end = start + size
+        sql = _sql_for(template, marks, width, size)
+        returned += connection.exec_driver_sql(sql, tuple(params[start * width : end * width])).all()
+        start = end
+    return returned
+
+
+_LARGEST_PIECE = 256
+_SQL_TEXTS: dict[tuple[str, str, int, int], str] = {}
+
+
+def _sql_for(template: str, marks: str, width: int, rows: int) -> str:
+    """`template` with `{rows}` replaced by `rows` rows of `width` parameter marks (memoised)."""
+    key = (template, marks, width, rows)
+    sql = _SQL_TEXTS.get(key)
+    if sql is None:
+        row = "(" + ", ".join([marks] * width) + ")"
+        sql = _SQL_TEXTS[key] = template.replace("{rows}", ", ".join([row] * rows))
+    return sql
+
+
 def has_identity_indexes(session: Session) -> bool:
     """Whether the events table has the indexes that make incremental distinct counts cheap."""
     engine = session.get_bind().engine
@@ -210,56 +352,108 @@ def add_signature_minutes(session: Session, project_id: int, inserted: Sequence[
     new_ids = {row.id for row in inserted}
     connection = session.connection()
     dialect = connection.dialect
-    to_db = _EVENTS.c.minute.type._cached_bind_processor(dialect) or (lambda value: value)
-    from_db = _EVENTS.c.minute.type._cached_result_processor(dialect, None) or (lambda value: value)
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    seen: dict[str, set[tuple[SignatureMinuteKey, str]]] = {}
-    for name, expression in (("user", _USER_SQL), ("session", _SESSION_SQL)):
-        seen[name] = set()
-        probes = sorted({(row.signature_id, row.minute, getattr(row, name)) for row in inserted})
-        for start in range(0, len(probes), 500):
-            chunk = probes[start : start + 500]
-            # Plain SQL: SQLAlchemy would compile a VALUES list of this size anew for every batch.
-            # One index probe per (signature, minute, identity); the batch's own rows are skipped by id.
-            sql = (
-                "WITH probe (signature_id, minute, identity) AS (VALUES "
-                + ", ".join([f"({mark}, {mark}, {mark})"] * len(chunk))
-                + ") SELECT e.signature_id, e.release, e.environment, e.minute, e.id, "
-                + expression
-                + " FROM probe JOIN events e ON e.signature_id = probe.signature_id"
-                + " AND e.minute = probe.minute AND "
-                + expression
-                + " = probe.identity"
-            )
-            params = tuple(value for sig, minute, ident in chunk for value in (sig, to_db(minute), ident))
-            for sig, rel, env, minute, event_pk, value in connection.exec_driver_sql(sql, params):
-                if event_pk not in new_ids:
-                    seen[name].add(((sig, rel, env, from_db(minute)), value))
+    to_db = _memoised(utc_binder(dialect))
+    from_db = utc_reader(dialect)
+    # Who the minute's stored events count already: one index probe per (signature, minute, identity)
+    # of the batch, for users and sessions in one statement; the batch's own rows are skipped by id.
+    probes = sorted(
+        {("u", row.signature_id, row.minute, row.user) for row in inserted}
+        | {("s", row.signature_id, row.minute, row.session) for row in inserted}
+    )
+    seen: set[tuple[str, SignatureMinuteKey, str]] = set()
+    for kind, sig, rel, env, minute, event_pk, value in _probe_rows(
+        connection,
+        _MINUTE_PROBE,
+        [(kind, sig, to_db(minute), identity) for kind, sig, minute, identity in probes],
+    ):
+        if event_pk not in new_ids:
+            seen.add((kind, (sig, rel, env, from_db(minute)), value))
     values_ = [
-        {
-            "project_id": project_id,
-            "signature_id": key[0],
-            "release": key[1],
-            "environment": key[2],
-            "minute": key[3],
-            "events": len(rows),
-            "users": len({r.user for r in rows if (key, r.user) not in seen["user"]}),
-            "sessions": len({r.session for r in rows if (key, r.session) not in seen["session"]}),
-        }
+        (
+            *key[:3],
+            to_db(key[3]),
+            project_id,
+            len(rows),
+            len({r.user for r in rows if ("u", key, r.user) not in seen}),
+            len({r.session for r in rows if ("s", key, r.session) not in seen}),
+        )
         for key, rows in sorted(by_key.items())
     ]
     if values_:
-        table = SignatureMinute.__table__
-        stmt = upsert_insert(session, table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["signature_id", "release", "environment", "minute"],
-            set_={
-                "events": table.c.events + stmt.excluded.events,
-                "users": table.c.users + stmt.excluded.users,
-                "sessions": table.c.sessions + stmt.excluded.sessions,
-            },
+        connection.exec_driver_sql(
+            _add_sql(connection, _SIGNATURE_MINUTES, ("events", "users", "sessions")),
+            values_,
         )
-        session.connection().execute(stmt, values_)
+
+
+_SIGNATURE_MINUTES = SignatureMinute.__table__
+# Users and sessions in one statement, each half spelled as its identity index (so the planner uses it);
+# a probe row of the other kind matches nothing in a half (its kind differs).
+_MINUTE_PROBE = (
+    "WITH probe (kind, signature_id, minute, identity) AS (VALUES {rows}) "
+    f"SELECT 'u', e.signature_id, e.release, e.environment, e.minute, e.id, {_USER_SQL} "
+    f"FROM probe JOIN events e ON probe.kind = 'u' AND e.signature_id = probe.signature_id "
+    f"AND e.minute = probe.minute AND {_USER_SQL} = probe.identity "
+    "UNION ALL "
+    f"SELECT 's', e.signature_id, e.release, e.environment, e.minute, e.id, {_SESSION_SQL} "
+    f"FROM probe JOIN events e ON probe.kind = 's' AND e.signature_id = probe.signature_id "
+    f"AND e.minute = probe.minute AND {_SESSION_SQL} = probe.identity"
+)
+
+
+def _memoised(function: Any) -> Any:
+    """`function` of one hashable argument, remembering its results (for the few minutes of a batch)."""
+    cache: dict[Any, Any] = {}
+
+    def call(value: Any) -> Any:
+        try:
+            return cache[value]
+        except KeyError:
+            result = cache[value] = function(value)
+            return result
+
+    return call
+
+
+def _probe_rows(connection: Connection, template: str, keys: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Rows of `template` (a query over `WITH probe (...) AS (VALUES {rows})`) for `keys`, in pieces of up to
+    512 keys, each padded with NULL keys (which match nothing) to a power of two: the statements' texts
+    repeat, so the driver's statement cache keeps them prepared (SQLite spent about 9 us per key
+    preparing a new VALUES list, and every batch's lists differed in length)."""
+    if not keys:
+        return []
+    marks = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    width = len(keys[0])
+    padding = (None,) * width
+    rows: list[Any] = []
+    for start in range(0, len(keys), _LARGEST_PROBE):
+        chunk = list(keys[start : start + _LARGEST_PROBE])
+        size = max(8, 1 << (len(chunk) - 1).bit_length())
+        chunk += [padding] * (size - len(chunk))
+        params = tuple(value for key in chunk for value in key)
+        rows += connection.exec_driver_sql(_sql_for(template, marks, width, size), params).all()
+    return rows
+
+
+_LARGEST_PROBE = 512
+_ADD_SQL: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+
+def _add_sql(connection: Connection, table: Table, columns: tuple[str, ...]) -> str:
+    """An upsert of one row of `table` (its primary key, `project_id`, then `columns`) that adds `columns`
+    to a stored row's, for the driver's executemany: SQLAlchemy's processed a parameter dict per row."""
+    marks = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    cache_key = (table.name, marks, columns)
+    sql = _ADD_SQL.get(cache_key)
+    if sql is None:
+        keys = table.primary_key.columns.keys()
+        names = [*keys, "project_id", *columns]
+        sql = _ADD_SQL[cache_key] = (
+            f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([marks] * len(names))}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            + ", ".join(f"{column} = {table.name}.{column} + excluded.{column}" for column in columns)
+        )
+    return sql
 
 
 def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[InsertedEvent]) -> None:
@@ -274,6 +468,7 @@ def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[
     if not inserted:
         return
     connection = session.connection()
+    to_db = _memoised(utc_binder(connection.dialect))
     per_user: dict[tuple[Any, ...], datetime] = {}
     per_release_user: dict[tuple[Any, ...], datetime] = {}
     per_release: dict[tuple[int, str, str], list[Any]] = {}
@@ -303,36 +498,10 @@ def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[
     for sig, _identity in new_users:
         new_per_signature[sig] = new_per_signature.get(sig, 0) + 1
 
-    releases = _SIGNATURE_RELEASES.c
-    upsert = upsert_insert(session, _SIGNATURE_RELEASES)
-    upsert = upsert.on_conflict_do_update(
-        index_elements=["signature_id", "release", "environment"],
-        set_={
-            "events": releases.events + upsert.excluded.events,
-            "users": releases.users + upsert.excluded.users,
-            "first_seen": case(
-                (upsert.excluded.first_seen < releases.first_seen, upsert.excluded.first_seen),
-                else_=releases.first_seen,
-            ),
-            "last_seen": case(
-                (upsert.excluded.last_seen > releases.last_seen, upsert.excluded.last_seen),
-                else_=releases.last_seen,
-            ),
-        },
-    )
-    connection.execute(
-        upsert,
+    connection.exec_driver_sql(
+        _release_upsert_sql(connection),
         [
-            {
-                "signature_id": key[0],
-                "release": key[1],
-                "environment": key[2],
-                "project_id": project_id,
-                "events": n,
-                "users": new_per_release.get(key, 0),
-                "first_seen": first,
-                "last_seen": last,
-            }
+            (*key, project_id, n, new_per_release.get(key, 0), to_db(first), to_db(last))
             for key, (n, first, last) in sorted(per_release.items())
         ],
     )
@@ -361,12 +530,27 @@ def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[
         {k: (v[0], v[1]) for k, v in per_environment.items()},
         project_id,
     )
-    signatures = Signature.__table__
-    connection.execute(
-        update(signatures)
-        .where(signatures.c.id == bindparam("sig"))
-        .values(events=signatures.c.events + bindparam("n"), users=signatures.c.users + bindparam("u")),
-        [{"sig": sig, "n": n, "u": new_per_signature.get(sig, 0)} for sig, n in sorted(events_per_signature.items())],
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(
+        f"UPDATE signatures SET events = signatures.events + {mark}, users = signatures.users + {mark} "
+        f"WHERE signatures.id = {mark}",
+        [(n, new_per_signature.get(sig, 0), sig) for sig, n in sorted(events_per_signature.items())],
+    )
+
+
+def _release_upsert_sql(connection: Connection) -> str:
+    """The upsert of one `signature_releases` row: events and users added, first/last seen widened."""
+    marks = ", ".join(["?" if connection.dialect.paramstyle == "qmark" else "%s"] * 8)
+    return (
+        "INSERT INTO signature_releases "
+        f"(signature_id, release, environment, project_id, events, users, first_seen, last_seen) VALUES ({marks}) "
+        "ON CONFLICT (signature_id, release, environment) DO UPDATE SET "
+        "events = signature_releases.events + excluded.events, "
+        "users = signature_releases.users + excluded.users, "
+        "first_seen = CASE WHEN excluded.first_seen < signature_releases.first_seen "
+        "THEN excluded.first_seen ELSE signature_releases.first_seen END, "
+        "last_seen = CASE WHEN excluded.last_seen > signature_releases.last_seen "
+        "THEN excluded.last_seen ELSE signature_releases.last_seen END"
     )
 
 
@@ -382,19 +566,21 @@ def _add_counts(
     project_id: int,
 ) -> None:
     """Add `deltas` (primary key → one amount per column) to `table`, inserting the keys it lacks."""
-    keys = table.primary_key.columns.keys()
+    connection = session.connection()
+    to_db = _memoised(utc_binder(connection.dialect))
+    # Which parts of the primary key are times (`hour`), stored as `UTCDateTime` stores them.
+    is_time = [isinstance(column.type, UTCDateTime) for column in table.primary_key.columns]
     rows = [
-        {**dict(zip(keys, key, strict=True)), "project_id": project_id, **dict(zip(columns, amounts, strict=True))}
+        (
+            *[to_db(part) if time else part for part, time in zip(key, is_time, strict=True)],
+            project_id,
+            *amounts,
+        )
         for key, amounts in sorted(deltas.items())
         if any(amounts)
     ]
-    if not rows:
-        return
-    stmt = upsert_insert(session, table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=keys, set_={column: table.c[column] + stmt.excluded[column] for column in columns}
-    )
-    session.connection().execute(stmt, rows)
+    if rows:
+        connection.exec_driver_sql(_add_sql(connection, table, columns), rows)
 
 
 def _record_signature_users(
@@ -423,19 +609,12 @@ def _probe(
     """Rows of `table` (aliased `t`) matching `keys` on `columns`, by one index probe per key: `select_sql`
     is the select list, `tail` a GROUP BY. Plain SQL: SQLAlchemy would compile a list of this size anew for
     every batch, and its per-parameter processing was most of the digest's time spent here."""
-    connection = session.connection()
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    row_marks = "(" + ", ".join([mark] * len(columns)) + ")"
     match = " AND ".join(f"t.{name} = probe.{name}" for name in columns)
-    rows: list[Any] = []
-    for start in range(0, len(keys), 300):
-        chunk = keys[start : start + 300]
-        sql = (
-            f"WITH probe ({', '.join(columns)}) AS (VALUES {', '.join([row_marks] * len(chunk))}) "
-            f"SELECT {select_sql} FROM probe JOIN {table.name} t ON {match} {tail}"
-        )
-        rows += connection.exec_driver_sql(sql, tuple(value for key in chunk for value in key)).all()
-    return rows
+    template = (
+        f"WITH probe ({', '.join(columns)}) AS (VALUES {{rows}}) "
+        f"SELECT {select_sql} FROM probe JOIN {table.name} t ON {match} {tail}"
+    )
+    return _probe_rows(session.connection(), template, keys)
 
 
 def _record_last_minutes(
@@ -449,9 +628,8 @@ def _record_last_minutes(
     connection = session.connection()
     dialect = connection.dialect
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    minute_type = table.c.last_minute.type
-    to_db = minute_type._cached_bind_processor(dialect) or (lambda value: value)
-    from_db = minute_type._cached_result_processor(dialect, None) or (lambda value: value)
+    to_db = utc_binder(dialect)
+    from_db = utc_reader(dialect)
     names = table.primary_key.columns.keys()
     keys = sorted(latest)
     before = {

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from detector.store.models import RawItem
+from detector.store.types import utc_reader
 
 MAX_ATTEMPTS = 5
 
@@ -79,35 +80,50 @@ class ClaimedItem(NamedTuple):
     payload: bytes
 
 
-_CLAIMED_COLUMNS = [_RAW_ITEMS.c[name] for name in ClaimedItem._fields]
+_CLAIM_SQL = f"SELECT {', '.join(ClaimedItem._fields)} FROM raw_items WHERE attempts < {{0}} ORDER BY id LIMIT {{0}}"
 
 
 def claim_batch(session: Session, *, limit: int) -> list[ClaimedItem]:
-    """The oldest unclaimed items, locked for this transaction (skipping rows other workers hold)."""
-    stmt = select(*_CLAIMED_COLUMNS).where(_RAW_ITEMS.c.attempts < MAX_ATTEMPTS).order_by(_RAW_ITEMS.c.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return [ClaimedItem(*row) for row in session.connection().execute(stmt)]
+    """The oldest unclaimed items, locked for this transaction (skipping rows other workers hold).
+
+    Plain SQL through the driver, `received_at` read as `UTCDateTime` reads it (memoised: items of one
+    intake commit share it): SQLAlchemy's result processing of 500 rows was most of the claim's time."""
+    connection = session.connection()
+    dialect = connection.dialect
+    sql = _CLAIM_SQL.format("?" if dialect.paramstyle == "qmark" else "%s")
+    if dialect.name == "postgresql":
+        sql += " FOR UPDATE SKIP LOCKED"
+    read_time = utc_reader(dialect)
+    return [
+        ClaimedItem(item_id, project_id, item_type, read_time(received_at), payload)
+        for item_id, project_id, item_type, received_at, payload in connection.exec_driver_sql(
+            sql, (MAX_ATTEMPTS, limit)
+        )
+    ]
 
 
 def delete_items(session: Session, ids: Sequence[int]) -> None:
-    if ids:
-        session.connection().execute(delete(_RAW_ITEMS).where(_RAW_ITEMS.c.id.in_(list(ids))))
+    """Delete the digested items by statements of a fixed text, which the driver keeps prepared
+    (SQLAlchemy rendered an IN list of a new length, which SQLite prepared anew, every batch)."""
+    if not ids:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("DELETE FROM raw_items WHERE id = ANY(%s)", (list(ids),))
+        return
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(f"DELETE FROM raw_items WHERE id = {mark}", [(item_id,) for item_id in ids])
 
 
 def record_failure(session: Session, item_id: int, error: str) -> None:
     """Keep a failing item for inspection; after MAX_ATTEMPTS it is no longer claimed."""
     session.execute(
-        update(RawItem)
-        .where(RawItem.id == item_id)
-        .values(attempts=RawItem.attempts + 1, last_error=error[:2000])
+        update(RawItem).where(RawItem.id == item_id).values(attempts=RawItem.attempts + 1, last_error=error[:2000])
     )
 
 
 def queue_depth(session: Session) -> int:
-    return (
-        session.scalar(select(func.count()).select_from(RawItem).where(RawItem.attempts < MAX_ATTEMPTS)) or 0
-    )
+    return session.scalar(select(func.count()).select_from(RawItem).where(RawItem.attempts < MAX_ATTEMPTS)) or 0
 
 
 def oldest_received(session: Session) -> datetime | None:
