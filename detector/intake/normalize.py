@@ -14,11 +14,10 @@ import contextlib
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -96,6 +95,22 @@ class NormalizedEvent:
     tags: dict[str, str] = field(default_factory=dict)
     sdk_name: str | None = None
     debug_ids: list[dict[str, str | None]] = field(default_factory=list)
+
+
+def _direct_constructor(cls: type[Any]) -> Callable[..., Any]:
+    """A function building ``cls`` (a frozen slots dataclass without ``__post_init__``) from every field,
+    by setting the slots directly. The dataclass's ``__init__`` goes through ``object.__setattr__`` per
+    field (it is frozen): 4.2 µs for NormalizedEvent's 22 fields against 1.7 µs here, once per event."""
+    names = [f.name for f in fields(cls)]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    namespace.update({f"_set_{name}": getattr(cls, name).__set__ for name in names})
+    body = "".join(f"    _set_{name}(self, {name})\n" for name in names)
+    exec(f"def make(*, {', '.join(names)}):\n    self = _new(_cls)\n{body}    return self\n", namespace)
+    return namespace["make"]  # type: ignore[no-any-return]
+
+
+_make_event: Callable[..., NormalizedEvent] = _direct_constructor(NormalizedEvent)
+_make_frame: Callable[..., Frame] = _direct_constructor(Frame)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -223,17 +238,17 @@ def _frame(raw: dict[str, Any]) -> Frame:
     filename, abs_path, function, module = get("filename"), get("abs_path"), get("function"), get("module")
     lineno, colno, in_app, context_line = get("lineno"), get("colno"), get("in_app"), get("context_line")
     pre_context, post_context = get("pre_context"), get("post_context")
-    return Frame(
-        filename if isinstance(filename, str) and filename != "" else None,
-        abs_path if isinstance(abs_path, str) and abs_path != "" else None,
-        function if isinstance(function, str) and function != "" else None,
-        module if isinstance(module, str) and module != "" else None,
-        lineno if lineno.__class__ is int else _int(lineno),
-        colno if colno.__class__ is int else _int(colno),
-        in_app if in_app is True or in_app is False else None,
-        context_line if isinstance(context_line, str) and context_line != "" else None,
-        [] if pre_context is None else _str_list(pre_context),
-        [] if post_context is None else _str_list(post_context),
+    return _make_frame(
+        filename=filename if isinstance(filename, str) and filename != "" else None,
+        abs_path=abs_path if isinstance(abs_path, str) and abs_path != "" else None,
+        function=function if isinstance(function, str) and function != "" else None,
+        module=module if isinstance(module, str) and module != "" else None,
+        lineno=lineno if lineno.__class__ is int else _int(lineno),
+        colno=colno if colno.__class__ is int else _int(colno),
+        in_app=in_app if in_app is True or in_app is False else None,
+        context_line=context_line if isinstance(context_line, str) and context_line != "" else None,
+        pre_context=[] if pre_context is None else _str_list(pre_context),
+        post_context=[] if post_context is None else _str_list(post_context),
     )
 
 
@@ -521,7 +536,7 @@ def _normalize(payload: Any, received_at: datetime, max_future: timedelta, *, me
     url = _str(request.get("url"))
     is_browser = platform == "javascript" and not (sdk_name or "").startswith(_SERVER_JS_SDKS)
 
-    return NormalizedEvent(
+    return _make_event(
         event_id=event_id,
         timestamp=timestamp,
         level=_level(data.get("level")),
@@ -572,7 +587,6 @@ def validate_event(payload: Any) -> str:
 
 _EVENT_FIELDS = tuple(f.name for f in fields(NormalizedEvent))
 _FRAME_FIELDS = tuple(f.name for f in fields(Frame))
-_event_values = attrgetter(*_EVENT_FIELDS)
 
 
 def _frame_to_dict(frame: Frame) -> dict[str, Any]:
@@ -623,16 +637,38 @@ def event_to_dict(event: NormalizedEvent, *, shared_frames: bool = False) -> dic
     except with ``shared_frames``, where ``frames`` is a list shared with other events of the same
     stack (for the digest, which only encodes the dict: the frames were most of the cost).
     """
-    data = dict(zip(_EVENT_FIELDS, _event_values(event), strict=True))
-    data["timestamp"] = event.timestamp.isoformat()
-    if shared_frames:
-        data["frames"] = _shared_frame_dicts(event.frames)
-    else:
-        data["frames"] = [_frame_to_dict(frame) for frame in event.frames]
-    data["tags"] = dict(event.tags)
-    data["debug_ids"] = [dict(d) for d in event.debug_ids]
-    data["fingerprint"] = None if event.fingerprint is None else list(event.fingerprint)
-    return data
+    # A dict display, spelled out (three times faster than zipping the fields); the check below keeps
+    # it complete and in field order.
+    e = event
+    fingerprint = e.fingerprint
+    return {
+        "event_id": e.event_id,
+        "timestamp": e.timestamp.isoformat(),
+        "level": e.level,
+        "platform": e.platform,
+        "release": e.release,
+        "environment": e.environment,
+        "exception_type": e.exception_type,
+        "exception_value": e.exception_value,
+        "message": e.message,
+        "frames": _shared_frame_dicts(e.frames) if shared_frames else [_frame_to_dict(frame) for frame in e.frames],
+        "handled": e.handled,
+        "user_key": e.user_key,
+        "session_key": e.session_key,
+        "url": e.url,
+        "route": e.route,
+        "browser": e.browser,
+        "os": e.os,
+        "is_bot": e.is_bot,
+        "fingerprint": None if fingerprint is None else list(fingerprint),
+        "tags": dict(e.tags),
+        "sdk_name": e.sdk_name,
+        "debug_ids": [dict(d) for d in e.debug_ids] if e.debug_ids else [],
+    }
+
+
+if tuple(event_to_dict(NormalizedEvent("0" * 32, _MIN_TIMESTAMP))) != _EVENT_FIELDS:
+    raise RuntimeError("event_to_dict must name every field of NormalizedEvent, in order")
 
 
 def event_from_dict(data: Mapping[str, Any]) -> NormalizedEvent:
