@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,6 +57,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+DIGEST_PAGE_CACHE_KIB = 16384
+
+
+def widen_page_cache(connection: Connection) -> None:
+    """Give a SQLite connection that digests a page cache of `DIGEST_PAGE_CACHE_KIB` instead of SQLite's
+    2 MB, once per connection (it keeps it). A batch writes a few MB of pages (500 events of ~2 KB and
+    their index entries); with 2 MB, SQLite re-read index pages it had evicted and spilled dirty pages
+    before the commit: digest_cpu.py, 20,000 events, storage 238 -> 213 us/event, deleting the claimed
+    items 8 -> 4. Only the digest's connection: the API's many connections keep the default."""
+    connection.exec_driver_sql(f"PRAGMA cache_size = -{DIGEST_PAGE_CACHE_KIB}")
+    connection.info["digest_page_cache"] = True
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

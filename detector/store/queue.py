@@ -14,6 +14,7 @@ from typing import NamedTuple
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from detector.store.db import widen_page_cache
 from detector.store.models import RawItem
 from detector.store.types import utc_reader
 
@@ -90,6 +91,8 @@ def claim_batch(session: Session, *, limit: int) -> list[ClaimedItem]:
     intake commit share it): SQLAlchemy's result processing of 500 rows was most of the claim's time."""
     connection = session.connection()
     dialect = connection.dialect
+    if dialect.name == "sqlite" and not connection.info.get("digest_page_cache"):
+        widen_page_cache(connection)
     sql = _CLAIM_SQL.format("?" if dialect.paramstyle == "qmark" else "%s")
     if dialect.name == "postgresql":
         sql += " FOR UPDATE SKIP LOCKED"
