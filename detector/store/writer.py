@@ -17,20 +17,34 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple, cast
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from detector.store.db import transaction
 from detector.store.queue import enqueue_items
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Pending:
+class _Pending(NamedTuple):
     rows: Sequence[dict[str, object]]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
+
+
+class _ConnectionSession:
+    """What `enqueue_items` asks of its session, its connection, for a bare `Connection`.
+
+    An ORM session per commit (made, begun, committed, closed) cost ~250 us against ~100 us for
+    `engine.begin()` alone: a tenth of the intake commit's own time at the batch sizes intake sees.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def connection(self) -> Connection:
+        return self._connection
 
 
 @dataclass
@@ -59,14 +73,14 @@ class GroupCommitWriter:
         if not rows:
             return
         loop = asyncio.get_running_loop()
-        pending = _Pending(rows, loop, loop.create_future())
+        future = loop.create_future()
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the intake writer is stopping")
-            self._pending.append(pending)
+            self._pending.append(_Pending(rows, loop, future))
             if len(self._pending) == 1:
                 self._cond.notify()
-        await pending.future
+        await future
 
     def _take(self) -> list[_Pending]:
         with self._cond:
@@ -81,13 +95,15 @@ class GroupCommitWriter:
             return taken
 
     def _run(self) -> None:
+        engine = self.factory.kw["bind"]
         while True:
             batch = self._take()
             if not batch:
                 return
             error: BaseException | None = None
             try:
-                with transaction(self.factory) as session:
+                with engine.begin() as connection:
+                    session = cast(Session, _ConnectionSession(connection))
                     enqueue_items(session, [row for pending in batch for row in pending.rows])
             except Exception as exc:  # the task boundary: report to every waiting request
                 log.exception("intake commit failed for %d requests", len(batch))
