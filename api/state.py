@@ -31,13 +31,16 @@ class ProjectKeyCache:
 
     def _reload(self) -> None:
         with self.factory() as session:
-            rows = session.execute(
-                select(Project.id, Project.public_key, Project.rate_limit_per_minute)
-            ).all()
+            rows = session.execute(select(Project.id, Project.public_key, Project.rate_limit_per_minute)).all()
         self._keys = {pid: ProjectKey(pid, key, limit) for pid, key, limit in rows}
         self._loaded_at = time.monotonic()
 
     def get(self, project_id: int) -> ProjectKey | None:
+        # Intake asks twice per request: a known, fresh key is read without the lock (the dict is
+        # replaced whole on reload, never changed in place, so a reader sees the old one or the new).
+        key = self._keys.get(project_id)
+        if key is not None and time.monotonic() - self._loaded_at <= self.ttl:
+            return key
         with self._lock:
             stale = time.monotonic() - self._loaded_at > self.ttl
             if stale or project_id not in self._keys:

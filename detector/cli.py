@@ -238,14 +238,36 @@ def serve(
         for _ in range(processes - 1):
             children.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "detector.cli", "serve", "--host", host, "--port", str(port),
-                     "--no-worker", "--api-child-of", str(os.getpid())]
+                    [
+                        sys.executable,
+                        "-m",
+                        "detector.cli",
+                        "serve",
+                        "--host",
+                        host,
+                        "--port",
+                        str(port),
+                        "--no-worker",
+                        "--api-child-of",
+                        str(os.getpid()),
+                    ]
                 )
             )
     in_process = worker and worker_mode == "thread" and api_child_of is None
     os.environ["DETECTOR_SERVE_WORKER_THREAD"] = "1" if in_process else "0"
     # The app is named by import string, so this package never imports the web layer (api/).
-    config = uvicorn.Config("api.server:app_from_environment", factory=True, log_level="warning", access_log=False)
+    # httptools and uvloop, named rather than found ("auto" falls back silently to the slower h11/asyncio).
+    # Proxy headers (X-Forwarded-*) are honoured by the app itself for every request but intake, which
+    # does not use them (api/server.py), so uvicorn's middleware is off here.
+    config = uvicorn.Config(
+        "api.server:app_from_environment",
+        factory=True,
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+        loop="uvloop",
+        proxy_headers=False,
+    )
     server = uvicorn.Server(config)
     if api_child_of is not None:
         threading.Thread(target=_exit_when_orphaned, args=(api_child_of, server), daemon=True).start()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from types import MappingProxyType
@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from api.errors import error_response, status_for
 from api.state import AppState
+from detector.config import Settings
 from detector.errors import DetectorError, PayloadTooLarge
 from detector.intake.accept import Accepted, IntakeLimits, accept_envelope, accept_store
 
@@ -84,13 +85,6 @@ async def _read_body(receive: Receive, limit: int, declared: bytes | None) -> by
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
-
-
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 
@@ -101,12 +95,23 @@ def _query(query_string: bytes) -> Mapping[str, str]:
     return MappingProxyType(dict(parse_qsl(query_string.decode("latin-1"))))
 
 
+def _limits(settings: Settings) -> IntakeLimits:
+    return IntakeLimits(
+        max_body_bytes=settings.max_envelope_bytes,
+        max_decoded_bytes=settings.max_decoded_bytes,
+        max_event_bytes=settings.max_event_bytes,
+        max_items=settings.max_items_per_envelope,
+    )
+
+
 class IntakeEndpoint:
     """The ASGI endpoint for one intake URL kind (`accept_envelope` or `accept_store`)."""
 
     def __init__(self, accept: Accept, *, cors: bool = False) -> None:
         self.accept = accept
         self.cors = cors
+        # The limits of the last settings seen: built once, not per request.
+        self._limits: tuple[Settings, IntakeLimits] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         project_id = scope.get("path_params", {}).get("project_id")
@@ -120,31 +125,46 @@ class IntakeEndpoint:
     async def handle(self, state: AppState, project_id: int, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         settings = state.settings
+        cached = self._limits
+        if cached is not None and cached[0] is settings:
+            limits = cached[1]
+        else:
+            limits = _limits(settings)
+            self._limits = (settings, limits)
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        limits = IntakeLimits(
-            max_body_bytes=settings.max_envelope_bytes,
-            max_decoded_bytes=settings.max_decoded_bytes,
-            max_event_bytes=settings.max_event_bytes,
-            max_items=settings.max_items_per_envelope,
-        )
+        by_name = dict(headers)
+        if len(by_name) < len(headers):  # a repeated header: the first one counts, as a scan of the list finds it
+            by_name = {name: value for name, value in reversed(headers)}
         try:
-            body = await _read_body(receive, limits.max_body_bytes, _header(headers, b"content-length"))
+            limit = limits.max_body_bytes
+            declared = by_name.get(b"content-length")
+            if declared and declared.isdigit() and int(declared) > limit:
+                body = await _read_body(receive, limit, declared)  # refuses it before reading any of it
+            else:
+                message = await receive()
+                # One message holding the whole body is what keep-alive clients send; anything else
+                # (chunks, a disconnect, a body over the limit) takes the general path.
+                body = message.get("body", b"")
+                if message["type"] != "http.request" or message.get("more_body", False) or len(body) > limit:
+                    body = await _read_body(_replay(message, receive), limit, declared)
             received_at = datetime.now(UTC)
-            encoding = _header(headers, b"content-encoding")
-            auth = _header(headers, b"x-sentry-auth")
-            query_string: bytes = scope.get("query_string", b"")
+            encoding = by_name.get(b"content-encoding")
+            auth = by_name.get(b"x-sentry-auth")
             accepted = self.accept(
                 project_id=project_id,
                 body=body,
                 content_encoding=encoding.decode("latin-1") if encoding else None,
-                query=_query(query_string),
+                query=_query(scope.get("query_string", b"")),
                 auth_header=auth.decode("latin-1") if auth else None,
                 lookup=state.keys.get,
                 limits=limits,
             )
-            key = state.keys.get(accepted.project_id)
-            if key is not None:
-                state.limiter.take(key, accepted.error_count, received_at)
+            items = accepted.items
+            errors = 0
+            for item in items:
+                if item.item_type == "event":
+                    errors += 1
+            state.limiter.take(accepted.key, errors, received_at)
             await state.writer.write(
                 [
                     {
@@ -154,27 +174,45 @@ class IntakeEndpoint:
                         "received_at": received_at,
                         "payload": item.payload,
                     }
-                    for item in accepted.items
+                    for item in items
                 ]
             )
         except _Disconnected:
             return
         except DetectorError as exc:
-            state.metrics.intake_rejected.labels(status=str(status_for(exc))).inc()
+            state.metrics.intake_rejected_of(str(status_for(exc))).inc()
             response = error_response(exc)
-            if self.cors and _header(headers, b"origin") is not None:
+            if self.cors and b"origin" in by_name:
                 response.raw_headers.extend(_CORS_HEADERS)
             await response(scope, receive, send)
             return
-        for item in accepted.items:
-            state.metrics.intake_items.labels(item_type=item.item_type).inc()
-        state.metrics.intake_latency.observe(time.perf_counter() - started)
-        body = orjson.dumps({"id": accepted.event_id} if accepted.event_id else {})
-        answer = [_JSON, (b"content-length", str(len(body)).encode())]
-        if self.cors and _header(headers, b"origin") is not None:
-            answer += _CORS_HEADERS
-        await send({"type": "http.response.start", "status": 200, "headers": answer})
-        await send({"type": "http.response.body", "body": body})
+        metrics = state.metrics
+        for item in items:
+            metrics.intake_items_of(item.item_type).inc()
+        metrics.intake_latency.observe(time.perf_counter() - started)
+        event_id = accepted.event_id
+        answer = _ANSWER_NO_ID if not event_id else _answer(orjson.dumps({"id": event_id}))
+        if self.cors and b"origin" in by_name:
+            answer = (answer[0] + _CORS_HEADERS, answer[1])
+        await send({"type": "http.response.start", "status": 200, "headers": answer[0]})
+        await send({"type": "http.response.body", "body": answer[1]})
+
+
+def _answer(body: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    return [_JSON, (b"content-length", str(len(body)).encode())], body
+
+
+_ANSWER_NO_ID = _answer(b"{}")
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    """`receive`, with `first` (already received) given back first."""
+    pending = [first]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 envelope = IntakeEndpoint(accept_envelope)
@@ -189,30 +227,38 @@ router.routes.extend(
 
 
 class FastIntake:
-    """ASGI app: intake requests straight to the intake endpoint, everything else to `app`.
+    """ASGI app: intake requests straight to the intake endpoint, everything else to `rest`.
 
-    Answers exactly as the routes inside `app` do, CORS headers included (the app allows every
-    origin); preflight `OPTIONS` requests still go to `app`.
+    `app` is the app `api.app.create_app` built (its state holds what intake needs); `rest` is what
+    answers every other request, `app` itself or `app` behind more middleware. Answers exactly as the
+    routes inside `app` do, CORS headers included (the app allows every origin); preflight `OPTIONS`
+    requests still go to `rest`.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, rest: ASGIApp | None = None) -> None:
         self.app = app
+        self.rest: ASGIApp = app if rest is None else rest
         self.endpoints = {
             "envelope": IntakeEndpoint(accept_envelope, cors=True),
             "store": IntakeEndpoint(accept_store, cors=True),
         }
+        self._state: AppState | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             match = INTAKE_PATH.match(scope["path"])
             if match is not None:
-                state: AppState = self.app.state.detector
+                state = self._state
+                if state is None:  # set by create_app, never replaced: looked up once
+                    state = self._state = self.app.state.detector
                 endpoint = self.endpoints[match.group(2)]
                 await endpoint.handle(state, int(match.group(1)), scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        await self.rest(scope, receive, send)
 
 
-def with_fast_intake(app: Any) -> FastIntake:
-    """`app` (built by `api.app.create_app`) with intake requests answered before its middleware."""
-    return FastIntake(app)
+def with_fast_intake(app: Any, rest: ASGIApp | None = None) -> FastIntake:
+    """`app` (built by `api.app.create_app`) with intake requests answered before its middleware.
+
+    Every other request goes to `rest` (default: `app`)."""
+    return FastIntake(app, rest)

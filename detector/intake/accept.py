@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -40,18 +41,19 @@ class ProjectKey:
     rate_limit_per_minute: int | None
 
 
-@dataclass(frozen=True)
-class AcceptedItem:
+class AcceptedItem(NamedTuple):
+    # NamedTuples, not frozen dataclasses: made once per request, at a third of the cost.
     item_type: str
     event_id: str | None
     payload: bytes
 
 
-@dataclass(frozen=True)
-class Accepted:
+class Accepted(NamedTuple):
     project_id: int
     event_id: str | None
     items: list[AcceptedItem]
+    key: ProjectKey
+    """The project's key as the request was authenticated against (for its rate limit)."""
 
     @property
     def error_count(self) -> int:
@@ -81,9 +83,7 @@ def _authenticate(
 ) -> ProjectKey:
     key = public_key_from_request(query, auth_header, envelope_dsn)
     if not key:
-        raise Unauthorized(
-            "missing authorization information: no sentry_key in the query, X-Sentry-Auth or DSN"
-        )
+        raise Unauthorized("missing authorization information: no sentry_key in the query, X-Sentry-Auth or DSN")
     project = lookup(project_id)
     if project is None:
         raise NotFound(f"unknown project {project_id}")
@@ -156,7 +156,7 @@ def accept_envelope(
         else:
             _validate_session(item)
             items.append(AcceptedItem(item.type, None, item.payload))
-    return Accepted(project.project_id, event_id, items)
+    return Accepted(project.project_id, event_id, items, project)
 
 
 def accept_store(
@@ -173,4 +173,4 @@ def accept_store(
     decoded = _decode(body, content_encoding, limits)
     project = _authenticate(project_id, lookup, query, auth_header, None)
     event_id, payload = _validate_event(decoded, limits)
-    return Accepted(project.project_id, event_id, [AcceptedItem("event", event_id, payload)])
+    return Accepted(project.project_id, event_id, [AcceptedItem("event", event_id, payload)], project)
