@@ -47,8 +47,20 @@ class DigestStats:
     lag_seconds: float = 0.0
 
 
+_MINUTES: dict[tuple[int, ...], datetime] = {}
+
+
 def floor_minute(ts: datetime) -> datetime:
-    return ts.replace(second=0, microsecond=0)
+    """``ts`` without seconds and microseconds. Remembered per minute: ``replace`` with keywords cost 3%
+    of the digest's work before storage, once per event, and a batch's events share a few minutes."""
+    # the tzinfo by identity (equal zones may be distinct objects); the cached value keeps it alive
+    key = (ts.year, ts.month, ts.day, ts.hour, ts.minute, id(ts.tzinfo), ts.fold)
+    minute = _MINUTES.get(key)
+    if minute is None:
+        if len(_MINUTES) >= 4096:
+            _MINUTES.clear()
+        minute = _MINUTES[key] = ts.replace(second=0, microsecond=0)
+    return minute
 
 
 def _event_row(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.intake import fingerprint
-from detector.intake.digest import digest_all
+from detector.intake.digest import digest_all, floor_minute
 from detector.intake.fingerprint import signature_for_event
 from detector.intake.normalize import (
     NormalizedEvent,
@@ -271,3 +271,30 @@ def test_a_map_uploaded_between_two_events_of_a_release(
     unresolved = normalize_event(payload, received_at=RECEIVED)
     assert fresh_signature(unresolved).hash == before_hash
     assert before_hash != after_hash
+
+
+# --- the digest's cheaper time formatting ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        datetime(2026, 11, 27, 15, 5, 31, 646000, tzinfo=UTC),
+        datetime(2026, 11, 27, 15, 5, 0, tzinfo=UTC),
+        datetime(2026, 11, 27, 15, 5, 59, 999999, tzinfo=UTC),
+        datetime(2000, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(2026, 11, 27, 15, 5, 31, 646000, tzinfo=timezone(timedelta(0))),
+        datetime(2026, 11, 27, 15, 5, 31, 646000, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+        datetime(2026, 11, 27, 15, 5, 31, 646000),
+        datetime(2026, 11, 1, 1, 30, 5, fold=1),
+    ],
+)
+def test_stored_timestamp_and_minute_as_isoformat_and_replace_give_them(ts: datetime) -> None:
+    event = normalize_event({"message": "boom"}, received_at=datetime.now(UTC))
+    event = NormalizedEvent(**{**{f: getattr(event, f) for f in event.__slots__}, "timestamp": ts})
+    assert event_to_dict(event)["timestamp"] == ts.isoformat()
+    for _ in range(2):  # the second from the memo
+        minute = floor_minute(ts)
+        expected = ts.replace(second=0, microsecond=0)
+        assert minute == expected and minute.tzinfo is expected.tzinfo and minute.fold == expected.fold
