@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from detector.store.db import widen_page_cache
 from detector.store.models import RawItem
-from detector.store.types import utc_reader
+from detector.store.types import sqlite_utc_text, utc_reader
 
 MAX_ATTEMPTS = 5
 
@@ -57,9 +57,9 @@ def enqueue_items(session: Session, rows: Sequence[dict[str, object]]) -> None:
         return
     if connection.dialect.name == "sqlite":
         # The driver's executemany of tuples: SQLAlchemy's executemany builds and processes a parameter
-        # dict per row, which was a fifth of the intake commit's time.
-        to_db = _RAW_ITEMS.c.received_at.type._cached_bind_processor(connection.dialect)
-        assert to_db is not None
+        # dict per row, which was a fifth of the intake commit's time. `sqlite_utc_text` is the text the
+        # column's bind processors produce, at half their cost.
+        to_db = sqlite_utc_text
         connection.exec_driver_sql(
             _ENQUEUE_SQLITE,
             [
