@@ -88,7 +88,8 @@ def test_stop_is_honoured_between_batches_within_the_loop(
     settings: Settings, factory: sessionmaker[Session], project: Project
 ) -> None:
     total = queued_events(factory, project, 1000)
-    settings = settings.model_copy(update={"digest_batch_size": 100})
+    # fixed 100-item batches (no sizing to SQLite's write lock), so the three batches are the first 300 items
+    settings = settings.model_copy(update={"digest_batch_size": 100, "digest_lock_target_ms": 0})
     worker = Worker(settings=settings, factory=factory, metrics=Metrics())
     stop = threading.Event()
     batches = 0
@@ -109,6 +110,40 @@ def test_stop_is_honoured_between_batches_within_the_loop(
     # the first 300 items: two minutes' session items and 298 events, all of them fully counted
     assert stored == counted == 298
     assert left == total - 298
+
+
+def test_sqlite_batches_are_sized_to_the_write_lock_target_and_postgresql_keeps_the_batch_size(
+    settings: Settings, factory: sessionmaker[Session], project: Project
+) -> None:
+    total = queued_events(factory, project, 1000)
+    # a target no batch can meet: on SQLite the next batches are the smallest allowed
+    tight = settings.model_copy(
+        update={"digest_batch_size": 300, "digest_min_batch_size": 20, "digest_lock_target_ms": 0.001}
+    )
+    worker = Worker(settings=tight, factory=factory, metrics=Metrics())
+    assert worker.digest_once().items == 300, "the first batch is the largest"
+    assert worker.batch_size == (20 if settings.is_sqlite else 300)
+    assert worker.digest_once().items == worker.batch_size
+    # a target every batch meets: back to the largest
+    loose = tight.model_copy(update={"digest_lock_target_ms": 1e6})
+    worker.settings = loose
+    worker.digest_once()
+    assert worker.batch_size == 300
+    # the loop goes on without waiting after a full batch smaller than `digest_batch_size`, and the
+    # queue drains exactly once
+    worker = Worker(
+        settings=tight.model_copy(update={"digest_interval_seconds": 30}), factory=factory, metrics=Metrics()
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: counts(factory)[0] == 0, timeout=60), counts(factory)
+    finally:
+        stop.set()
+        thread.join(5)
+    left, stored, counted = counts(factory)
+    assert (left, stored, counted) == (0, total, total)
 
 
 def test_a_failing_job_and_a_lost_database_connection_do_not_stop_the_digest(
