@@ -173,6 +173,18 @@ def _parse_iso(text: str, what: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _from_unix_seconds(value: float, what: str) -> datetime:
+    """A UTC datetime from unix seconds; InvalidEvent for non-finite, negative or post-9999 values."""
+    if not math.isfinite(value):
+        raise InvalidEvent(f"{what} is not finite: {value!r}")
+    if value < 0:
+        raise InvalidEvent(f"{what} is negative: {value!r}")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidEvent(f"{what} is past year 9999: {value!r}") from None
+
+
 def parse_timestamp(value: Any, what: str = "timestamp") -> datetime:
     """A UTC datetime from unix seconds (int/float) or an ISO 8601 string (naive means UTC).
 
@@ -182,30 +194,13 @@ def parse_timestamp(value: Any, what: str = "timestamp") -> datetime:
     if cls is float or cls is int:
         # The SDKs' form (unix seconds), first and without the union checks: every event and every
         # intake request parses one. fromtimestamp(..., UTC) is already in UTC.
-        if not math.isfinite(value):
-            raise InvalidEvent(f"{what} is not finite: {value!r}")
-        if value < 0:
-            raise InvalidEvent(f"{what} is negative: {value!r}")
-        try:
-            parsed = datetime.fromtimestamp(value, UTC)
-        except (ValueError, OverflowError, OSError):
-            raise InvalidEvent(f"{what} is past year 9999: {value!r}") from None
+        parsed = _from_unix_seconds(value, what)
         if parsed < _MIN_TIMESTAMP:
             raise InvalidEvent(f"{what} is before 2000-01-01: {parsed.isoformat()}")
         return parsed
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise InvalidEvent(f"{what} must be a number or an ISO 8601 string, got {type(value).__name__}")
-    if isinstance(value, str):
-        parsed = _parse_iso(value, what)
-    else:
-        if not math.isfinite(value):
-            raise InvalidEvent(f"{what} is not finite: {value!r}")
-        if value < 0:
-            raise InvalidEvent(f"{what} is negative: {value!r}")
-        try:
-            parsed = datetime.fromtimestamp(value, UTC)
-        except (ValueError, OverflowError, OSError):
-            raise InvalidEvent(f"{what} is past year 9999: {value!r}") from None
+    parsed = _parse_iso(value, what) if isinstance(value, str) else _from_unix_seconds(value, what)
     parsed = parsed.astimezone(UTC)
     if parsed < _MIN_TIMESTAMP:
         raise InvalidEvent(f"{what} is before 2000-01-01: {parsed.isoformat()}")
