@@ -20,7 +20,6 @@ An SDK ``fingerprint`` replaces these components, or extends them when it contai
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -28,7 +27,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from detector.intake.normalize import Frame, NormalizedEvent
+from detector.intake.normalize import Frame, NormalizedEvent, remember
 
 __all__ = [
     "Signature",
@@ -370,12 +369,7 @@ def signature_for_event(event: NormalizedEvent) -> Signature:
     )
     entry = _signature_memo.get(key)
     if entry is None:
-        entry = (tuple(frames), _signature(event))
-        if len(_signature_memo) >= SIGNATURE_MEMO_SIZE:
-            # the oldest entry goes; another thread may be evicting at the same time
-            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
-                del _signature_memo[next(iter(_signature_memo))]
-        _signature_memo[key] = entry
+        entry = remember(_signature_memo, key, (tuple(frames), _signature(event)), SIGNATURE_MEMO_SIZE)
     signature = entry[1]
     # The one per-event input: the page route names an event whose stack names nothing.
     return signature if signature.culprit or not event.route else replace(signature, culprit=event.route)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -640,6 +640,21 @@ if tuple(_frame_to_dict(Frame())) != _FRAME_FIELDS:
     raise RuntimeError("_frame_to_dict must name every field of Frame, in order")
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(memo: dict[K, V], key: K, value: V, limit: int) -> V:
+    """Store `value` in `memo`, evicting the oldest entry once it holds `limit` (a bounded identity memo:
+    the digest's frame dicts, `fingerprint.signature_for_event`). Another thread may be evicting at the
+    same time: losing that race only costs a recomputation later."""
+    if len(memo) >= limit:
+        with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+            del memo[next(iter(memo))]
+    memo[key] = value
+    return value
+
+
 FRAME_DICTS_MEMO_SIZE = 8192
 _frame_dicts_memo: dict[tuple[int, ...], tuple[tuple[Frame, ...], list[dict[str, Any]]]] = {}
 
@@ -651,12 +666,9 @@ def _shared_frame_dicts(frames: list[Frame]) -> list[dict[str, Any]]:
     key = tuple(map(id, frames))
     entry = _frame_dicts_memo.get(key)
     if entry is None:
-        entry = (tuple(frames), [_frame_to_dict(frame) for frame in frames])
-        if len(_frame_dicts_memo) >= FRAME_DICTS_MEMO_SIZE:
-            # the oldest entry goes; another thread may be evicting at the same time
-            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
-                del _frame_dicts_memo[next(iter(_frame_dicts_memo))]
-        _frame_dicts_memo[key] = entry
+        entry = remember(
+            _frame_dicts_memo, key, (tuple(frames), [_frame_to_dict(frame) for frame in frames]), FRAME_DICTS_MEMO_SIZE
+        )
     return entry[1]
 
 
