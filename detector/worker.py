@@ -134,9 +134,7 @@ class Worker:
             with self.factory() as session:
                 # The item a one-item batch claims: the oldest claimable one (barring another worker's
                 # lock, in which case a wrong guess costs that item one of its attempts).
-                oldest = session.scalar(
-                    select(RawItem.id).where(RawItem.attempts < queue.MAX_ATTEMPTS).order_by(RawItem.id).limit(1)
-                )
+                oldest = session.scalar(select(RawItem.id).where(queue.claimable()).order_by(RawItem.id).limit(1))
             if oldest is None:
                 break
             try:

@@ -224,23 +224,30 @@ def _anonymous_aggregate(update: SessionUpdate) -> SessionAggregate:
 def digest_batch(
     factory: sessionmaker[Session], *, batch_size: int = 500, symbolicate: Symbolicator | None = None
 ) -> DigestStats:
-    """Claim up to `batch_size` raw items, digest them and delete them, in one transaction."""
+    """Claim up to `batch_size` raw items, digest them and finish them (`queue.finish_items`), in one
+    transaction; then delete what it digested from the queue's file, where that is a separate step."""
     started = time.perf_counter()
     stats = DigestStats()
     with transaction(factory) as session:
         items = queue.claim_batch(session, limit=batch_size)
         if not items:
-            return stats
-        stats.items = len(items)
-        stats.lag_seconds = (datetime.now(UTC) - min(i.received_at for i in items)).total_seconds()
-        by_project: dict[int, list[ClaimedItem]] = defaultdict(list)
-        for item in items:
-            by_project[item.project_id].append(item)
-        done: list[int] = []
-        for project_id in sorted(by_project):
-            done += _digest_project(session, project_id, by_project[project_id], symbolicate, stats)
-        queue.delete_items(session, done)
-    stats.seconds = time.perf_counter() - started
+            # Items marked digested but not deleted from the queue's file: what a crash left.
+            left_marks = queue.has_digested_marks(session)
+        else:
+            left_marks = False
+            stats.items = len(items)
+            stats.lag_seconds = (datetime.now(UTC) - min(i.received_at for i in items)).total_seconds()
+            by_project: dict[int, list[ClaimedItem]] = defaultdict(list)
+            for item in items:
+                by_project[item.project_id].append(item)
+            done: list[int] = []
+            for project_id in sorted(by_project):
+                done += _digest_project(session, project_id, by_project[project_id], symbolicate, stats)
+            queue.finish_items(session, done)
+    if items or left_marks:
+        queue.delete_digested(factory)
+    if items:
+        stats.seconds = time.perf_counter() - started
     return stats
 
 

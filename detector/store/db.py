@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Column, Connection, Engine, MetaData, Table, create_engine, event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.schema import CreateTable
 
 from detector.errors import DatabaseUnavailable
 
@@ -49,14 +52,55 @@ def _json_serializer(value: object) -> str:
     return json.dumps(value)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets the API read while the digest writes; NORMAL is durable against process crashes.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+QUEUE_SCHEMA = "queue"
+"""The name the raw intake queue's SQLite file is attached under on every connection (see `make_engine`)."""
+
+
+@cache
+def _queue_table_sql() -> str:
+    """`CREATE TABLE IF NOT EXISTS` for `models.RawItem` in the queue's file, as SQLite declares it, minus the
+    foreign key to `projects` (SQLite has none across files), with ids that are never reused."""
+    from detector.store.models import RawItem  # the models import nothing of this module; this keeps it so
+
+    columns = [
+        Column(column.name, column.type, primary_key=column.primary_key, nullable=column.nullable)
+        for column in RawItem.__table__.columns
+    ]
+    # AUTOINCREMENT: an id is never used twice, even once the queue has been empty. The digest marks items
+    # by id (`models.QueueDigested`); a reused id would match a mark not yet deleted, and be lost.
+    table = Table(RawItem.__tablename__, MetaData(), *columns, schema=QUEUE_SCHEMA, sqlite_autoincrement=True)
+    return str(CreateTable(table, if_not_exists=True).compile(dialect=sqlite.dialect())).strip()
+
+
+def queue_database_path(database_path: str) -> str:
+    """The file of the raw intake queue beside a SQLite database file: `detector.db` -> `detector.queue.db`
+    (in memory when the database is)."""
+    if not database_path or database_path == ":memory:" or database_path.startswith("file:"):
+        return ":memory:"
+    path = Path(database_path)
+    return str(path.with_name(f"{path.stem}.queue{path.suffix}"))
+
+
+def _sqlite_connection_setup(queue_path: str) -> Callable[[Any, Any], None]:
+    def set_up(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # The raw queue lives in a file of its own, so intake's commits (which write only the queue) never
+        # wait for SQLite's write lock on the main file, which the digest holds while it stores a batch.
+        # Unqualified `raw_items` finds it: SQLite looks a name up in main, then in attached files, and from
+        # migration 0004 on, main has no `raw_items`. Measured (bench.ingest, 30,000 events): accepted
+        # 1,909-1,982 -> 4,066-4,444 events/s, p99 148 -> 51-72 ms.
+        cursor.execute(f"ATTACH DATABASE ? AS {QUEUE_SCHEMA}", (queue_path,))
+        # WAL lets the API read while the digest writes; NORMAL is durable against process crashes.
+        # Without a schema name, journal_mode applies to every attached file; synchronous does not.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA {QUEUE_SCHEMA}.synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(_queue_table_sql())
+        cursor.close()
+
+    return set_up
 
 
 DIGEST_PAGE_CACHE_KIB = 16384
@@ -73,7 +117,8 @@ def widen_page_cache(connection: Connection) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`; SQLite files get their directory created and WAL mode."""
+    """An engine for `url`. SQLite files get their directory created and WAL mode, and every connection has
+    the raw queue's file (`queue_database_path`) attached as `QUEUE_SCHEMA`."""
     try:
         if url.startswith("sqlite"):
             path = url.split(":///", 1)[1] if ":///" in url else ""
@@ -85,7 +130,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 json_serializer=_json_serializer,
                 **kwargs,
             )
-            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", _sqlite_connection_setup(queue_database_path(path)))
             return engine
         return create_engine(
             url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=_json_serializer, **kwargs

@@ -56,7 +56,11 @@ class ApiToken(Base):
 
 
 class RawItem(Base):
-    """A validated intake item waiting for digest. Deleted in the transaction that digests it."""
+    """A validated intake item waiting for digest.
+
+    PostgreSQL: deleted in the transaction that digests it. SQLite: the table lives in a file of its own
+    (`db.queue_database_path`, attached as `db.QUEUE_SCHEMA`, where `raw_items` finds it), so the digest
+    marks what it digested in `QueueDigested`, in its own transaction, and deletes it after (`queue`)."""
 
     __tablename__ = "raw_items"
 
@@ -70,6 +74,17 @@ class RawItem(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class QueueDigested(Base):
+    """SQLite: raw items digested but not yet deleted from the queue's file. SQLite commits a transaction
+    over two files as two commits, so the digest records what it digested here, with the digest's rows,
+    and deletes the items after: a crash in between leaves marked items, which are never claimed again and
+    are deleted by the next batch. Empty on PostgreSQL, which deletes items as it digests them."""
+
+    __tablename__ = "queue_digested"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
 
 
 class Signature(Base):

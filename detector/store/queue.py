@@ -1,8 +1,15 @@
-"""The durable intake queue: raw items stored by the API, claimed and deleted by the digest.
+"""The durable intake queue: raw items stored by the API, claimed and finished by the digest.
 
-A batch is claimed, digested and deleted inside one transaction, so a worker that dies mid-batch
+A batch is claimed, digested and finished inside one transaction, so a worker that dies mid-batch
 loses nothing (its transaction rolls back and the rows are claimable again) and repeats nothing.
-On PostgreSQL, concurrent workers skip each other's rows with `FOR UPDATE SKIP LOCKED`.
+
+- PostgreSQL: finishing deletes the items; concurrent workers skip each other's rows with
+  `FOR UPDATE SKIP LOCKED`.
+- SQLite: the queue is a file of its own (`db.queue_database_path`), so intake's commits do not wait
+  for the digest's write lock on the main file. A transaction that writes both files is committed file by
+  file, so finishing only marks the items in the main file (`QueueDigested`, with the digest's rows); once
+  that has committed, `delete_digested` deletes them from the queue's file, then the marks. Marked items are
+  never claimed again, so a crash at any point neither loses nor repeats an item.
 """
 
 from __future__ import annotations
@@ -13,10 +20,11 @@ from typing import NamedTuple
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
-from detector.store.db import widen_page_cache
-from detector.store.models import RawItem
+from detector.store.db import QUEUE_SCHEMA, widen_page_cache
+from detector.store.models import QueueDigested, RawItem
 from detector.store.types import sqlite_utc_text, utc_reader
 
 MAX_ATTEMPTS = 5
@@ -87,6 +95,11 @@ class ClaimedItem(NamedTuple):
 
 _CLAIM_SQL = f"SELECT {', '.join(ClaimedItem._fields)} FROM raw_items WHERE attempts < {{0}} ORDER BY id LIMIT {{0}}"
 
+_CLAIM_SQLITE = (
+    f"SELECT r.{', r.'.join(ClaimedItem._fields)} FROM raw_items r WHERE r.attempts < ? "
+    "AND NOT EXISTS (SELECT 1 FROM main.queue_digested d WHERE d.id = r.id) ORDER BY r.id LIMIT ?"
+)
+
 
 def claim_batch(session: Session, *, limit: int) -> list[ClaimedItem]:
     """The oldest unclaimed items, locked for this transaction (skipping rows other workers hold).
@@ -95,9 +108,12 @@ def claim_batch(session: Session, *, limit: int) -> list[ClaimedItem]:
     intake commit share it): SQLAlchemy's result processing of 500 rows was most of the claim's time."""
     connection = session.connection()
     dialect = connection.dialect
-    if dialect.name == "sqlite" and not connection.info.get("digest_page_cache"):
-        widen_page_cache(connection)
-    sql = _CLAIM_SQL.format("?" if dialect.paramstyle == "qmark" else "%s")
+    if dialect.name == "sqlite":
+        if not connection.info.get("digest_page_cache"):
+            widen_page_cache(connection)
+        sql = _CLAIM_SQLITE
+    else:
+        sql = _CLAIM_SQL.format("?" if dialect.paramstyle == "qmark" else "%s")
     if dialect.name == "postgresql":
         sql += " FOR UPDATE SKIP LOCKED"
     read_time = utc_reader(dialect)
@@ -109,9 +125,11 @@ def claim_batch(session: Session, *, limit: int) -> list[ClaimedItem]:
     ]
 
 
-def delete_items(session: Session, ids: Sequence[int]) -> None:
-    """Delete the digested items by statements of a fixed text, which the driver keeps prepared
-    (SQLAlchemy rendered an IN list of a new length, which SQLite prepared anew, every batch)."""
+def finish_items(session: Session, ids: Sequence[int]) -> None:
+    """The digested items, in the digest's transaction: deleted (PostgreSQL), or marked digested (SQLite,
+    deleted by `delete_digested` once this transaction has committed). Statements of a fixed text, which
+    the driver keeps prepared (SQLAlchemy rendered an IN list of a new length, which SQLite prepared anew,
+    every batch)."""
     if not ids:
         return
     connection = session.connection()
@@ -119,7 +137,32 @@ def delete_items(session: Session, ids: Sequence[int]) -> None:
         connection.exec_driver_sql("DELETE FROM raw_items WHERE id = ANY(%s)", (list(ids),))
         return
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"INSERT INTO main.queue_digested (id) VALUES ({mark})", [(i,) for i in ids])
+        return
     connection.exec_driver_sql(f"DELETE FROM raw_items WHERE id = {mark}", [(item_id,) for item_id in ids])
+
+
+def delete_digested(factory: sessionmaker[Session]) -> None:
+    """SQLite: delete the items marked digested from the queue's file, then the marks of items no longer
+    there, as two transactions in that order (each writes one file). Run after each digest transaction
+    commits; it also finishes what a crash left. Does nothing elsewhere."""
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"DELETE FROM {QUEUE_SCHEMA}.raw_items WHERE id IN (SELECT id FROM main.queue_digested)"
+        )
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"DELETE FROM main.queue_digested WHERE id NOT IN (SELECT id FROM {QUEUE_SCHEMA}.raw_items)"
+        )
+
+
+def has_digested_marks(session: Session) -> bool:
+    """Whether items marked digested wait for `delete_digested` (always False on PostgreSQL)."""
+    return session.scalar(select(QueueDigested.id).limit(1)) is not None
 
 
 def record_failure(session: Session, item_id: int, error: str) -> None:
@@ -129,9 +172,14 @@ def record_failure(session: Session, item_id: int, error: str) -> None:
     )
 
 
+def claimable() -> ColumnElement[bool]:
+    """The condition on `RawItem` of items a digest may still claim: under MAX_ATTEMPTS and not digested."""
+    return (RawItem.attempts < MAX_ATTEMPTS) & RawItem.id.not_in(select(QueueDigested.id))
+
+
 def queue_depth(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(RawItem).where(RawItem.attempts < MAX_ATTEMPTS)) or 0
+    return session.scalar(select(func.count()).select_from(RawItem).where(claimable())) or 0
 
 
 def oldest_received(session: Session) -> datetime | None:
-    return session.scalar(select(func.min(RawItem.received_at)).where(RawItem.attempts < MAX_ATTEMPTS))
+    return session.scalar(select(func.min(RawItem.received_at)).where(claimable()))

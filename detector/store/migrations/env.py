@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
 
+from detector.store.db import make_engine
 from detector.store.models import Base
 
 config = context.config
@@ -18,15 +18,17 @@ def run_migrations() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = engine_from_config(
-        config.get_section(config.config_ini_section) or {},
-        poolclass=pool.NullPool,
-        url=config.get_main_option("sqlalchemy.url"),
-    )
+    # `make_engine`, as the application's: on SQLite it attaches the raw queue's file, which migrations use.
+    engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            # Batch migrations copy and drop tables: with foreign keys enforced, dropping one would cascade.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()  # end the transaction the statement began, so Alembic's own commits the migration
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
+    engine.dispose()
 
 
 if context.is_offline_mode():

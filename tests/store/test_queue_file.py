@@ -1,0 +1,160 @@
+"""The raw queue's own SQLite file: intake never waits for the main file's write lock, and a crash
+between the digest's commit and the deletion of its items neither loses nor repeats an item.
+
+PostgreSQL keeps the queue in its database and deletes items in the digest's transaction; the crash
+tests run there too and hold the same counts.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from detector.intake.digest import digest_all, digest_batch
+from detector.store import queue
+from detector.store.db import QUEUE_SCHEMA, alembic_config, queue_database_path, transaction, upgrade
+from detector.store.models import Event, Project, QueueDigested, RawItem, SessionMinute, SignatureMinute
+from tests.e2e.test_workers_crash import fill_queue
+
+
+def totals(factory: sessionmaker[Session]) -> dict[str, int]:
+    with factory() as session:
+        return {
+            "queued": session.scalar(select(func.count(RawItem.id))) or 0,
+            "claimable": queue.queue_depth(session),
+            "marks": session.scalar(select(func.count(QueueDigested.id))) or 0,
+            "events": session.scalar(select(func.count(Event.id))) or 0,
+            "counted": session.scalar(select(func.coalesce(func.sum(SignatureMinute.events), 0))) or 0,
+            "sessions": session.scalar(select(func.coalesce(func.sum(SessionMinute.started), 0))) or 0,
+        }
+
+
+def queued(factory: sessionmaker[Session], project: Project, events: int) -> int:
+    deployed = (datetime.now(UTC) - timedelta(minutes=6)).replace(second=0, microsecond=0)
+    return len(fill_queue(factory, project.id, deployed, events=events, minutes=3, sessions_per_minute=100))
+
+
+def sqlite_path(database_url: str) -> str:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite only: PostgreSQL keeps the raw queue in its own database")
+    return database_url.split(":///", 1)[1]
+
+
+def test_queue_file_sits_beside_the_database() -> None:
+    assert queue_database_path("/data/detector.db") == "/data/detector.queue.db"
+    assert queue_database_path("/data/detector") == "/data/detector.queue"
+    assert queue_database_path(":memory:") == ":memory:"
+    assert queue_database_path("") == ":memory:"
+
+
+def test_intake_commits_while_another_writer_holds_the_main_file(
+    database_url: str, factory: sessionmaker[Session], project: Project
+) -> None:
+    path = sqlite_path(database_url)
+    holder = sqlite3.connect(path, timeout=0)
+    holder.execute("BEGIN IMMEDIATE")  # the main file's write lock, as the digest holds it for a batch
+    try:
+        engine = factory.kw["bind"]
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA busy_timeout=0")  # wait for no lock: fail at once instead
+            connection.commit()
+            with connection.begin():
+                queue.enqueue_items(
+                    connection,
+                    [
+                        {
+                            "project_id": project.id,
+                            "item_type": "event",
+                            "event_id": "a" * 32,
+                            "received_at": datetime.now(UTC),
+                            "payload": b"{}",
+                        }
+                    ],
+                )
+            connection.exec_driver_sql("PRAGMA busy_timeout=30000")
+    finally:
+        holder.rollback()
+        holder.close()
+    on_disk = sqlite3.connect(queue_database_path(path))
+    try:
+        assert on_disk.execute("SELECT event_id FROM raw_items").fetchall() == [("a" * 32,)]
+    finally:
+        on_disk.close()
+    main = sqlite3.connect(path)
+    try:
+        assert main.execute("SELECT name FROM sqlite_master WHERE name = 'raw_items'").fetchall() == []
+    finally:
+        main.close()
+
+
+def test_a_crash_after_the_digest_commits_neither_loses_nor_repeats_items(
+    factory: sessionmaker[Session], project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = queued(factory, project, 300)
+    real_delete = queue.delete_digested
+
+    def crash(_factory: sessionmaker[Session]) -> None:
+        raise SystemExit("killed between the digest's commit and the deletion of its items")
+
+    monkeypatch.setattr(queue, "delete_digested", crash)
+    with pytest.raises(SystemExit):
+        digest_batch(factory, batch_size=10_000)
+    after_crash = totals(factory)
+    assert after_crash["events"] == after_crash["counted"] == events
+    assert after_crash["sessions"] == 300
+    assert after_crash["claimable"] == 0  # marked items are never claimed again
+    if factory.kw["bind"].dialect.name == "sqlite":
+        assert after_crash["queued"] == after_crash["marks"] == events + 3
+
+    monkeypatch.setattr(queue, "delete_digested", real_delete)
+    assert digest_all(factory).items == 0  # the next pass claims nothing, and deletes what was left
+    assert totals(factory) == {**after_crash, "queued": 0, "marks": 0}
+
+
+def test_a_crash_between_the_two_deletions_leaves_marks_that_are_cleared(
+    database_url: str, factory: sessionmaker[Session], project: Project
+) -> None:
+    sqlite_path(database_url)
+    events = queued(factory, project, 60)
+    with transaction(factory) as session:  # what the digest's transaction marks, as if digested
+        ids = list(session.scalars(select(RawItem.id)))
+        queue.finish_items(session, ids)
+    with factory.kw["bind"].begin() as connection:  # the first deletion only, then the "crash"
+        connection.exec_driver_sql(f"DELETE FROM {QUEUE_SCHEMA}.raw_items")
+    assert totals(factory)["marks"] == events + 3
+    queued(factory, project, 30)  # new items: their ids follow the deleted ones, never reuse them
+    with factory() as session:
+        assert min(session.scalars(select(RawItem.id))) > max(ids)
+    digest_all(factory)
+    left = totals(factory)
+    assert (left["queued"], left["marks"], left["events"], left["counted"]) == (0, 0, 30, 30)
+
+
+def test_the_migration_moves_queued_items_to_the_queue_file_and_back(
+    database_url: str, factory: sessionmaker[Session], project: Project
+) -> None:
+    path = sqlite_path(database_url)
+    events = queued(factory, project, 40)
+    with factory() as session:
+        before = list(session.execute(select(RawItem.event_id, RawItem.payload).order_by(RawItem.id)))
+    factory.kw["bind"].dispose()
+    command.downgrade(alembic_config(database_url), "0003")
+    main = sqlite3.connect(path)
+    try:
+        in_main = main.execute("SELECT event_id, payload FROM raw_items ORDER BY id").fetchall()
+    finally:
+        main.close()
+    assert in_main == [tuple(row) for row in before] and len(in_main) == events + 3
+    upgrade(database_url)
+    with factory() as session:
+        after = list(session.execute(select(RawItem.event_id, RawItem.payload).order_by(RawItem.id)))
+    assert after == before
+    assert Path(queue_database_path(path)).exists()
+    digest_all(factory)
+    assert totals(factory)["counted"] == events
