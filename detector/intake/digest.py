@@ -6,10 +6,13 @@ kill at any point and to run in several workers at once.
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -115,6 +118,36 @@ def _aggregate_row(agg: SessionAggregate) -> dict[str, object]:
     }
 
 
+_gc_pause_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for the block (and back on after the last of concurrent blocks, if
+    it was on before the first). A batch keeps thousands of containers alive (payload values, events,
+    rows, returned rows) until it ends, and refcounting frees nearly all of them then: with the collector
+    on, they set off collections that traverse them again and again and promote them towards the old
+    generation, whose full collections traverse every object of the process. That was 22-28 us of CPU per
+    event (bench.digest_cpu, 10,000 events: 318 young, 28 middle and 2 full collections, 0.15 s of them in
+    the full ones); paused, a batch ends with one young collection of what it left alive. Cycles made in
+    the block are collected later, as always."""
+    global _gc_pauses, _gc_was_enabled
+    with _gc_pause_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_pause_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def _digest_project(
     session: Session,
     project_id: int,
@@ -122,7 +155,19 @@ def _digest_project(
     symbolicate: Symbolicator | None,
     stats: DigestStats,
 ) -> list[int]:
-    """Digest one project's items; returns the ids of items that could be digested (the rest are kept)."""
+    """Digest one project's items; returns the ids of items that could be digested (the rest are kept).
+    The garbage collector is paused meanwhile (`_gc_paused`)."""
+    with _gc_paused():
+        return _digest_project_items(session, project_id, items, symbolicate, stats)
+
+
+def _digest_project_items(
+    session: Session,
+    project_id: int,
+    items: list[ClaimedItem],
+    symbolicate: Symbolicator | None,
+    stats: DigestStats,
+) -> list[int]:
     done: list[int] = []
     events: dict[str, tuple[NormalizedEvent, datetime]] = {}
     session_updates: dict[str, SessionUpdate] = {}
