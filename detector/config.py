@@ -34,13 +34,14 @@ class Settings(BaseSettings):
 
     # digest and worker
     digest_batch_size: int = 500  # items per digest transaction (with a lock target below, the largest)
-    # SQLite has a single writer: while the digest's transaction holds the write lock (from its first write
-    # to its commit) intake's group commit waits. A target > 0 sizes SQLite batches to hold it about this
-    # long (PostgreSQL has no such lock and always uses `digest_batch_size`). Off by default: measured
-    # (bench.ingest, 20,000 events, machine loaded), a 20 ms target shrank batches to 50, cut their lock
-    # hold from 210-310 ms to 61-79 ms and intake p99 from 393-499 ms to 188-300 ms, but raised digest CPU
-    # from 376-450 to 570-681 µs/event (each batch's writes and commit cost ~8-10 ms whatever its size)
-    # and lowered digested/s from 591-880 to 371-499.
+    # SQLite has a single writer per file: while the digest's transaction holds the main file's write lock
+    # (from its first write to its commit) other writers wait; intake does not, as the raw queue has a file
+    # of its own (`store.db.queue_database_path`). A target > 0 sizes SQLite batches to hold the lock about
+    # this long (PostgreSQL has no such lock and always uses `digest_batch_size`). Off by default: measured
+    # (bench.ingest, 20,000 events, machine loaded, when intake still shared the file), a 20 ms target shrank
+    # batches to 50 and cut their lock hold from 210-310 ms to 61-79 ms, but raised digest CPU from 376-450
+    # to 570-681 µs/event (each batch's writes and commit cost ~8-10 ms whatever its size) and lowered
+    # digested/s from 591-880 to 371-499.
     digest_lock_target_ms: float = 0.0
     digest_min_batch_size: int = 50
     digest_interval_seconds: float = 0.2

@@ -227,6 +227,8 @@ def test_a_worker_killed_mid_batch_loses_and_repeats_nothing(
                 return (
                     len(watch.seen["worker-a"]) >= 3
                     and len(watch.seen["worker-b"]) >= 3
+                    # some batches committed (the transactions seen may be metrics reads, on a loaded machine)
+                    and _count(factory, func.count(RawItem.id))[0] < EVENTS
                     and watch.in_digest("worker-a")
                 )
 
