@@ -290,7 +290,7 @@ def digest_batch(
                 done += _digest_project(session, project_id, by_project[project_id], symbolicate, stats)
             queue.finish_items(session, done)
     if items or left_marks:
-        queue.delete_digested(factory)
+        queue.delete_digested(factory, spent_marks=left_marks)
     if items:
         stats.seconds = time.perf_counter() - started
     return stats

@@ -8,8 +8,8 @@ loses nothing (its transaction rolls back and the rows are claimable again) and 
 - SQLite: the queue is a file of its own (`db.queue_database_path`), so intake's commits do not wait
   for the digest's write lock on the main file. A transaction that writes both files is committed file by
   file, so finishing only marks the items in the main file (`QueueDigested`, with the digest's rows); once
-  that has committed, `delete_digested` deletes them from the queue's file, then the marks. Marked items are
-  never claimed again, so a crash at any point neither loses nor repeats an item.
+  that has committed, `delete_digested` deletes them from the queue's file, and a later transaction the
+  marks. Marked items are never claimed again, so a crash at any point neither loses nor repeats an item.
 """
 
 from __future__ import annotations
@@ -138,15 +138,22 @@ def finish_items(session: Session, ids: Sequence[int]) -> None:
         return
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     if connection.dialect.name == "sqlite":
+        # The earlier batches' marks whose items are gone go in this transaction rather than in one of their
+        # own: one commit less per batch. Safe whatever happens next, as a deleted item is never claimed.
+        connection.exec_driver_sql(_DELETE_SPENT_MARKS)
         connection.exec_driver_sql(f"INSERT INTO main.queue_digested (id) VALUES ({mark})", [(i,) for i in ids])
         return
     connection.exec_driver_sql(f"DELETE FROM raw_items WHERE id = {mark}", [(item_id,) for item_id in ids])
 
 
-def delete_digested(factory: sessionmaker[Session]) -> None:
-    """SQLite: delete the items marked digested from the queue's file, then the marks of items no longer
-    there, as two transactions in that order (each writes one file). Run after each digest transaction
-    commits; it also finishes what a crash left. Does nothing elsewhere."""
+_DELETE_SPENT_MARKS = f"DELETE FROM main.queue_digested WHERE id NOT IN (SELECT id FROM {QUEUE_SCHEMA}.raw_items)"
+
+
+def delete_digested(factory: sessionmaker[Session], *, spent_marks: bool = False) -> None:
+    """SQLite: delete the items marked digested from the queue's file; with `spent_marks`, then the marks of
+    items no longer there (otherwise the next batch's `finish_items` does). Two transactions in that order,
+    each writing one file. Run after each digest transaction commits, and (with `spent_marks`) when a claim
+    finds nothing but marks, which finishes what a crash left. Does nothing elsewhere."""
     engine = factory.kw["bind"]
     if engine.dialect.name != "sqlite":
         return
@@ -154,10 +161,9 @@ def delete_digested(factory: sessionmaker[Session]) -> None:
         connection.exec_driver_sql(
             f"DELETE FROM {QUEUE_SCHEMA}.raw_items WHERE id IN (SELECT id FROM main.queue_digested)"
         )
-    with engine.begin() as connection:
-        connection.exec_driver_sql(
-            f"DELETE FROM main.queue_digested WHERE id NOT IN (SELECT id FROM {QUEUE_SCHEMA}.raw_items)"
-        )
+    if spent_marks:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(_DELETE_SPENT_MARKS)
 
 
 def has_digested_marks(session: Session) -> bool:

@@ -99,7 +99,7 @@ def test_a_crash_after_the_digest_commits_neither_loses_nor_repeats_items(
     events = queued(factory, project, 300)
     real_delete = queue.delete_digested
 
-    def crash(_factory: sessionmaker[Session]) -> None:
+    def crash(_factory: sessionmaker[Session], **_: bool) -> None:
         raise SystemExit("killed between the digest's commit and the deletion of its items")
 
     monkeypatch.setattr(queue, "delete_digested", crash)
@@ -115,6 +115,23 @@ def test_a_crash_after_the_digest_commits_neither_loses_nor_repeats_items(
     monkeypatch.setattr(queue, "delete_digested", real_delete)
     assert digest_all(factory).items == 0  # the next pass claims nothing, and deletes what was left
     assert totals(factory) == {**after_crash, "queued": 0, "marks": 0}
+
+
+def test_marks_are_kept_no_longer_than_the_next_batch(factory: sessionmaker[Session], project: Project) -> None:
+    events = queued(factory, project, 100)
+    digest_batch(factory, batch_size=50)
+    first = totals(factory)
+    if factory.kw["bind"].dialect.name == "sqlite":
+        assert first["marks"] == 50  # deleted from the queue's file, marks left for the next batch
+    assert first["queued"] == events + 3 - 50
+    digest_batch(factory, batch_size=50)
+    with factory() as session:
+        marked = set(session.scalars(select(QueueDigested.id)))
+        left = set(session.scalars(select(RawItem.id)))
+    assert len(marked) == (50 if factory.kw["bind"].dialect.name == "sqlite" else 0)
+    assert not marked & left  # only this batch's marks, whose items are gone
+    digest_all(factory)
+    assert totals(factory)["marks"] == 0 and totals(factory)["counted"] == events
 
 
 def test_a_crash_between_the_two_deletions_leaves_marks_that_are_cleared(
