@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
@@ -347,21 +348,24 @@ def add_signature_minutes(session: Session, project_id: int, inserted: Sequence[
         recompute_signature_minutes(session, project_id, [row.key for row in inserted])
         return
     by_key: dict[SignatureMinuteKey, list[InsertedEvent]] = {}
-    for row in inserted:
-        by_key.setdefault(row.key, []).append(row)
-    new_ids = {row.id for row in inserted}
+    new_ids: set[int] = set()
     connection = session.connection()
     dialect = connection.dialect
     to_db = _memoised(utc_binder(dialect))
     from_db = utc_reader(dialect)
     # Who the minute's stored events count already: one index probe per (signature, minute, identity)
     # of the batch, for users and sessions in one statement; the batch's own rows are skipped by id.
-    probes = sorted(
-        {("u", row.signature_id, row.minute, row.user) for row in inserted}
-        | {("s", row.signature_id, row.minute, row.session) for row in inserted}
-    )
+    # The probes in the order first met, not sorted: a read, whose order changes nothing it finds.
+    probes: dict[tuple[str, int, str, str], None] = {}
+    for row in inserted:
+        sig, rel, env, minute, pk, user, session_key = row
+        by_key.setdefault((sig, rel, env, minute), []).append(row)
+        new_ids.add(pk)
+        stored_minute = to_db(minute)
+        probes[("u", sig, stored_minute, user)] = None
+        probes[("s", sig, stored_minute, session_key)] = None
     seen: set[tuple[str, SignatureMinuteKey, str]] = set()
-    keys = [(kind, sig, to_db(minute), identity) for kind, sig, minute, identity in probes]
+    keys = list(probes)
     if dialect.name == "sqlite":
         found = _probe_rows(connection, _MINUTE_PROBE, keys)
     else:  # one statement per index, as PostgreSQL's planner is sure to match each to its index
@@ -445,7 +449,7 @@ def _probe_rows(connection: Connection, template: str, keys: Sequence[tuple[Any,
         chunk = list(keys[start : start + _LARGEST_PROBE])
         size = max(8, 1 << (len(chunk) - 1).bit_length()) if pad else len(chunk)
         chunk += [padding] * (size - len(chunk))
-        params = tuple(value for key in chunk for value in key)
+        params = tuple(chain.from_iterable(chunk))
         rows += connection.exec_driver_sql(_sql_for(template, marks, width, size), params).all()
     return rows
 
@@ -489,19 +493,27 @@ def add_signature_rollups(session: Session, project_id: int, inserted: Sequence[
     per_release: dict[tuple[int, str, str], list[Any]] = {}
     events_per_signature: dict[int, int] = {}
     per_hour: dict[tuple[int, datetime, str, str], int] = {}
-    for row in inserted:
-        for latest, key in (
-            (per_user, (row.signature_id, row.user)),
-            (per_release_user, (row.signature_id, row.environment, row.user, row.release)),
-        ):
-            if key not in latest or row.minute > latest[key]:
-                latest[key] = row.minute
-        totals = per_release.setdefault((row.signature_id, row.release, row.environment), [0, row.minute, row.minute])
-        totals[0] += 1
-        totals[1] = min(totals[1], row.minute)
-        totals[2] = max(totals[2], row.minute)
-        events_per_signature[row.signature_id] = events_per_signature.get(row.signature_id, 0) + 1
-        hour_key = (row.signature_id, floor_hour(row.minute), row.release, row.environment)
+    hours = _memoised(floor_hour)  # the minutes are UTC (as read back), so equal ones floor alike
+    for sig, rel, env, minute, _pk, user, _session in inserted:
+        key: tuple[Any, ...] = (sig, user)
+        known = per_user.get(key)
+        if known is None or minute > known:
+            per_user[key] = minute
+        key = (sig, env, user, rel)
+        known = per_release_user.get(key)
+        if known is None or minute > known:
+            per_release_user[key] = minute
+        totals = per_release.get((sig, rel, env))
+        if totals is None:
+            per_release[(sig, rel, env)] = [1, minute, minute]
+        else:
+            totals[0] += 1
+            if minute < totals[1]:
+                totals[1] = minute
+            if minute > totals[2]:
+                totals[2] = minute
+        events_per_signature[sig] = events_per_signature.get(sig, 0) + 1
+        hour_key = (sig, hours(minute), rel, env)
         per_hour[hour_key] = per_hour.get(hour_key, 0) + 1
 
     new_users = _record_signature_users(session, project_id, per_user)
@@ -604,13 +616,14 @@ def _record_signature_users(
     """`_record_last_minutes` for `signature_users`, keeping its histogram by hour of `last_minute`
     (`signature_user_hours`) in step: a user moves from the hour they were last seen in to the new one."""
     inserted, before = _record_last_minutes(session, _SIGNATURE_USERS, project_id, latest)
+    hours = _memoised(floor_hour)  # the minutes are UTC (given, and as read back), so equal ones floor alike
     deltas: dict[tuple[int, datetime], int] = {}
     for key, minute in latest.items():
         if key in inserted:
-            hour = (key[0], floor_hour(minute))
+            hour = (key[0], hours(minute))
             deltas[hour] = deltas.get(hour, 0) + 1
         elif minute > before[key]:
-            old, new = (key[0], floor_hour(before[key])), (key[0], floor_hour(minute))
+            old, new = (key[0], hours(before[key])), (key[0], hours(minute))
             if old != new:
                 deltas[old] = deltas.get(old, 0) - 1
                 deltas[new] = deltas.get(new, 0) + 1
