@@ -2,7 +2,7 @@
 
     python -m bench.ingest [--events 30000] [--concurrency 64] [--database sqlite|postgresql]
                            [--servers 1] [--processes 1] [--clients 1] [--digest-batch N]
-                           [--no-digest] [--quick]
+                           [--rate N] [--no-digest] [--quick]
 
 Starts the server(s) on a fresh database, posts events in the shape of the real @sentry/browser fixture
 (~2 KB, a Zipf mix of distinct signatures, many users, one event per request as browsers send them)
@@ -11,6 +11,12 @@ first request until every event is counted), p50/p99 intake latency, the largest
 memory, whether every accepted event was counted exactly once, and the CPU time per event of the client,
 the API process(es) and the worker. The client processes run on the same machine and compete with the
 server for its cores. The last line is one JSON object.
+
+By default every connection sends its next request as soon as the last one is answered (the most the
+server takes). `--rate N` offers N events/s instead, at even intervals, as traffic arrives (open loop):
+a request's latency counts from the moment it was due, so a server that falls behind shows it in p99
+rather than by slowing the client down. A sustained rate is one the digest keeps up with: the queue's
+largest depth while posting and the seconds it takes to drain after the last request are printed too.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -183,6 +190,22 @@ def build_requests(host: str, path: str, bodies: list[bytes]) -> list[bytes]:
     return [b"".join((prefix, str(len(body)).encode(), b"\r\n\r\n", body)) for body in bodies]
 
 
+class _Pace:
+    """When each request is due at `rate` requests/s, from the first one (shared by a process's connections)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self.start = 0.0
+        self.sent = 0
+
+    def next_due(self) -> float:
+        if not self.sent:
+            self.start = time.perf_counter()
+        due = self.start + self.sent * self.interval
+        self.sent += 1
+        return due
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection posting requests one at a time (no pipelining): the next request is sent
     once the whole response to the previous one (head and its Content-Length body) has arrived.
@@ -192,9 +215,15 @@ class _Connection(asyncio.Protocol):
     which the parsing here is ~3 µs and the rest the loop and the kernel's loopback TCP."""
 
     def __init__(
-        self, requests: Iterator[bytes], latencies: list[float], statuses: dict[int, int], done: asyncio.Future[None]
+        self,
+        requests: Iterator[bytes],
+        latencies: list[float],
+        statuses: dict[int, int],
+        done: asyncio.Future[None],
+        pace: _Pace | None = None,
     ) -> None:
         self.requests = requests
+        self.pace = pace
         self.latencies = latencies
         self.statuses = statuses
         self.done = done
@@ -217,8 +246,17 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
             return
         self.in_flight = True
-        self.started = time.perf_counter()
-        self.transport.write(request)
+        if self.pace is None:
+            self.started = time.perf_counter()
+            self.transport.write(request)
+            return
+        # Open loop: the latency counts from when the request was due, even if it went out late.
+        self.started = self.pace.next_due()
+        delay = self.started - time.perf_counter()
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self.transport.write, request)
+        else:
+            self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -277,28 +315,30 @@ async def _post_all(
     concurrency: int,
     latencies: list[float],
     requests: list[bytes] | None = None,
+    rate: float | None = None,
 ) -> dict[int, int]:
     """Post every body (or prebuilt request) over `concurrency` keep-alive connections, one request in
     flight per connection; `latencies` gets each request's time from send to its full response."""
     statuses: dict[int, int] = {}
     shared = iter(requests if requests is not None else build_requests(host, path, bodies))
+    pace = _Pace(rate) if rate else None
     loop = asyncio.get_running_loop()
     dones = []
     for i in range(concurrency):
         done: asyncio.Future[None] = loop.create_future()
         dones.append(done)
         await loop.create_connection(
-            lambda done=done: _Connection(shared, latencies, statuses, done), host, ports[i % len(ports)]
+            lambda done=done: _Connection(shared, latencies, statuses, done, pace), host, ports[i % len(ports)]
         )
     await asyncio.gather(*dones)
     return statuses
 
 
-def _client_process(args: tuple[str, list[int], list[bytes], int], out: Any) -> None:
-    host, ports, requests, concurrency = args
+def _client_process(args: tuple[str, list[int], list[bytes], int, float | None], out: Any) -> None:
+    host, ports, requests, concurrency, rate = args
     latencies: list[float] = []
     cpu_before = time.process_time()
-    statuses = uvloop.run(_post_all(host, ports, "", [], concurrency, latencies, requests))
+    statuses = uvloop.run(_post_all(host, ports, "", [], concurrency, latencies, requests, rate))
     out.put((statuses, latencies, time.process_time() - cpu_before))
 
 
@@ -331,6 +371,31 @@ def _role(pid: int) -> str:
     except OSError:
         return "gone"
     return "worker" if b"worker" in cmdline else "api"
+
+
+class _DepthWatch:
+    """Samples the raw queue's depth (`/healthz`) every 0.25 s while the clients post; keeps the largest."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.deepest = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.wait(0.25):
+                try:
+                    self.deepest = max(self.deepest, int(client.get(self.url).json()["queue_depth"]))
+                except (httpx.HTTPError, KeyError, ValueError):
+                    continue
 
 
 class Servers:
@@ -442,10 +507,16 @@ def _run(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[str
             f"posting with {args.clients} client process(es) x {args.concurrency} connections...",
             file=sys.stderr,
         )
+        per_client_rate = args.rate / args.clients if args.rate else None
+        depth = _DepthWatch(f"http://127.0.0.1:{servers.ports[0]}/healthz")
         cpu_start = servers.cpu_seconds()
         started = time.perf_counter()
+        depth.start()
         procs = [
-            ctx.Process(target=_client_process, args=(("127.0.0.1", servers.ports, part, args.concurrency), out))
+            ctx.Process(
+                target=_client_process,
+                args=(("127.0.0.1", servers.ports, part, args.concurrency, per_client_rate), out),
+            )
             for part in share
         ]
         for proc in procs:
@@ -462,6 +533,7 @@ def _run(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[str
         for proc in procs:
             proc.join()
         post_seconds = time.perf_counter() - started
+        depth.stop()
         cpu_posted = servers.cpu_seconds()
         accepted = statuses.get(200, 0)
         auth = {"Authorization": f"Bearer {token}"}
@@ -500,10 +572,13 @@ def _run(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[str
             "signatures_found": len(items),
             "accepted": accepted,
             "refused": {str(k): v for k, v in statuses.items() if k != 200},
+            "offered_per_s": args.rate or "as fast as answered",
             "accepted_per_s": round(accepted / post_seconds),
             "digested_per_s": round(counted / digest_seconds) if counted else None,
             "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
             "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+            "max_queue_depth": depth.deepest if not args.no_digest else None,
+            "drain_s": round(digest_seconds - post_seconds, 2) if not args.no_digest else None,
             "counted": counted,
             "exactly_once": counted == accepted and accepted == args.events if not args.no_digest else None,
             "server_peak_mb": round(servers.peak_memory_mb(), 1),
@@ -531,6 +606,7 @@ def main() -> None:
     parser.add_argument(
         "--digest-batch", type=int, default=None, help="DETECTOR_DIGEST_BATCH_SIZE for the worker (default: its own)"
     )
+    parser.add_argument("--rate", type=float, default=None, help="offer this many events/s (open loop)")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--quick", action="store_true", help="5,000 events")
     args = parser.parse_args()
