@@ -104,16 +104,25 @@ def _sqlite_connection_setup(queue_path: str) -> Callable[[Any, Any], None]:
 
 
 DIGEST_PAGE_CACHE_KIB = 16384
+DIGEST_WAL_AUTOCHECKPOINT_PAGES = 10000
 
 
-def widen_page_cache(connection: Connection) -> None:
-    """Give a SQLite connection that digests a page cache of `DIGEST_PAGE_CACHE_KIB` instead of SQLite's
-    2 MB, once per connection (it keeps it). A batch writes a few MB of pages (500 events of ~2 KB and
-    their index entries); with 2 MB, SQLite re-read index pages it had evicted and spilled dirty pages
-    before the commit: digest_cpu.py, 20,000 events, storage 238 -> 213 us/event, deleting the claimed
-    items 8 -> 4. Only the digest's connection: the API's many connections keep the default."""
+def tune_digest_connection(connection: Connection) -> None:
+    """Set up a SQLite connection that digests, once per connection (it keeps the settings):
+
+    - a page cache of `DIGEST_PAGE_CACHE_KIB` instead of SQLite's 2 MB. A batch writes a few MB of pages
+      (500 events of ~2 KB and their index entries); with 2 MB, SQLite re-read index pages it had evicted
+      and spilled dirty pages before the commit: digest_cpu.py, 20,000 events, storage 238 -> 213 us/event,
+      deleting the claimed items 8 -> 4.
+    - a checkpoint of a WAL this connection commits to every `DIGEST_WAL_AUTOCHECKPOINT_PAGES` pages (40 MB) instead of
+      every 1,000: the minute counts' and the indexes' pages, rewritten by every batch, are copied into the
+      database once per checkpoint, so fewer checkpoints copy fewer pages. digest_cpu.py, 10,000 events, two
+      A/B pairs: commits 29-35 -> 20-21 us of wall time per event (CPU 18-22 -> 16).
+
+    Only the digest's connection: the API's many connections keep SQLite's defaults."""
     connection.exec_driver_sql(f"PRAGMA cache_size = -{DIGEST_PAGE_CACHE_KIB}")
-    connection.info["digest_page_cache"] = True
+    connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {DIGEST_WAL_AUTOCHECKPOINT_PAGES}")
+    connection.info["digest_connection"] = True
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

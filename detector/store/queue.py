@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
-from detector.store.db import QUEUE_SCHEMA, widen_page_cache
+from detector.store.db import QUEUE_SCHEMA, tune_digest_connection
 from detector.store.models import QueueDigested, RawItem
 from detector.store.types import sqlite_utc_text, utc_reader
 
@@ -109,8 +109,8 @@ def claim_batch(session: Session, *, limit: int) -> list[ClaimedItem]:
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name == "sqlite":
-        if not connection.info.get("digest_page_cache"):
-            widen_page_cache(connection)
+        if not connection.info.get("digest_connection"):
+            tune_digest_connection(connection)
         sql = _CLAIM_SQLITE
     else:
         sql = _CLAIM_SQL.format("?" if dialect.paramstyle == "qmark" else "%s")
