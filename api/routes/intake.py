@@ -6,7 +6,9 @@ endpoint serves two ways:
 
 - inside the app, as routes of `router` (behind the app's middleware: CORS, error handlers);
 - in front of the app, through `with_fast_intake(app)`, which `detector serve` uses: intake requests
-  skip the middleware stack and get the CORS headers the app's middleware would have added.
+  skip the middleware stack and get the CORS headers the app's middleware would have added. There, an
+  accepted request's answer goes out in one write to the connection when uvicorn's httptools protocol
+  serves it (`_write_whole_answer`), the bytes uvicorn would have written in two.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import APIRouter, Request
 from starlette.routing import Route
+
+try:
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as _HttpToolsCycle
+except ImportError:  # pragma: no cover - uvicorn without httptools: answers go through `send`
+    _HttpToolsCycle = None
 
 from api.errors import error_response, status_for
 from api.state import AppState
@@ -107,9 +114,11 @@ def _limits(settings: Settings) -> IntakeLimits:
 class IntakeEndpoint:
     """The ASGI endpoint for one intake URL kind (`accept_envelope` or `accept_store`)."""
 
-    def __init__(self, accept: Accept, *, cors: bool = False) -> None:
+    def __init__(self, accept: Accept, *, cors: bool = False, whole_answers: bool = False) -> None:
         self.accept = accept
         self.cors = cors
+        self.whole_answers = whole_answers
+        """Answer accepted requests in one write when `send` is uvicorn's own (`_write_whole_answer`)."""
         # The limits of the last settings seen: built once, not per request.
         self._limits: tuple[Settings, IntakeLimits] | None = None
 
@@ -194,6 +203,8 @@ class IntakeEndpoint:
         answer = _ANSWER_NO_ID if not event_id else _answer(orjson.dumps({"id": event_id}))
         if self.cors and b"origin" in by_name:
             answer = (answer[0] + _CORS_HEADERS, answer[1])
+        if self.whole_answers and _write_whole_answer(send, answer[0], answer[1]):
+            return
         await send({"type": "http.response.start", "status": 200, "headers": answer[0]})
         await send({"type": "http.response.body", "body": answer[1]})
 
@@ -203,6 +214,68 @@ def _answer(body: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
 
 
 _ANSWER_NO_ID = _answer(b"{}")
+
+_STATUS_200 = b"HTTP/1.1 200 OK\r\n"
+_FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+_default_head: tuple[object, bytes | None] = (None, None)
+"""uvicorn's default headers (its `date` changes every second) as the bytes of their header lines, for
+the last list seen; None when one of them is a framing header (then answers go through `send`)."""
+
+
+def _default_header_lines(default_headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    global _default_head
+    seen, lines = _default_head
+    if seen is default_headers:
+        return lines
+    parts: list[bytes] = []
+    for name, value in default_headers:
+        name = name.lower()
+        if name in _FRAMING_HEADERS:
+            lines = None
+            break
+        parts += (name, b": ", value, b"\r\n")
+    else:
+        lines = b"".join(parts)
+    _default_head = (default_headers, lines)
+    return lines
+
+
+def _write_whole_answer(send: Send, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """A 200 answer (`headers` must hold its content-length) in one write, when `send` is the `send` of
+    uvicorn's httptools protocol in its plain state; False, having done nothing, otherwise.
+
+    uvicorn writes the status line and headers, then the body, with two writes (two `send` system calls
+    and two loopback segments for the client to read): one write saves ~10 us of CPU per request in the
+    server and ~4 in the client (measured on a no-op app, 20,000 requests over 64 keep-alive connections:
+    20-24 us against 31-38). The bytes are those uvicorn writes (status line, its default headers
+    lower-cased, ours, `connection: close` when the connection is not kept alive, the body), and the
+    cycle's state ends as its `send` leaves it. Anything unusual (another server or protocol, access log
+    on, output paused, a disconnect, a framing header among the defaults) takes uvicorn's `send`."""
+    cycle = getattr(send, "__self__", None)
+    if _HttpToolsCycle is None or type(cycle) is not _HttpToolsCycle:
+        return False
+    if cycle.response_started or cycle.disconnected or cycle.access_log or cycle.flow.write_paused:
+        return False
+    defaults = _default_header_lines(cycle.default_headers)
+    if defaults is None:
+        return False
+    parts = [_STATUS_200, defaults]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    keep_alive = cycle.keep_alive
+    parts.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
+    parts.append(body)
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.chunked_encoding = False
+    cycle.expected_content_length = 0
+    cycle.transport.write(b"".join(parts))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+    return True
 
 
 def _replay(first: Message, receive: Receive) -> Receive:
@@ -239,8 +312,8 @@ class FastIntake:
         self.app = app
         self.rest: ASGIApp = app if rest is None else rest
         self.endpoints = {
-            "envelope": IntakeEndpoint(accept_envelope, cors=True),
-            "store": IntakeEndpoint(accept_store, cors=True),
+            "envelope": IntakeEndpoint(accept_envelope, cors=True, whole_answers=True),
+            "store": IntakeEndpoint(accept_store, cors=True, whole_answers=True),
         }
         self._state: AppState | None = None
 
