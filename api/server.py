@@ -14,7 +14,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from api.app import create_app
 from api.routes.intake import with_fast_intake
 from detector.config import Settings
-from detector.runtime import build_worker
+from detector.runtime import build_worker, freeze_startup_objects
 
 IN_PROCESS_WORKER = "DETECTOR_SERVE_WORKER_THREAD"
 """Set to 1 by `detector serve --worker-mode thread`: run the worker in a thread of this process."""
@@ -29,4 +29,6 @@ def app_from_environment() -> ASGIApp:
     # (`detector serve` turns uvicorn's own off): intake does not use the client address or scheme,
     # and the middleware cost it a few us per request.
     trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
-    return with_fast_intake(app, ProxyHeadersMiddleware(app, trusted_hosts=trusted))
+    served = with_fast_intake(app, ProxyHeadersMiddleware(app, trusted_hosts=trusted))
+    freeze_startup_objects()
+    return served

@@ -301,7 +301,7 @@ def worker_command(
 ) -> None:
     """Run a worker: digest intake, run detection passes, send alerts, pull from Sentry."""
     from detector.metrics import Metrics
-    from detector.runtime import build_worker_from_settings
+    from detector.runtime import build_worker_from_settings, freeze_startup_objects
 
     configure_logging()
     settings = load_settings()
@@ -317,6 +317,7 @@ def worker_command(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if parent_pid is not None:
         threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), daemon=True).start()
+    freeze_startup_objects()
     worker.run(stop)
 
 

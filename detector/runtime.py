@@ -1,7 +1,9 @@
-"""Wiring: builds a Worker with every job the settings ask for (used by `serve`, `worker`, `demo`)."""
+"""Wiring: builds a Worker with every job the settings ask for (used by `serve`, `worker`, `demo`), and
+sets up the garbage collector of a long-running process."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from detector.config import Settings
@@ -26,3 +28,16 @@ def build_worker_from_settings(settings: Settings, metrics: Metrics, factory: An
 def build_worker(state: Any) -> Worker:
     """The in-process worker of `detector serve`, sharing the API's engine and metrics."""
     return build_worker_from_settings(state.settings, state.metrics, state.factory)
+
+
+def freeze_startup_objects() -> None:
+    """Put everything alive now (modules, classes, the app: some 300,000 objects in `detector serve`) out of
+    the cyclic garbage collector's sight for the life of the process. Call it once a long-running process
+    has started (`serve` once its app is built, `worker` before its loop).
+
+    A full collection walks every tracked object: in the API process one took 100-123 ms, during which
+    no request was answered (bench.ingest --rate 5000: one such pause in a 12 s run put p99 at 83 ms,
+    p50 1.4 ms). Frozen objects are still freed by reference counting; only cycles among them would
+    stay, and they were alive when frozen."""
+    gc.collect()
+    gc.freeze()
