@@ -22,7 +22,7 @@ from detector.config import Settings
 from detector.intake.digest import DigestStats, Symbolicator, digest_batch
 from detector.metrics import Metrics
 from detector.store import queue
-from detector.store.db import transaction
+from detector.store.db import WalCheckpointer, transaction
 from detector.store.models import RawItem
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class Worker:
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     batch_size: int = field(init=False)  # the batch the next `digest_once` claims
     _lock_clock: WriteLockClock | None = field(init=False, default=None)
+    _checkpointer: WalCheckpointer | None = field(init=False, default=None)
     _hold_per_item: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
@@ -88,6 +89,8 @@ class Worker:
         engine = self.factory.kw.get("bind")
         if self.settings.digest_lock_target_ms > 0 and isinstance(engine, Engine) and engine.dialect.name == "sqlite":
             self._lock_clock = WriteLockClock(engine)
+        if isinstance(engine, Engine) and engine.dialect.name == "sqlite":
+            self._checkpointer = WalCheckpointer(engine)
 
     def digest_once(self) -> DigestStats:
         """Digest one batch. A batch the database refuses (not a lost connection: a value it cannot
@@ -169,6 +172,16 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; a batch in progress is finished (or rolled back) first."""
         log.info("worker %s started", self.owner)
+        if self._checkpointer is not None:
+            self._checkpointer.start()
+        try:
+            self._loop(stop)
+        finally:
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+        log.info("worker %s stopped", self.owner)
+
+    def _loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
             requested = self.batch_size
             try:
@@ -184,4 +197,3 @@ class Worker:
             self.run_due_jobs()
             if stats.items < requested:
                 stop.wait(self.settings.digest_interval_seconds)
-        log.info("worker %s stopped", self.owner)

@@ -8,6 +8,7 @@ tests run there too and hold the same counts.
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from detector.intake.digest import digest_all, digest_batch
 from detector.store import queue
-from detector.store.db import QUEUE_SCHEMA, alembic_config, queue_database_path, transaction, upgrade
+from detector.store.db import (
+    QUEUE_SCHEMA,
+    WalCheckpointer,
+    alembic_config,
+    queue_database_path,
+    transaction,
+    upgrade,
+)
 from detector.store.models import Event, Project, QueueDigested, RawItem, SessionMinute, SignatureMinute
 from tests.e2e.test_workers_crash import fill_queue
 
@@ -175,3 +183,43 @@ def test_the_migration_moves_queued_items_to_the_queue_file_and_back(
     assert Path(queue_database_path(path)).exists()
     digest_all(factory)
     assert totals(factory)["counted"] == events
+
+
+def test_the_worker_checkpointer_keeps_the_wal_files_short(
+    database_url: str, factory: sessionmaker[Session], project: Project
+) -> None:
+    """Without it, a WAL grows to `WAL_AUTOCHECKPOINT_PAGES` (40 MB) before a commit checkpoints it; with
+    it, SQLite keeps reusing the WAL from its start."""
+    path = sqlite_path(database_url)
+    engine = factory.kw["bind"]
+
+    def write_ten_megabytes() -> None:
+        for n in range(10):
+            rows = [
+                {
+                    "project_id": project.id,
+                    "item_type": "event",
+                    "event_id": f"{n:04d}{i:028d}",
+                    "received_at": datetime.now(UTC),
+                    "payload": bytes(2000),
+                }
+                for i in range(500)
+            ]
+            with engine.begin() as connection:
+                queue.enqueue_items(connection, rows)
+            time.sleep(0.05)
+
+    wal = Path(queue_database_path(path) + "-wal")
+    write_ten_megabytes()
+    assert wal.stat().st_size > 8_000_000  # no checkpoint yet: every commit appended
+    with engine.connect() as connection:  # start from an empty WAL
+        connection.exec_driver_sql("PRAGMA queue.wal_checkpoint(TRUNCATE)")
+    checkpointer = WalCheckpointer(engine, interval=0.01)
+    checkpointer.start()
+    try:
+        write_ten_megabytes()
+    finally:
+        checkpointer.stop()
+    assert wal.stat().st_size < 4_000_000
+    with factory() as session:
+        assert session.scalar(select(func.count(RawItem.id))) == 10_000  # nothing lost on the way
