@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,11 @@ class _Pending(NamedTuple):
 class GroupCommitWriter:
     factory: sessionmaker[Session]
     max_rows_per_commit: int = 5000
+    linger_seconds: float = 0.002
+    """How long a commit waits for more requests when fewer than `linger_rows` are waiting. Evenly spaced
+    requests (as browsers send them, unlike a benchmark's bursts) otherwise got commits of one to three
+    requests each: at 5,000 events/s, some 2,000 commits a second."""
+    linger_rows: int = 32
     _pending: list[_Pending] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _thread: threading.Thread | None = None
@@ -63,7 +69,7 @@ class GroupCommitWriter:
             if self._stopping:
                 raise RuntimeError("the intake writer is stopping")
             self._pending.append(_Pending(rows, loop, future))
-            if len(self._pending) == 1:
+            if len(self._pending) in (1, self.linger_rows):  # the first wakes the writer; enough ends its wait
                 self._cond.notify()
         await future
 
@@ -71,6 +77,13 @@ class GroupCommitWriter:
         with self._cond:
             while not self._pending and not self._stopping:
                 self._cond.wait()
+            if self.linger_seconds > 0 and not self._stopping:
+                until = time.monotonic() + self.linger_seconds
+                while len(self._pending) < self.linger_rows and not self._stopping:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
             cut = count = 0
             while cut < len(self._pending) and count < self.max_rows_per_commit:
                 count += len(self._pending[cut].rows)
