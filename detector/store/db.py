@@ -176,7 +176,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     the raw queue's file (`queue_database_path`) attached as `QUEUE_SCHEMA`."""
     try:
         if url.startswith("sqlite"):
-            path = url.split(":///", 1)[1] if ":///" in url else ""
+            path = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""  # without ?query options
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(

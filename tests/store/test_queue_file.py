@@ -23,6 +23,7 @@ from detector.store.db import (
     QUEUE_SCHEMA,
     WalCheckpointer,
     alembic_config,
+    make_engine,
     queue_database_path,
     transaction,
     upgrade,
@@ -223,3 +224,14 @@ def test_the_worker_checkpointer_keeps_the_wal_files_short(
     assert wal.stat().st_size < 4_000_000
     with factory() as session:
         assert session.scalar(select(func.count(RawItem.id))) == 10_000  # nothing lost on the way
+
+
+def test_a_url_with_options_puts_the_queue_beside_the_database(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'detector.db'}?timeout=10")
+    try:
+        with engine.connect() as connection:
+            files = {name: file for _, name, file in connection.exec_driver_sql("PRAGMA database_list")}
+    finally:
+        engine.dispose()
+    data = tmp_path / "data"
+    assert files == {"main": str(data / "detector.db"), "queue": str(data / "detector.queue.db")}
