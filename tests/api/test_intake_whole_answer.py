@@ -5,6 +5,7 @@ compared with the bytes of the same server answering through uvicorn's own `send
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import threading
@@ -83,9 +84,18 @@ def _cases(project: Project) -> dict[str, bytes]:
     }
 
 
+def _as_serve_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`detector serve` runs uvicorn without an access log: the access logger has no handlers, and uvicorn
+    then leaves `send` to us. pytest 9.2 attaches its log capture to that (non-propagating) logger at the
+    start of each test's call, which uvicorn takes for an access log (and then answers through its own
+    `send`). Called in the test's body, after pytest has attached it."""
+    monkeypatch.setattr(logging.getLogger("uvicorn.access"), "handlers", [])
+
+
 def test_answers_are_the_bytes_uvicorns_send_writes(
     server: tuple[int, Any], project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _as_serve_logs(monkeypatch)
     port, app = server
     written: list[bool] = []
     whole = intake._write_whole_answer
@@ -114,6 +124,7 @@ def test_answers_are_the_bytes_uvicorns_send_writes(
 def test_one_write_per_accepted_answer(
     server: tuple[int, Any], project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _as_serve_logs(monkeypatch)
     port, _ = server
     writes: list[bytes] = []
     whole = intake._write_whole_answer
