@@ -146,6 +146,12 @@ def finish_items(session: Session, ids: Sequence[int]) -> None:
     connection.exec_driver_sql(f"DELETE FROM raw_items WHERE id = {mark}", [(item_id,) for item_id in ids])
 
 
+DELETE_PIECE_ITEMS = 1000
+"""SQLite: the most digested items `delete_digested` deletes from the queue's file in one transaction."""
+
+_DELETE_MARKED_RANGE = (
+    f"DELETE FROM {QUEUE_SCHEMA}.raw_items WHERE id IN (SELECT id FROM main.queue_digested WHERE id BETWEEN ? AND ?)"
+)
 _DELETE_SPENT_MARKS = f"DELETE FROM main.queue_digested WHERE id NOT IN (SELECT id FROM {QUEUE_SCHEMA}.raw_items)"
 
 
@@ -157,10 +163,14 @@ def delete_digested(factory: sessionmaker[Session], *, spent_marks: bool = False
     engine = factory.kw["bind"]
     if engine.dialect.name != "sqlite":
         return
-    with engine.begin() as connection:
-        connection.exec_driver_sql(
-            f"DELETE FROM {QUEUE_SCHEMA}.raw_items WHERE id IN (SELECT id FROM main.queue_digested)"
-        )
+    with engine.connect() as connection:
+        marked = connection.exec_driver_sql("SELECT id FROM main.queue_digested ORDER BY id").scalars().all()
+    # In pieces, each a transaction of its own: intake's commits wait for the queue file's write lock while
+    # a piece deletes, so a large batch's items (and their payloads' pages) are not deleted in one go.
+    for start in range(0, len(marked), DELETE_PIECE_ITEMS):
+        piece = marked[start : start + DELETE_PIECE_ITEMS]
+        with engine.begin() as connection:
+            connection.exec_driver_sql(_DELETE_MARKED_RANGE, (piece[0], piece[-1]))
     if spent_marks:
         with engine.begin() as connection:
             connection.exec_driver_sql(_DELETE_SPENT_MARKS)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -141,6 +142,45 @@ def test_marks_are_kept_no_longer_than_the_next_batch(factory: sessionmaker[Sess
     assert not marked & left  # only this batch's marks, whose items are gone
     digest_all(factory)
     assert totals(factory)["marks"] == 0 and totals(factory)["counted"] == events
+
+
+def test_a_large_batch_leaves_the_queue_file_in_pieces(
+    database_url: str, factory: sessionmaker[Session], project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each piece is a transaction of its own, so intake's commits can go in between."""
+    sqlite_path(database_url)
+    monkeypatch.setattr(queue, "DELETE_PIECE_ITEMS", 40)
+    queued(factory, project, 147)  # and 3 session items: 150 in all
+    engine = factory.kw["bind"]
+    seen_before_commits: list[int] = []
+
+    def before_commit(_connection: object) -> None:  # what another connection sees: the earlier commits
+        other = engine.raw_connection()
+        try:
+            seen_before_commits.append(other.cursor().execute("SELECT count(*) FROM raw_items").fetchone()[0])
+        finally:
+            other.close()
+
+    with transaction(factory) as session:  # what a digest's transaction marks
+        queue.finish_items(session, list(session.scalars(select(RawItem.id))))
+    sa_event.listen(engine, "commit", before_commit)
+    try:
+        queue.delete_digested(factory)
+    finally:
+        sa_event.remove(engine, "commit", before_commit)
+    assert seen_before_commits == [150, 110, 70, 30]
+    assert totals(factory)["queued"] == 0
+
+    more = queued(factory, project, 99)  # a whole digest, deleted in pieces of 40
+    digest_batch(factory, batch_size=10_000)
+    left = totals(factory)
+    assert (left["queued"], left["claimable"], left["marks"], left["events"], left["counted"]) == (
+        0,
+        0,
+        102,
+        more,
+        more,
+    )
 
 
 def test_a_crash_between_the_two_deletions_leaves_marks_that_are_cleared(
