@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # 8,393-8,423 -> 9,976-10,450 digested per second, digest CPU 112-113 -> 92-95 us per event, peak
     # memory 277 -> 302 MB.
     digest_batch_size: int = 4000
+    # ... and at most this much raw payload per batch (at least one item): a batch of the largest events
+    # (`max_event_bytes`) would otherwise hold gigabytes. 4,000 of bench.ingest's 2.1 KB events are 8.4 MB.
+    digest_batch_bytes: int = 16 * 1024 * 1024
     # SQLite has a single writer per file: while the digest's transaction holds the main file's write lock
     # (from its first write to its commit) other writers wait; intake does not, as the raw queue has a file
     # of its own (`store.db.queue_database_path`). A target > 0 sizes SQLite batches to hold the lock about

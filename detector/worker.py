@@ -100,7 +100,12 @@ class Worker:
         if clock is not None:
             clock.arm()
         try:
-            stats = digest_batch(self.factory, batch_size=self.batch_size, symbolicate=self.symbolicate)
+            stats = digest_batch(
+                self.factory,
+                batch_size=self.batch_size,
+                max_bytes=self.settings.digest_batch_bytes,
+                symbolicate=self.symbolicate,
+            )
         except OperationalError:
             raise
         except DBAPIError as exc:
@@ -183,7 +188,6 @@ class Worker:
 
     def _loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            requested = self.batch_size
             try:
                 stats = self.digest_once()
             except OperationalError as exc:
@@ -195,5 +199,5 @@ class Worker:
                 stop.wait(1.0)
                 continue
             self.run_due_jobs()
-            if stats.items < requested:
+            if not stats.full:  # the queue is empty, or about to be: wait for more
                 stop.wait(self.settings.digest_interval_seconds)

@@ -146,6 +146,28 @@ def test_sqlite_batches_are_sized_to_the_write_lock_target_and_postgresql_keeps_
     assert (left, stored, counted) == (0, total, total)
 
 
+def test_the_loop_goes_on_without_waiting_after_a_batch_cut_by_its_byte_budget(
+    settings: Settings, factory: sessionmaker[Session], project: Project
+) -> None:
+    total = queued_events(factory, project, 40)
+    # one item per batch (a batch takes at least one), and a wait between batches no test would sit out
+    one_each = settings.model_copy(
+        update={"digest_batch_size": 1000, "digest_batch_bytes": 1, "digest_interval_seconds": 30}
+    )
+    worker = Worker(settings=one_each, factory=factory, metrics=Metrics())
+    first = worker.digest_once()
+    assert (first.items, first.full) == (1, True)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: counts(factory)[0] == 0, timeout=20), counts(factory)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert counts(factory) == (0, total, total)
+
+
 def test_a_failing_job_and_a_lost_database_connection_do_not_stop_the_digest(
     settings: Settings, factory: sessionmaker[Session], project: Project, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -48,6 +48,8 @@ class DigestStats:
     failed: int = 0
     seconds: float = 0.0
     lag_seconds: float = 0.0
+    full: bool = False
+    """The claim stopped at its limit of items or bytes: more items may be waiting."""
 
 
 _MINUTES: dict[tuple[int, ...], datetime] = {}
@@ -267,14 +269,19 @@ def _anonymous_aggregate(update: SessionUpdate) -> SessionAggregate:
 
 
 def digest_batch(
-    factory: sessionmaker[Session], *, batch_size: int = 500, symbolicate: Symbolicator | None = None
+    factory: sessionmaker[Session],
+    *,
+    batch_size: int = 500,
+    max_bytes: int | None = None,
+    symbolicate: Symbolicator | None = None,
 ) -> DigestStats:
-    """Claim up to `batch_size` raw items, digest them and finish them (`queue.finish_items`), in one
-    transaction; then delete what it digested from the queue's file, where that is a separate step."""
+    """Claim up to `batch_size` raw items (and up to `max_bytes` of payload, at least one item), digest them
+    and finish them (`queue.finish_items`), in one transaction; then delete what it digested from the
+    queue's file, where that is a separate step."""
     started = time.perf_counter()
     stats = DigestStats()
     with transaction(factory) as session:
-        items = queue.claim_batch(session, limit=batch_size)
+        items, stats.full = queue.claim_batch(session, limit=batch_size, max_bytes=max_bytes)
         if not items:
             # Items marked digested but not deleted from the queue's file: what a crash left.
             left_marks = queue.has_digested_marks(session)
@@ -297,12 +304,16 @@ def digest_batch(
 
 
 def digest_all(
-    factory: sessionmaker[Session], *, batch_size: int = 500, symbolicate: Symbolicator | None = None
+    factory: sessionmaker[Session],
+    *,
+    batch_size: int = 500,
+    max_bytes: int | None = None,
+    symbolicate: Symbolicator | None = None,
 ) -> DigestStats:
     """Digest until the queue is empty (used by tests, the demo and `detector worker --once`)."""
     total = DigestStats()
     while True:
-        stats = digest_batch(factory, batch_size=batch_size, symbolicate=symbolicate)
+        stats = digest_batch(factory, batch_size=batch_size, max_bytes=max_bytes, symbolicate=symbolicate)
         if stats.items == 0:
             return total
         for field in ("items", "events", "duplicates", "sessions", "failed", "seconds"):

@@ -93,36 +93,68 @@ class ClaimedItem(NamedTuple):
     payload: bytes
 
 
-_CLAIM_SQL = f"SELECT {', '.join(ClaimedItem._fields)} FROM raw_items WHERE attempts < {{0}} ORDER BY id LIMIT {{0}}"
+_CLAIMABLE_SIZES_SQL = (
+    "SELECT id, octet_length(payload) FROM raw_items WHERE attempts < %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+)
+_CLAIM_IDS_SQL = f"SELECT {', '.join(ClaimedItem._fields)} FROM raw_items WHERE id = ANY(%s) ORDER BY id"
 
-_CLAIM_SQLITE = (
-    f"SELECT r.{', r.'.join(ClaimedItem._fields)} FROM raw_items r WHERE r.attempts < ? "
+# length() of a blob reads its size from the record's header, not its pages.
+_CLAIMABLE_SIZES_SQLITE = (
+    "SELECT r.id, length(r.payload) FROM raw_items r WHERE r.attempts < ? "
     "AND NOT EXISTS (SELECT 1 FROM main.queue_digested d WHERE d.id = r.id) ORDER BY r.id LIMIT ?"
+)
+# The same items as `_CLAIMABLE_SIZES_SQLITE` found up to `last`: the transaction reads one snapshot.
+_CLAIM_RANGE_SQLITE = (
+    f"SELECT r.{', r.'.join(ClaimedItem._fields)} FROM raw_items r WHERE r.id BETWEEN ? AND ? AND r.attempts < ? "
+    "AND NOT EXISTS (SELECT 1 FROM main.queue_digested d WHERE d.id = r.id) ORDER BY r.id"
 )
 
 
-def claim_batch(session: Session, *, limit: int) -> list[ClaimedItem]:
-    """The oldest unclaimed items, locked for this transaction (skipping rows other workers hold).
+class Claim(NamedTuple):
+    items: list[ClaimedItem]
+    full: bool
+    """Whether the claim stopped at its limit of items or bytes (more may be waiting)."""
 
-    Plain SQL through the driver, `received_at` read as `UTCDateTime` reads it (memoised: items of one
-    intake commit share it): SQLAlchemy's result processing of 500 rows was most of the claim's time."""
+
+def claim_batch(session: Session, *, limit: int, max_bytes: int | None = None) -> Claim:
+    """The oldest unclaimed items, locked for this transaction (skipping rows other workers hold): up to
+    `limit` of them, and no more than `max_bytes` of payload (always at least one item), so that a run of
+    large events cannot make a batch that does not fit in memory.
+
+    The sizes are read first, then the payloads of the items within the budget. Plain SQL through the
+    driver, `received_at` read as `UTCDateTime` reads it (memoised: items of one intake commit share it):
+    SQLAlchemy's result processing of 500 rows was most of the claim's time."""
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name == "sqlite":
         if not connection.info.get("digest_connection"):
             tune_digest_connection(connection)
-        sql = _CLAIM_SQLITE
+    elif dialect.name != "postgresql":
+        raise NotImplementedError(f"the raw queue supports SQLite and PostgreSQL, not {dialect.name}")
+    sqlite = dialect.name == "sqlite"
+    sizes = connection.exec_driver_sql(
+        _CLAIMABLE_SIZES_SQLITE if sqlite else _CLAIMABLE_SIZES_SQL, (MAX_ATTEMPTS, limit)
+    ).all()
+    taken = len(sizes)
+    if max_bytes is not None:
+        total = 0
+        for index, (_item_id, size) in enumerate(sizes):
+            total += size or 0
+            if total > max_bytes and index > 0:
+                taken = index
+                break
+    if not taken:
+        return Claim([], False)
+    if sqlite:
+        rows = connection.exec_driver_sql(_CLAIM_RANGE_SQLITE, (sizes[0][0], sizes[taken - 1][0], MAX_ATTEMPTS))
     else:
-        sql = _CLAIM_SQL.format("?" if dialect.paramstyle == "qmark" else "%s")
-    if dialect.name == "postgresql":
-        sql += " FOR UPDATE SKIP LOCKED"
+        rows = connection.exec_driver_sql(_CLAIM_IDS_SQL, ([item_id for item_id, _size in sizes[:taken]],))
     read_time = utc_reader(dialect)
-    return [
+    items = [
         ClaimedItem(item_id, project_id, item_type, read_time(received_at), payload)
-        for item_id, project_id, item_type, received_at, payload in connection.exec_driver_sql(
-            sql, (MAX_ATTEMPTS, limit)
-        )
+        for item_id, project_id, item_type, received_at, payload in rows
     ]
+    return Claim(items, taken < len(sizes) or len(sizes) == limit)
 
 
 def finish_items(session: Session, ids: Sequence[int]) -> None:
