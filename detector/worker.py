@@ -161,6 +161,8 @@ class Worker:
             for name in ("items", "events", "duplicates", "sessions", "failed", "seconds"):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
             total.lag_seconds = max(total.lag_seconds, stats.lag_seconds)
+        else:
+            total.full = True  # a whole batch's worth, one by one: more may be waiting
         return total
 
     def run_due_jobs(self, now: float | None = None) -> None:

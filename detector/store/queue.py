@@ -93,17 +93,25 @@ class ClaimedItem(NamedTuple):
     payload: bytes
 
 
+# PostgreSQL: the rows are locked here, before the byte budget cuts them. Rows past the budget (a run of
+# large events) stay locked until the batch commits, and other workers skip them meanwhile: a later batch
+# takes them. Locking only the rows taken, in the second query, would let a second worker find the first
+# one's rows locked and claim nothing at all.
 _CLAIMABLE_SIZES_SQL = (
     "SELECT id, octet_length(payload) FROM raw_items WHERE attempts < %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
 )
 _CLAIM_IDS_SQL = f"SELECT {', '.join(ClaimedItem._fields)} FROM raw_items WHERE id = ANY(%s) ORDER BY id"
 
-# length() of a blob reads its size from the record's header, not its pages.
+# length() of a blob reads its size from the record's header, not its pages (though an `attempts` of 2
+# or more, stored after the payload, is read from the end of the payload's pages, as it always was).
 _CLAIMABLE_SIZES_SQLITE = (
     "SELECT r.id, length(r.payload) FROM raw_items r WHERE r.attempts < ? "
     "AND NOT EXISTS (SELECT 1 FROM main.queue_digested d WHERE d.id = r.id) ORDER BY r.id LIMIT ?"
 )
-# The same items as `_CLAIMABLE_SIZES_SQLITE` found up to `last`: the transaction reads one snapshot.
+# The items `_CLAIMABLE_SIZES_SQLITE` found, by their id range. The two reads are not one snapshot (pysqlite
+# begins a transaction at the first write), but the range cannot gain an item: intake's new items take ids
+# above every committed one (AUTOINCREMENT, one writer at a time), and only the digest marks, deletes or
+# fails items. `claim_batch` keeps only the ids found, all the same.
 _CLAIM_RANGE_SQLITE = (
     f"SELECT r.{', r.'.join(ClaimedItem._fields)} FROM raw_items r WHERE r.id BETWEEN ? AND ? AND r.attempts < ? "
     "AND NOT EXISTS (SELECT 1 FROM main.queue_digested d WHERE d.id = r.id) ORDER BY r.id"
@@ -150,9 +158,11 @@ def claim_batch(session: Session, *, limit: int, max_bytes: int | None = None) -
     else:
         rows = connection.exec_driver_sql(_CLAIM_IDS_SQL, ([item_id for item_id, _size in sizes[:taken]],))
     read_time = utc_reader(dialect)
+    found = {item_id for item_id, _size in sizes[:taken]}
     items = [
         ClaimedItem(item_id, project_id, item_type, read_time(received_at), payload)
         for item_id, project_id, item_type, received_at, payload in rows
+        if item_id in found
     ]
     return Claim(items, taken < len(sizes) or len(sizes) == limit)
 

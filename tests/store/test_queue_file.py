@@ -183,6 +183,22 @@ def test_a_large_batch_leaves_the_queue_file_in_pieces(
     )
 
 
+def test_pieces_delete_only_marked_items_when_unmarked_ones_lie_between(
+    database_url: str, factory: sessionmaker[Session], project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqlite_path(database_url)
+    monkeypatch.setattr(queue, "DELETE_PIECE_ITEMS", 3)
+    queued(factory, project, 21)  # and 3 session items
+    with factory() as session:
+        ids = list(session.scalars(select(RawItem.id).order_by(RawItem.id)))
+    kept = {ids[1], ids[4], ids[5], ids[11]}  # e.g. items that failed: not marked, inside the pieces' ranges
+    with transaction(factory) as session:
+        queue.finish_items(session, [i for i in ids if i not in kept])
+    queue.delete_digested(factory)
+    with factory() as session:
+        assert set(session.scalars(select(RawItem.id))) == kept
+
+
 def test_a_crash_between_the_two_deletions_leaves_marks_that_are_cleared(
     database_url: str, factory: sessionmaker[Session], project: Project
 ) -> None:
