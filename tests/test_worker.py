@@ -44,6 +44,19 @@ def counts(factory: sessionmaker[Session]) -> tuple[int, int, int]:
         )
 
 
+def run_until_drained(worker: Worker, factory: sessionmaker[Session], *, timeout: float) -> threading.Thread:
+    """Run `worker`'s loop in a thread until no raw event items are left (asserted), then stop it; the thread."""
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: counts(factory)[0] == 0, timeout=timeout), counts(factory)
+    finally:
+        stop.set()
+        thread.join(5)
+    return thread
+
+
 def queued_events(factory: sessionmaker[Session], project: Project, events: int) -> int:
     deployed = (datetime.now(UTC) - timedelta(minutes=6)).replace(second=0, microsecond=0)
     ids = fill_queue(factory, project.id, deployed, events=events, minutes=5, sessions_per_minute=5000)
@@ -134,14 +147,7 @@ def test_sqlite_batches_are_sized_to_the_write_lock_target_and_postgresql_keeps_
     worker = Worker(
         settings=tight.model_copy(update={"digest_interval_seconds": 30}), factory=factory, metrics=Metrics()
     )
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        assert wait_for(lambda: counts(factory)[0] == 0, timeout=60), counts(factory)
-    finally:
-        stop.set()
-        thread.join(5)
+    run_until_drained(worker, factory, timeout=60)
     left, stored, counted = counts(factory)
     assert (left, stored, counted) == (0, total, total)
 
@@ -157,14 +163,7 @@ def test_the_loop_goes_on_without_waiting_after_a_batch_cut_by_its_byte_budget(
     worker = Worker(settings=one_each, factory=factory, metrics=Metrics())
     first = worker.digest_once()
     assert (first.items, first.full) == (1, True)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        assert wait_for(lambda: counts(factory)[0] == 0, timeout=20), counts(factory)
-    finally:
-        stop.set()
-        thread.join(5)
+    run_until_drained(worker, factory, timeout=20)
     assert counts(factory) == (0, total, total)
 
 
@@ -191,14 +190,7 @@ def test_a_failing_job_and_a_lost_database_connection_do_not_stop_the_digest(
         return digest()
 
     worker.digest_once = flaky_digest  # type: ignore[method-assign]
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        assert wait_for(lambda: counts(factory)[0] == 0, timeout=20), counts(factory)
-    finally:
-        stop.set()
-        thread.join(5)
+    thread = run_until_drained(worker, factory, timeout=20)
     assert not thread.is_alive(), "the loop ends promptly once asked"
     assert counts(factory)[1] == total
     assert calls["job"] >= 2, "the failing job keeps being scheduled"
