@@ -257,8 +257,14 @@ class DetectorClient:
         stop = _utc(end)
         while at <= stop:
             with factory() as session:
-                frames = load_frames(session, project_id=project_id, at=at.to_pydatetime(),
-                                     lookback=timedelta(days=config.lookback_days))  # fmt: skip
+                frames = load_frames(
+                    session,
+                    project_id=project_id,
+                    at=at.to_pydatetime(),
+                    lookback=timedelta(days=config.lookback_days),
+                    watch=timedelta(minutes=config.deploy_watch_minutes),
+                    baseline=timedelta(minutes=config.baseline_max_minutes),
+                )
             for finding in detect_anomalies(**frames, at=at, config=config):
                 if finding.key in first:
                     continue

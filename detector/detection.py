@@ -68,15 +68,32 @@ def _frame(rows: list[Any], columns: list[str], categorical: tuple[str, ...] = (
 
 
 def load_frames(
-    session: Session, *, project_id: int, at: datetime, lookback: timedelta
+    session: Session,
+    *,
+    project_id: int,
+    at: datetime,
+    lookback: timedelta,
+    watch: timedelta = WINDOW,
+    baseline: timedelta = timedelta(hours=6),
 ) -> dict[str, pd.DataFrame]:
     """The four frames `detect_anomalies` takes, holding only what was known at `at`.
 
-    Minute counts cover the last 24 h (`WINDOW`: every watched deploy, its rollout and recent
-    baselines). Before that, only each active signature's latest minute within `lookback` is loaded
+    Minute counts cover the last 24 h (`WINDOW`), and reach back `baseline` before the oldest deploy
+    still watched (`watch`), so a deploy's baseline is the same at the last pass of its watch as at the
+    first (a baseline that aged out of the loaded window made regressions out of nothing). Before that,
+    only each active signature's latest minute within `lookback` is loaded
     (`signatures.last_seen_before`), so a signature seen days before a deploy, but not in the window,
     is not called new; loading the lookback's minutes themselves would multiply a pass's rows by ~15."""
+    deploy_rows = session.execute(
+        select(Deploy.id, Deploy.release, Deploy.environment, Deploy.deployed_at).where(
+            Deploy.project_id == project_id, Deploy.deployed_at <= at
+        )
+    ).all()
+    deploys = _frame(list(deploy_rows), ["deploy_id", "release", "environment", "deployed_at"])
     start = floor_minute(at - WINDOW)
+    watched = deploys["deployed_at"][deploys["deployed_at"] > pd.Timestamp(at - watch)] if len(deploys) else []
+    if len(watched):
+        start = min(start, floor_minute(watched.min().to_pydatetime() - baseline))
     end = floor_minute(at)
     sig_rows = session.execute(
         select(
@@ -120,12 +137,6 @@ def load_frames(
     signatures = _signature_frame(
         session, project_id=project_id, ids=active, window_start=start, lookback=lookback
     )
-    deploy_rows = session.execute(
-        select(Deploy.id, Deploy.release, Deploy.environment, Deploy.deployed_at).where(
-            Deploy.project_id == project_id, Deploy.deployed_at <= at
-        )
-    ).all()
-    deploys = _frame(list(deploy_rows), ["deploy_id", "release", "environment", "deployed_at"])
     return {
         "sig_counts": sig_counts,
         "session_counts": session_counts,
@@ -355,7 +366,12 @@ def run_detection(
     config = config or DetectorConfig()
     with factory() as session:
         frames = load_frames(
-            session, project_id=project_id, at=at, lookback=timedelta(days=config.lookback_days)
+            session,
+            project_id=project_id,
+            at=at,
+            lookback=timedelta(days=config.lookback_days),
+            watch=timedelta(minutes=config.deploy_watch_minutes),
+            baseline=timedelta(minutes=config.baseline_max_minutes),
         )
     findings = detect_anomalies(**frames, at=pd.Timestamp(at), config=config)
     changes: list[AnomalyChange] = []

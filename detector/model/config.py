@@ -64,6 +64,15 @@ class DetectorConfig:
     release and its baseline alike). Noise dilutes a release-wide rise (the errored share of a frontend
     is often half noise)."""
 
+    baseline_max_minutes: int = 6 * 60
+    """Longest baseline of a deploy test: the replaced releases' sessions at most this long before the
+    deploy (since the previous deploy when that holds ``baseline_min_sessions``). A bug the previous
+    release brought is in its baseline, so an unchanged rate is not a regression of the next one."""
+
+    onset_evidence_factor: float = 1000.0
+    """Likelihood ratio by which "the rate rose at some moment for every release alike" must beat "the
+    deploy's releases rose from the deploy" before a deploy finding is reported as a spike instead."""
+
     spike_rate_ratio: float = 2.0
     """Alternative rate ratio of the spike CUSUM (the rise it is tuned to detect fastest)."""
 
@@ -117,6 +126,10 @@ class DetectorConfig:
             raise ValueError("spike_rate_ratio must exceed 1")
         if self.noisy_evidence_factor < 1.0:
             raise ValueError("noisy_evidence_factor must be at least 1")
+        if self.onset_evidence_factor < 1.0:
+            raise ValueError("onset_evidence_factor must be at least 1")
+        if self.baseline_max_minutes <= 0:
+            raise ValueError("baseline_max_minutes must be positive")
         if self.spike_baseline_z < 0:
             raise ValueError("spike_baseline_z must not be negative")
         if min(self.lookback_days, self.deploy_watch_minutes, self.spike_window_minutes) <= 0:

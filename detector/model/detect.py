@@ -15,11 +15,12 @@ Only data up to ``at`` is used, so a pass gives the same findings live and in a 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
+from detector.model.attribution import Attribution, attribute_rise
 from detector.model.config import DetectorConfig
 from detector.model.findings import Finding
 from detector.model.sequential import (
@@ -341,34 +342,49 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
 def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, config: DetectorConfig,
                      watched: set[tuple[int, str]]) -> list[Finding]:
     """The deploy's findings; adds to ``watched`` the (signature, environment) pairs it tests against the
-    new-signature floor."""
+    new-signature floor.
+
+    The deploy's side is its **lineage**: its release and every release first deployed after it (they
+    carry its code unless they fixed it), so a bug a night-time release brought is still its deploy's
+    once the next release has replaced it. The other side (older releases, long-lived tabs) is the
+    concurrent control, and the releases the deploy replaced, right before it, are the baseline."""
     environment = str(deploy.environment)  # type: ignore[attr-defined]
     release = str(deploy.release)  # type: ignore[attr-defined]
     origin = int(deploy.minute)  # type: ignore[attr-defined]
     lookback = round(config.lookback_days * 24 * 60)
     length = prepared.at_minute - origin + 1
     in_env = prepared.env == prepared.code(environment)
+    lineage = _lineage_codes(prepared, environment, origin, release)
+    in_lineage = np.isin(prepared.release, lineage)
     pre = in_env & (prepared.minute >= origin - lookback) & (prepared.minute < origin)
     post = in_env & (prepared.minute >= origin)
-    new_rel = prepared.release == prepared.code(release)
+    own_release = prepared.release == prepared.code(release)
 
     s_env = prepared.s_env == prepared.code(environment)
+    s_lineage = np.isin(prepared.s_release, lineage)
     s_post = s_env & (prepared.s_minute >= origin)
-    s_new = s_post & (prepared.s_release == prepared.code(release))
-    s_old = s_post & ~s_new
+    s_new = s_post & s_lineage
+    s_old = s_post & ~s_lineage
     started_new = _per_minute(prepared.s_minute[s_new], prepared.s_started[s_new], origin, length)
     started_old = _per_minute(prepared.s_minute[s_old], prepared.s_started[s_old], origin, length)
 
+    base_start = _baseline_start(prepared, environment, origin, lineage, config)
     context = _DeployContext(
         prepared=prepared, deploy=deploy, environment=environment, release=release, origin=origin,
         lookback=lookback, started_new=started_new, started_old=started_old,
-        cum_new=np.cumsum(started_new), per_week=per_week, config=config,
+        cum_new=np.cumsum(started_new), per_week=per_week, config=config, lineage=lineage,
+        baseline_start=base_start,
     )
     pre_sessions = _sessions_by_sig(prepared, pre)
-    s_pre = s_env & (prepared.s_minute >= origin - lookback) & (prepared.s_minute < origin)
-    pre_exposure = float(prepared.s_started[s_pre].sum())
+    base = in_env & ~in_lineage & (prepared.minute >= base_start) & (prepared.minute < origin)
+    s_base = s_env & ~s_lineage & (prepared.s_minute >= base_start) & (prepared.s_minute < origin)
+    base_sessions = _sessions_by_sig(prepared, base)
+    base_exposure = float(prepared.s_started[s_base].sum())
 
-    new_stream = _stream(prepared, post & new_rel)
+    new_stream = _stream(prepared, post & in_lineage)
+    # A new signature is the deploy's only if its own release shows it (a later release's bug is that
+    # later deploy's); the lineage's later releases then add their evidence.
+    own = frozenset(np.unique(prepared.sig[post & own_release]).tolist())
     if len(new_stream.sig) == 0:
         candidates_new: set[int] = set()
     else:
@@ -378,7 +394,7 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, confi
             return s in times and lookback_start <= times[s] < deploy_minute
 
         candidates_new = {
-            s for s in np.unique(new_stream.sig).tolist()
+            s for s in own
             if s not in pre_sessions and not seen_in_lookback(prepared.first_seen, s)
             and not seen_in_lookback(prepared.last_seen_before, s)
         }
@@ -386,14 +402,71 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, confi
     # in the supplied data before the deploy. Their rate there is unknown, not zero: a pseudo-event
     # baseline would make any reappearance a regression, so they are held to the new signatures' floor
     # (a meaningful share of sessions) and reported as regressions.
-    dormant = frozenset(np.unique(new_stream.sig).tolist()) - set(pre_sessions) - candidates_new
+    dormant = own - set(pre_sessions) - candidates_new
     watched.update((s, environment) for s in candidates_new | dormant)
     findings = _new_signature_findings(context, new_stream, candidates_new, dormant)
-    if pre_exposure >= config.baseline_min_sessions:
-        findings += _regression_findings(context, new_stream, _stream(prepared, post & ~new_rel),
-                                         pre_sessions, pre_exposure, set(pre_sessions) - candidates_new)
-    findings += _release_error_rate_findings(context)
+    if base_exposure >= config.baseline_min_sessions:
+        findings += _regression_findings(context, new_stream, _stream(prepared, post & ~in_lineage),
+                                         base_sessions, base_exposure, set(pre_sessions) - candidates_new)
+    findings = _attributed(context, findings)
+    findings += _release_error_rate_findings(context, s_base)
     return findings
+
+
+def _lineage_codes(prepared: _Prepared, environment: str, origin: int, release: str) -> np.ndarray:
+    """Codes of the deploy's release and of every release first deployed after it in the environment."""
+    deploys = prepared.deploys[prepared.deploys["environment"].astype(str) == environment]
+    first = deploys.groupby(deploys["release"].astype(str))["minute"].min()
+    names = {release, *first[first > origin].index.tolist()}
+    return np.array([prepared.code(n) for n in sorted(names)], dtype=np.int64)
+
+
+def _baseline_start(prepared: _Prepared, environment: str, origin: int, lineage: np.ndarray,
+                    config: DetectorConfig) -> int:
+    """First minute of the baseline: the releases the deploy replaced, right before it.
+
+    The baseline spans the latest regime before the deploy (since the environment's previous deploy of
+    a release outside the lineage), reaching back regime by regime until it holds
+    ``baseline_min_sessions`` sessions, and never more than ``baseline_max_minutes``: a bug a previous
+    release brought is part of its baseline, so an unchanged rate is never a regression of the next.
+    """
+    earliest = origin - min(round(config.lookback_days * 24 * 60), config.baseline_max_minutes)
+    deploys = prepared.deploys
+    earlier = deploys[(deploys["environment"].astype(str) == environment) & (deploys["minute"] < origin)
+                      & (deploys["minute"] > earliest)
+                      & ~np.isin([prepared.code(str(r)) for r in deploys["release"]], lineage)]
+    s_old = ((prepared.s_env == prepared.code(environment)) & ~np.isin(prepared.s_release, lineage)
+             & (prepared.s_minute < origin) & (prepared.s_minute >= earliest))
+    minutes, started = prepared.s_minute[s_old], prepared.s_started[s_old]
+    for start in sorted(set(earlier["minute"].astype(int).tolist()), reverse=True):
+        if started[minutes >= start].sum() >= config.baseline_min_sessions:
+            return int(start)
+    return int(earliest)
+
+
+def _superseded_minute(context: _DeployContext) -> int | None:
+    """First minute at which releases deployed after the deploy's own release start more sessions than it
+    (over the trailing ``SUPERSEDED_SPAN`` minutes): from then on its sessions are a tail (old tabs)."""
+    prepared = context.prepared
+    later = [c for c in context.lineage.tolist() if c != prepared.code(context.release)]
+    if not later:
+        return None
+    s_post = (prepared.s_env == prepared.code(context.environment)) & (prepared.s_minute >= context.origin)
+    length = len(context.started_new)
+    own = s_post & (prepared.s_release == prepared.code(context.release))
+    successors = s_post & np.isin(prepared.s_release, later)
+    own_started = np.cumsum(_per_minute(prepared.s_minute[own], prepared.s_started[own], context.origin, length))
+    later_started = np.cumsum(_per_minute(prepared.s_minute[successors], prepared.s_started[successors],
+                                          context.origin, length))
+
+    def trailing(cum: np.ndarray) -> np.ndarray:
+        return cum - np.concatenate((np.zeros(SUPERSEDED_SPAN), cum[:-SUPERSEDED_SPAN]))[:len(cum)]
+
+    overtaken = (trailing(later_started) > trailing(own_started)) & (trailing(later_started) > 0)
+    return context.origin + int(np.argmax(overtaken)) if overtaken.any() else None
+
+
+SUPERSEDED_SPAN = 10
 
 
 @dataclass(frozen=True)
@@ -409,6 +482,10 @@ class _DeployContext:
     cum_new: np.ndarray
     per_week: float
     config: DetectorConfig
+    lineage: np.ndarray
+    """Codes of the releases on the deploy's side (its release and those first deployed after it)."""
+    baseline_start: int
+    """First minute of the baseline (the replaced releases' sessions from here to the deploy)."""
 
     @property
     def deploy_id(self) -> int:
@@ -548,7 +625,7 @@ def _regression_findings(context: _DeployContext, new_stream: _Stream, old_strea
     tests = context.per_week * max(len(known), 1)
     threshold = eprocess_threshold(alarms_per_week=config.budget("regression"), tests_per_week=tests)
     thresholds = threshold + context.noisy_extra(stream.sig)
-    baseline = {s: (pre_sessions[s] + 1.0) / pre_exposure for s in known.tolist()}
+    baseline = {s: (pre_sessions.get(s, 0.0) + 1.0) / pre_exposure for s in known.tolist()}
     # The baseline rate is an estimate (a rare signature's from a handful of sessions): test against it
     # as such, not as if it were the true rate.
     log_e = _mixture_vs_estimate_where_possible(
@@ -597,39 +674,54 @@ def _control_crossings(context: _DeployContext, stream: _Stream, old_stream: _St
     return {s: int(minute[r]) for s, r in rows.items()}
 
 
-def _release_error_rate_findings(context: _DeployContext) -> list[Finding]:
+def _release_error_rate_findings(context: _DeployContext, s_base: np.ndarray) -> list[Finding]:
+    """The release's errored share against the replaced releases' right before the deploy (and against
+    the concurrent releases), while the release is current: a superseded release's tail (old tabs) is a
+    different audience and is not tested."""
     config = context.config
     prepared = context.prepared
-    baseline = _previous_release_error_share(context)
-    if baseline is None:
+    baseline_started = float(prepared.s_started[s_base].sum())
+    if baseline_started < config.baseline_min_sessions:
         return []
-    length = len(context.started_new)
+    baseline_errored = float(prepared.s_errored[s_base].sum()) + 1.0
+    superseded = _superseded_minute(context)
+    length = len(context.started_new) if superseded is None else max(superseded - context.origin, 0)
+    if length == 0:
+        return []
     s_post = (prepared.s_env == prepared.code(context.environment)) & (prepared.s_minute >= context.origin)
     is_new = prepared.s_release == prepared.code(context.release)
-    errored_new = _per_minute(prepared.s_minute[s_post & is_new], prepared.s_errored[s_post & is_new],
-                              context.origin, length)
-    errored_old = _per_minute(prepared.s_minute[s_post & ~is_new], prepared.s_errored[s_post & ~is_new],
-                              context.origin, length)
+
+    def per_minute(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return _per_minute(prepared.s_minute[mask], values[mask], context.origin, length)
+
+    started_new = per_minute(s_post & is_new, prepared.s_started)
+    started_old = per_minute(s_post & ~is_new, prepared.s_started)
+    errored_new = per_minute(s_post & is_new, prepared.s_errored)
+    errored_old = per_minute(s_post & ~is_new, prepared.s_errored)
     cum_errored = np.cumsum(errored_new)
-    exposure = np.maximum(context.cum_new, cum_errored)
+    exposure = np.maximum(np.cumsum(started_new), cum_errored)
     ratios = np.asarray(config.release_rate_ratios)
     threshold = eprocess_threshold(alarms_per_week=config.budget("release_error_rate"),
                                    tests_per_week=context.per_week)
-    baseline_errored, baseline_started = baseline
     log_e = mixture_log_evidence_vs_estimate(cum_errored, exposure, baseline_errored, baseline_started, ratios)
     alarm = (log_e >= threshold) & (cum_errored >= config.min_sessions)
     if not alarm.any():
         return []
     row = int(np.argmax(alarm))
-    if context.control_informative():
-        started_new = np.maximum(context.started_new, errored_new)
-        started_old = np.maximum(context.started_old, errored_old)
-        share = started_new / np.maximum(started_new + started_old, 1.0)
+    old_total = float(started_old.sum())
+    total = old_total + float(started_new.sum())
+    if (old_total >= config.control_min_sessions and total > 0
+            and old_total / total >= config.control_min_share):
+        share = np.maximum(started_new, errored_new) / np.maximum(
+            np.maximum(started_new, errored_new) + np.maximum(started_old, errored_old), 1.0)
         increments = conditional_log_lr_increments(errored_new, errored_old, share, ratios)
         control = mixture_log_evidence_from_increments(increments, group_starts(np.zeros(length, np.int64)))
         if not (control >= threshold).any():
             return []
         row = max(row, int(np.argmax(control >= threshold)))
+    own = np.array([prepared.code(context.release)], dtype=np.int64)
+    if _attribution(context, prepared.s_errored, own).cause != "deploy":
+        return []  # a rise that began for every release alike is an outage's, not this release's
     total_errored = float(cum_errored[-1])
     return [Finding(
         kind="release_error_rate", signature_id=None, title=f"Errored sessions up in {context.release}",
@@ -643,23 +735,61 @@ def _release_error_rate_findings(context: _DeployContext) -> list[Finding]:
     )]
 
 
-def _previous_release_error_share(context: _DeployContext) -> tuple[float, float] | None:
-    """Errored sessions (plus a pseudo-session) and sessions started of the release deployed before this
-    one (all releases if unknown or too short-lived), pre-deploy."""
+ONSET_CONTEXT_MINUTES = 60
+"""The onset test sees at least this much of the environment's history before the deploy."""
+
+
+def _attribution(context: _DeployContext, values: np.ndarray, lineage: np.ndarray,
+                 rows: np.ndarray | None = None) -> Attribution:
+    """:func:`attribute_rise` for one stream of the environment: ``values`` per session-count row
+    (errored sessions), or, with ``rows``, a signature's affected sessions at those count rows."""
     prepared, config = context.prepared, context.config
-    pre = ((prepared.s_env == prepared.code(context.environment)) & (prepared.s_minute < context.origin)
-           & (prepared.s_minute >= context.origin - context.lookback))
-    deploys = prepared.deploys
-    earlier = deploys[(deploys["environment"] == context.environment) & (deploys["minute"] < context.origin)
-                      & (deploys["release"].astype(str) != context.release)]
-    if len(earlier):
-        previous = pre & (prepared.s_release == prepared.code(str(earlier["release"].iloc[-1])))
-        if prepared.s_started[previous].sum() >= config.baseline_min_sessions:
-            pre = previous
-    started = float(prepared.s_started[pre].sum())
-    if started < config.baseline_min_sessions:
-        return None
-    return float(prepared.s_errored[pre].sum()) + 1.0, started
+    first = min(context.baseline_start, context.origin - ONSET_CONTEXT_MINUTES)
+    length = prepared.at_minute - first + 1
+    s_rows = ((prepared.s_env == prepared.code(context.environment)) & (prepared.s_minute >= first))
+    releases, s_code = np.unique(prepared.s_release[s_rows], return_inverse=True)
+    exposure = np.zeros((len(releases), length))
+    np.add.at(exposure, (s_code, prepared.s_minute[s_rows] - first), prepared.s_started[s_rows])
+    counts = np.zeros_like(exposure)
+    if rows is None:
+        np.add.at(counts, (s_code, prepared.s_minute[s_rows] - first), values[s_rows])
+    else:
+        rows = rows & (prepared.minute >= first)
+        position = np.searchsorted(releases, prepared.release[rows])
+        known = (position < len(releases)) & (releases[np.minimum(position, len(releases) - 1)]
+                                              == prepared.release[rows])
+        np.add.at(counts, (position[known], prepared.minute[rows][known] - first), prepared.sessions[rows][known])
+    deploys = prepared.deploys[prepared.deploys["environment"].astype(str) == context.environment]
+    first_deploy = deploys.groupby(deploys["release"].astype(str))["minute"].min()
+    first_by_code = {prepared.code(str(name)): int(m) for name, m in first_deploy.items()}
+    later = sorted({first_by_code[c] for c in lineage.tolist()
+                    if c in first_by_code and context.origin < first_by_code[c] <= prepared.at_minute})
+    origins = [context.origin, *later]
+    lineages = [np.isin(releases, lineage)]
+    lineages += [np.array([first_by_code.get(int(c), -1) >= o for c in releases]) for o in later]
+    return attribute_rise(counts, exposure, first, origins, lineages, math.log(config.onset_evidence_factor))
+
+
+def _attributed(context: _DeployContext, findings: list[Finding]) -> list[Finding]:
+    """Signature findings whose rise the deploy explains; a later deploy's rise is left to that deploy,
+    and a rise that began at some moment for every release alike becomes a spike with its onset."""
+    prepared = context.prepared
+    kept: list[Finding] = []
+    in_env = prepared.env == prepared.code(context.environment)
+    for finding in findings:
+        attribution = _attribution(context, prepared.sessions, context.lineage,
+                                   rows=in_env & (prepared.sig == finding.signature_id))
+        if attribution.cause == "deploy":
+            kept.append(finding)
+        elif attribution.cause == "onset":
+            onset = minute_timestamp(attribution.onset_minute)
+            kept.append(replace(
+                finding, kind="spike", deploy_id=None, first_seen=onset,
+                key=f"spike:{finding.signature_id}:{finding.environment}:onset-after-deploy-{context.deploy_id}",
+                details={**finding.details, "onset": onset.isoformat(), "tested_deploy_id": context.deploy_id,
+                         "onset_evidence": round(-attribution.evidence, 1)},
+            ))
+    return kept
 
 
 def _spike_findings(prepared: _Prepared, config: DetectorConfig) -> list[Finding]:

@@ -25,6 +25,8 @@ class SimSignature:
     noise_class: str | None = None
     in_app: bool = True
     first_seen: pd.Timestamp | None = None
+    episodes: tuple[tuple[pd.Timestamp, pd.Timestamp, float], ...] = ()
+    """``(start, end, rate)``: the rate in every release during ``[start, end)`` (a backend outage)."""
 
     def rate_for(self, release: str) -> float:
         return self.release_rates.get(release, self.rate)
@@ -71,9 +73,13 @@ def simulate_project(*, start: pd.Timestamp, end: pd.Timestamp, sessions_per_min
     ids = np.array([s.signature_id for s in signatures], dtype=np.int64)
     for release, share in shares.items():
         started = rng.poisson(expected * share)
-        rates = np.array([s.rate_for(release) for s in signatures])
-        affected = rng.binomial(started[None, :], np.clip(rates, 0.0, 1.0)[:, None])
-        errored = rng.binomial(started, 1.0 - np.prod(1.0 - np.clip(rates, 0.0, 1.0)))
+        rates = np.repeat(np.array([s.rate_for(release) for s in signatures])[:, None], len(minutes), axis=1)
+        for row, sig in enumerate(signatures):
+            for begin, finish, rate in sig.episodes:
+                rates[row, (minutes >= begin) & (minutes < finish)] = rate
+        rates = np.clip(rates, 0.0, 1.0)
+        affected = rng.binomial(started[None, :], rates)
+        errored = rng.binomial(started, 1.0 - np.prod(1.0 - rates, axis=0))
         sig_idx, minute_idx = np.nonzero(affected)
         sessions = affected[sig_idx, minute_idx]
         sig_frames.append(pd.DataFrame({
