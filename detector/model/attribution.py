@@ -50,8 +50,14 @@ class Attribution:
     """Origin of the later deploy that explains the rise better, when ``cause == "later_deploy"``."""
 
 
-def attribute_rise(counts: np.ndarray, exposure: np.ndarray, first_minute: int, origins: list[int],
-                   lineages: list[np.ndarray], margin: float) -> Attribution:
+def attribute_rise(
+    counts: np.ndarray,
+    exposure: np.ndarray,
+    first_minute: int,
+    origins: list[int],
+    lineages: list[np.ndarray],
+    margin: float,
+) -> Attribution:
     """Compare "the deploy at ``origins[0]``" with later deploys and with a free onset.
 
     ``counts``/``exposure`` are (releases x minutes) from ``first_minute`` on; ``lineages[i]`` is the

@@ -28,8 +28,14 @@ def hourly(n: int, *, first: pd.Timestamp = DEPLOY_AT, final_share: float = 1.0)
 def test_an_unfixed_bug_is_not_a_regression_of_the_releases_after_it(rng):
     bug = SimSignature(500, 0.0, {f"web@1.{i}.0": 0.02 for i in range(1, 5)}, title="TypeError: e.map")
     deploys = hourly(4)
-    data = simulate_project(start=DEPLOY_AT - pd.Timedelta(days=1), end=DEPLOY_AT + 5 * HOUR,
-                            sessions_per_minute=100.0, signatures=[*BACKGROUND, bug], deploys=deploys, rng=rng)
+    data = simulate_project(
+        start=DEPLOY_AT - pd.Timedelta(days=1),
+        end=DEPLOY_AT + 5 * HOUR,
+        sessions_per_minute=100.0,
+        signatures=[*BACKGROUND, bug],
+        deploys=deploys,
+        rng=rng,
+    )
     for hours in (1.5, 2.5, 3.5, 4.9):
         findings = run(data, DEPLOY_AT + pd.Timedelta(hours=hours))
         about_bug = [(f.kind, f.deploy_id) for f in findings if f.signature_id == 500]
@@ -38,8 +44,14 @@ def test_an_unfixed_bug_is_not_a_regression_of_the_releases_after_it(rng):
 
 def test_a_worse_rate_in_a_later_release_is_that_releases_regression(rng):
     bug = SimSignature(500, 0.0, {"web@1.1.0": 0.005, "web@1.2.0": 0.005, "web@1.3.0": 0.05})
-    data = simulate_project(start=DEPLOY_AT - pd.Timedelta(days=1), end=DEPLOY_AT + 3 * HOUR,
-                            sessions_per_minute=100.0, signatures=[*BACKGROUND, bug], deploys=hourly(3), rng=rng)
+    data = simulate_project(
+        start=DEPLOY_AT - pd.Timedelta(days=1),
+        end=DEPLOY_AT + 3 * HOUR,
+        sessions_per_minute=100.0,
+        signatures=[*BACKGROUND, bug],
+        deploys=hourly(3),
+        rng=rng,
+    )
     findings = [f for f in run(data, DEPLOY_AT + 2 * HOUR + 30 * MIN) if f.signature_id == 500]
     assert ("regression", 3) in [(f.kind, f.deploy_id) for f in findings]
     assert all(f.deploy_id != 2 for f in findings)
@@ -50,8 +62,14 @@ def test_a_backend_outage_after_a_deploy_is_a_spike_with_its_onset(rng, outage_a
     start = DEPLOY_AT + outage_after * MIN
     outage = SimSignature(600, 0.0005, episodes=((start, start + 2 * HOUR, 0.05),), title="Error: 503")
     deploys = [SimDeploy(1, "web@1.1.0", DEPLOY_AT, final_share=0.97)]
-    data = simulate_project(start=DEPLOY_AT - pd.Timedelta(days=1), end=start + HOUR, sessions_per_minute=70.0,
-                            signatures=[*BACKGROUND, outage], deploys=deploys, rng=rng)
+    data = simulate_project(
+        start=DEPLOY_AT - pd.Timedelta(days=1),
+        end=start + HOUR,
+        sessions_per_minute=70.0,
+        signatures=[*BACKGROUND, outage],
+        deploys=deploys,
+        rng=rng,
+    )
     for at in (start + 10 * MIN, start + 45 * MIN):
         findings = [f for f in run(data, at) if f.signature_id == 600]
         assert findings and all(f.kind == "spike" and f.deploy_id is None for f in findings)
@@ -62,18 +80,29 @@ def test_a_backend_outage_after_a_deploy_is_a_spike_with_its_onset(rng, outage_a
 def test_an_outage_that_began_before_the_deploy_is_not_the_deploys(rng):
     start = DEPLOY_AT - 20 * MIN
     outage = SimSignature(600, 0.0005, episodes=((start, start + 2 * HOUR, 0.05),))
-    data = simulate_project(start=DEPLOY_AT - pd.Timedelta(days=1), end=DEPLOY_AT + HOUR, sessions_per_minute=70.0,
-                            signatures=[*BACKGROUND, outage], deploys=[SimDeploy(1, "web@1.1.0", DEPLOY_AT)],
-                            rng=rng)
+    data = simulate_project(
+        start=DEPLOY_AT - pd.Timedelta(days=1),
+        end=DEPLOY_AT + HOUR,
+        sessions_per_minute=70.0,
+        signatures=[*BACKGROUND, outage],
+        deploys=[SimDeploy(1, "web@1.1.0", DEPLOY_AT)],
+        rng=rng,
+    )
     findings = [f for f in run(data, DEPLOY_AT + 40 * MIN) if f.signature_id == 600]
     assert all(f.deploy_id is None for f in findings)
 
 
 def test_the_seed_incident_stays_its_deploys_with_old_tabs_open(rng):
     seed = SimSignature(500, 0.0, {"web@1.1.0": 0.05})
-    data = simulate_project(start=DEPLOY_AT - pd.Timedelta(days=1), end=DEPLOY_AT + 30 * MIN,
-                            sessions_per_minute=100.0, diurnal_amplitude=0.0, signatures=[*BACKGROUND, seed],
-                            deploys=[SimDeploy(1, "web@1.1.0", DEPLOY_AT, final_share=0.97)], rng=rng)
+    data = simulate_project(
+        start=DEPLOY_AT - pd.Timedelta(days=1),
+        end=DEPLOY_AT + 30 * MIN,
+        sessions_per_minute=100.0,
+        diurnal_amplitude=0.0,
+        signatures=[*BACKGROUND, seed],
+        deploys=[SimDeploy(1, "web@1.1.0", DEPLOY_AT, final_share=0.97)],
+        rng=rng,
+    )
     for minutes in (2, 10, 29):
         findings = [f for f in run(data, DEPLOY_AT + minutes * MIN) if f.signature_id == 500]
         assert [(f.kind, f.deploy_id) for f in findings] == [("new_signature", 1)]
@@ -88,8 +117,14 @@ def test_a_night_time_bug_stays_its_deploys_once_the_next_release_carries_it():
         rng = np.random.default_rng(seed)
         bug = SimSignature(500, 0.0, {"web@1.1.0": 0.01, "web@1.2.0": 0.01, "web@1.3.0": 0.01})
         night = DEPLOY_AT - pd.Timedelta(hours=10)  # 02:00 UTC, the diurnal trough
-        data = simulate_project(start=night - pd.Timedelta(days=1), end=night + 4 * HOUR, sessions_per_minute=25.0,
-                                signatures=[*BACKGROUND, bug], deploys=hourly(3, first=night), rng=rng)
+        data = simulate_project(
+            start=night - pd.Timedelta(days=1),
+            end=night + 4 * HOUR,
+            sessions_per_minute=25.0,
+            signatures=[*BACKGROUND, bug],
+            deploys=hourly(3, first=night),
+            rng=rng,
+        )
         findings = [f for f in run(data, night + 4 * HOUR - MIN) if f.signature_id == 500]
         assert all(f.deploy_id == 1 for f in findings), [(f.kind, f.deploy_id) for f in findings]
         hits += bool(findings)

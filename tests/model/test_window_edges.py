@@ -27,15 +27,27 @@ def loaded(data: dict, at: pd.Timestamp, config: DetectorConfig) -> dict:
     def within(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[(frame["minute"] >= start) & (frame["minute"] <= end)]
 
-    return {"sig_counts": within(data["sig_counts"]), "session_counts": within(data["session_counts"]),
-            "signatures": data["signatures"], "deploys": deploys}
+    return {
+        "sig_counts": within(data["sig_counts"]),
+        "session_counts": within(data["session_counts"]),
+        "signatures": data["signatures"],
+        "deploys": deploys,
+    }
 
 
 def boundaries(deploys: list[SimDeploy], config: DetectorConfig, end: pd.Timestamp) -> list[pd.Timestamp]:
     """Pass times on both sides of every edge a deploy makes: watch end, loaded window, baseline
     ageing, spike quiet period and window, supersession, grace."""
-    offsets = [config.deploy_watch_minutes, 24 * 60, config.baseline_max_minutes, config.spike_quiet_minutes,
-               config.spike_quiet_minutes + config.spike_window_minutes, config.deploy_grace_minutes, 10, 60]
+    offsets = [
+        config.deploy_watch_minutes,
+        24 * 60,
+        config.baseline_max_minutes,
+        config.spike_quiet_minutes,
+        config.spike_quiet_minutes + config.spike_window_minutes,
+        config.deploy_grace_minutes,
+        10,
+        60,
+    ]
     times = []
     for deploy in deploys:
         for offset in offsets:
@@ -60,10 +72,19 @@ def test_passes_across_every_window_boundary_find_nothing_when_rates_never_chang
         SimDeploy(30, "web@2.1.0", START + 2 * DAY + 3 * HOUR, final_share=0.97),
     ]
     end = START + 3 * DAY + 6 * HOUR
-    data = simulate_project(start=START, end=end, sessions_per_minute=60.0, signatures=background,
-                            deploys=deploys, rng=rng, diurnal_amplitude=0.7)
+    data = simulate_project(
+        start=START,
+        end=end,
+        sessions_per_minute=60.0,
+        signatures=background,
+        deploys=deploys,
+        rng=rng,
+        diurnal_amplitude=0.7,
+    )
     alarms = []
     for at in boundaries(deploys, config, end):
-        alarms += [(at, f.kind, f.signature_id, f.deploy_id) for f in detect_anomalies(**loaded(data, at, config),
-                                                                                        at=at, config=config)]
+        alarms += [
+            (at, f.kind, f.signature_id, f.deploy_id)
+            for f in detect_anomalies(**loaded(data, at, config), at=at, config=config)
+        ]
     assert alarms == []
