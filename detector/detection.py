@@ -20,8 +20,16 @@ from detector.blame.model import ErrorContext, SuspectRanking
 from detector.blame.rank import rank_suspects
 from detector.blame.snapshot import GitSnapshot
 from detector.model import DetectorConfig, Finding, detect_anomalies, segments_over_represented
+from detector.model.follow import Tracked, follow_up
 from detector.sources.git_repo import CommitInfo, FileChange, GitError, GitRepo
-from detector.store.anomalies import upsert_anomaly
+from detector.store.anomalies import (
+    SIGNATURE_DEPLOY_KINDS,
+    continue_anomaly,
+    open_deploy_anomaly_for,
+    record_follow_up,
+    tracked_deploy_anomalies,
+    upsert_anomaly,
+)
 from detector.store.db import transaction
 from detector.store.models import (
     Anomaly,
@@ -48,7 +56,7 @@ SEGMENT_COLUMNS = ("route", "browser", "os")
 @dataclass(frozen=True)
 class AnomalyChange:
     anomaly_id: int
-    change: str  # created, grew, updated
+    change: str  # created, grew, updated, followed (a later release's verdict on it)
     kind: str
 
 
@@ -123,9 +131,7 @@ def load_frames(
             SessionMinute.started,
             SessionMinute.errored,
             SessionMinute.crashed,
-        ).where(
-            SessionMinute.project_id == project_id, SessionMinute.minute >= start, SessionMinute.minute <= end
-        )
+        ).where(SessionMinute.project_id == project_id, SessionMinute.minute >= start, SessionMinute.minute <= end)
     ).all()
     session_counts = _frame(
         list(session_rows),
@@ -134,9 +140,7 @@ def load_frames(
     )
 
     active = sorted({int(s) for s in sig_counts["signature_id"].unique()}) if len(sig_counts) else []
-    signatures = _signature_frame(
-        session, project_id=project_id, ids=active, window_start=start, lookback=lookback
-    )
+    signatures = _signature_frame(session, project_id=project_id, ids=active, window_start=start, lookback=lookback)
     return {
         "sig_counts": sig_counts,
         "session_counts": session_counts,
@@ -380,6 +384,17 @@ def run_detection(
         assert project is not None
         for finding in findings:
             values = _anomaly_values(finding)
+            earlier = _continued_anomaly(session, project_id, finding)
+            if earlier is not None:
+                continue_anomaly(
+                    earlier,
+                    release=finding.release,
+                    deploy_id=finding.deploy_id,
+                    sessions=int(finding.sessions_affected),
+                    rate=float(finding.rate),
+                )
+                changes.append(AnomalyChange(earlier.id, "updated", earlier.kind))
+                continue
             anomaly, change = upsert_anomaly(session, project_id=project_id, values=values)
             if change in ("created", "grew"):
                 anomaly.segments = _segments(session, finding, project_id)
@@ -390,8 +405,56 @@ def run_detection(
                     anomaly.suspects = [asdict(s) for s in ranking.suspects[:10]]
                     anomaly.evidence_unavailable = list(ranking.unavailable)
             changes.append(AnomalyChange(anomaly.id, change, anomaly.kind))
+        changes += _follow_open_anomalies(session, project_id, frames, at, config)
         if record_alerts is not None and changes:
             record_alerts(session, changes)
+    return changes
+
+
+def _continued_anomaly(session: Session, project_id: int, finding: Finding) -> Anomaly | None:
+    """The earlier open anomaly a signature finding of a later deploy continues (None: record it as is)."""
+    if finding.kind not in SIGNATURE_DEPLOY_KINDS or finding.signature_id is None:
+        return None
+    if session.scalar(select(Anomaly.id).where(Anomaly.project_id == project_id, Anomaly.key == finding.key)):
+        return None
+    return open_deploy_anomaly_for(
+        session,
+        project_id=project_id,
+        signature_id=finding.signature_id,
+        environment=finding.environment,
+        excluding_key=finding.key,
+    )
+
+
+def _follow_open_anomalies(
+    session: Session, project_id: int, frames: dict[str, pd.DataFrame], at: datetime, config: DetectorConfig
+) -> list[AnomalyChange]:
+    """What each later release says of the open signature anomalies: still there, or gone (a likely fix)."""
+    tracked = {
+        anomaly.id: (anomaly, deploy)
+        for anomaly, deploy in tracked_deploy_anomalies(
+            session, project_id=project_id, deployed_after=at - timedelta(days=config.lookback_days)
+        )
+    }
+    items = [
+        Tracked(a.id, int(a.signature_id), a.environment, a.release, pd.Timestamp(d.deployed_at), float(a.rate or 0.0))
+        for a, d in tracked.values()
+        if a.signature_id is not None
+    ]
+    changes: list[AnomalyChange] = []
+    for item in follow_up(items, frames["sig_counts"], frames["session_counts"], frames["deploys"], pd.Timestamp(at)):
+        anomaly = tracked[item.anomaly_id][0]
+        if record_follow_up(
+            anomaly,
+            release=item.release,
+            deploy_id=item.deploy_id,
+            status=item.status,
+            sessions=item.sessions,
+            affected=item.affected,
+            rate=item.rate,
+            same_rate=item.same_rate,
+        ):
+            changes.append(AnomalyChange(anomaly.id, "followed", anomaly.kind))
     return changes
 
 

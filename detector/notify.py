@@ -27,8 +27,8 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from detector.alerts.blocks import alert_blocks, update_blocks
-from detector.alerts.content import AlertContent
+from detector.alerts.blocks import alert_blocks, follow_up_blocks, update_blocks
+from detector.alerts.content import AlertContent, ReleaseFollowUp
 from detector.alerts.slack import BotSender, SendResult, WebhookSender
 from detector.config import Settings
 from detector.detection import AnomalyChange
@@ -60,14 +60,16 @@ def enqueue_alerts(session: Session, changes: Iterable[AnomalyChange], *, channe
     queued = 0
     now = datetime.now(UTC)
     for change in changes:
-        if change.change not in ("created", "grew"):
+        if change.change not in ("created", "grew", "followed"):
             continue
-        if change.change == "grew" and channel != "bot":
+        if change.change in ("grew", "followed") and channel != "bot":
             continue  # an incoming webhook cannot reply in a thread; a new message per update is noise
-        if change.change == "grew" and _is_muted(session, change.anomaly_id):
+        if change.change in ("grew", "followed") and _is_muted(session, change.anomaly_id):
             continue  # muting promised "no further updates"
         if change.kind == "release_error_rate" and _explained_by_signature(session, change.anomaly_id):
             continue  # the signature-level alert of the same deploy already says what broke
+        if change.change == "followed" and not _was_alerted(session, change.anomaly_id, channel):
+            continue  # no thread to reply in
         revision = (
             session.scalar(
                 select(func.count())
@@ -81,7 +83,7 @@ def enqueue_alerts(session: Session, changes: Iterable[AnomalyChange], *, channe
                 anomaly_id=change.anomaly_id,
                 channel=channel,
                 revision=revision,
-                purpose="new" if revision == 0 else "update",
+                purpose="new" if revision == 0 else ("follow" if change.change == "followed" else "update"),
                 state="pending",
                 attempts=0,
                 next_attempt_at=now,
@@ -126,6 +128,15 @@ def enqueue_state_change(session: Session, anomaly_id: int, *, channel: str | No
     )
     session.flush()
     return True
+
+
+def _was_alerted(session: Session, anomaly_id: int, channel: str) -> bool:
+    first = session.scalar(
+        select(Notification.id).where(
+            Notification.anomaly_id == anomaly_id, Notification.channel == channel, Notification.purpose == "new"
+        )
+    )
+    return first is not None
 
 
 def _is_muted(session: Session, anomaly_id: int) -> bool:
@@ -194,6 +205,23 @@ def alert_content_for(session: Session, anomaly_id: int, public_url: str) -> Ale
             for s in (anomaly.suspects or [])
         ],
         evidence_unavailable=list(anomaly.evidence_unavailable or []),
+        follow_up=_latest_follow_up(anomaly),
+    )
+
+
+def _latest_follow_up(anomaly: Anomaly) -> ReleaseFollowUp | None:
+    details = anomaly.details or {}
+    release = details.get("latest_follow_up")
+    said = (details.get("releases") or {}).get(release) if release else None
+    if not said:
+        return None
+    return ReleaseFollowUp(
+        release=str(release),
+        status=str(said["status"]),
+        sessions=int(said["sessions"]),
+        affected=int(said["affected"]),
+        rate=float(said["rate"]),
+        same_rate=bool(said["same_rate"]),
     )
 
 
@@ -286,17 +314,21 @@ def deliver_pending(
             notification = session.get(Notification, notification_id)
             assert notification is not None
             content = alert_content_for(session, notification.anomaly_id, settings.public_url)
-            first = _first_message(session, notification) if notification.purpose == "update" else None
+            reply = notification.purpose in ("update", "follow")
+            first = _first_message(session, notification) if reply else None
             thread_ts = first.slack_ts if first is not None else None
-            message = update_blocks(content) if notification.purpose == "update" else alert_blocks(content)
-        if notification.purpose == "update" and first is not None and first.state == "failed":
+            if notification.purpose == "follow":
+                message = follow_up_blocks(content)
+            else:
+                message = update_blocks(content) if reply else alert_blocks(content)
+        if reply and first is not None and first.state == "failed":
             _finish(
                 factory,
                 notification_id,
                 SendResult(ok=False, error="no thread: the first message failed", permanent=True),
             )
             continue
-        if notification.purpose == "update" and thread_ts is None:
+        if reply and thread_ts is None:
             # The first message has not gone out yet; this reply waits for its thread.
             _release(factory, [notification_id], not_before=datetime.now(UTC) + timedelta(seconds=1))
             continue

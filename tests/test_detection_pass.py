@@ -3,8 +3,6 @@ and its alert queued once."""
 
 from __future__ import annotations
 
-import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -20,74 +18,7 @@ from detector.intake.digest import digest_all
 from detector.notify import enqueue_alerts
 from detector.store.db import transaction
 from detector.store.models import Notification, Project
-
-
-def session_item(sid: str, release: str, started: datetime, errors: int) -> bytes:
-    payload = {
-        "sid": sid,
-        "init": True,
-        "started": started.isoformat(),
-        "timestamp": started.isoformat(),
-        "status": "exited" if errors == 0 else "unhandled",
-        "errors": errors,
-        "attrs": {"release": release, "environment": "production"},
-    }
-    return b'{"type":"session"}\n' + json.dumps(payload).encode()
-
-
-def error_item(release: str, at: datetime, user: int) -> bytes:
-    event = {
-        "event_id": uuid.uuid4().hex,
-        "timestamp": at.timestamp(),
-        "platform": "javascript",
-        "release": release,
-        "environment": "production",
-        "user": {"id": f"u{user}"},
-        "request": {"url": "https://shop.example/billing"},
-        "exception": {
-            "values": [
-                {
-                    "type": "TypeError",
-                    "value": "entitlements.map is not a function",
-                    "stacktrace": {
-                        "frames": [
-                            {"filename": "src/main.js", "function": "run", "lineno": 9, "in_app": True},
-                            {
-                                "filename": "src/features/PaidFeatures.js",
-                                "function": "renderPaidFeatures",
-                                "lineno": 4,
-                                "in_app": True,
-                                "context_line": "  return entitlements.map((e) => e.feature);",
-                            },
-                        ]
-                    },
-                }
-            ]
-        },
-    }
-    return b'{"type":"event"}\n' + json.dumps(event).encode()
-
-
-def post_minute(
-    client: TestClient,
-    project: Project,
-    minute: datetime,
-    release: str,
-    sessions: int,
-    error_share: float,
-    rng: np.random.Generator,
-) -> None:
-    items = []
-    for _ in range(sessions):
-        started = minute + timedelta(seconds=float(rng.uniform(0, 59)))
-        fails = bool(rng.random() < error_share)
-        items.append(session_item(uuid.uuid4().hex, release, started, int(fails)))
-        if fails:
-            items.append(error_item(release, started + timedelta(seconds=0.5), user=int(rng.integers(1e6))))
-    for start in range(0, len(items), 50):
-        body = b"{}\n" + b"\n".join(items[start : start + 50])
-        url = f"/api/{project.id}/envelope/?sentry_key={project.public_key}"
-        assert client.post(url, content=body).status_code == 200
+from tests.support.traffic import post_minute
 
 
 def test_seed_incident_is_flagged_with_its_deploy_and_alert_queued_once(

@@ -99,6 +99,31 @@ def update_blocks(content: AlertContent, *, previous: AlertContent | None = None
     return {"text": _fit_escaped(text, FALLBACK_TEXT_MAX), "blocks": blocks}
 
 
+def follow_up_blocks(content: AlertContent) -> dict[str, Any]:
+    """A thread reply saying what a later release shows: still present (at what rate), or not seen since
+    its deploy (a likely fix, which a person can resolve by)."""
+    title = _code(_title(content), 300)
+    follow = content.follow_up
+    if follow is None:
+        return update_blocks(content)
+    release = _code(follow["release"], 100)
+    if follow["status"] == "absent":
+        line = (
+            f":white_check_mark: *Not seen in* {release} since its deploy "
+            f"({_count(follow['sessions'], 'session')}): a likely fix of {title}"
+        )
+        text = f"Not seen in {follow['release']} since its deploy ({follow['sessions']:,} sessions): a likely fix"
+    else:
+        same = "same rate" if follow["same_rate"] else "a different rate"
+        rate = f"{_percent(follow['rate'])} of its sessions"
+        if content.rate is not None:
+            rate += f" against {_percent(content.rate)}"
+        line = f":repeat: *Still present in* {release}, {same}: {title} ({rate})"
+        text = f"Still present in {follow['release']}, {same} ({_percent(follow['rate'])} of its sessions)"
+    blocks = [_section([line]), _section([_links_line(content)]), _context([_footer(content)])]
+    return {"text": _fit_escaped(_escape(text), FALLBACK_TEXT_MAX), "blocks": blocks}
+
+
 # ---- text pieces -----------------------------------------------------------------------------------
 
 

@@ -52,6 +52,17 @@ class AlertLinks(TypedDict):
     ui_url: NotRequired[str]
 
 
+class ReleaseFollowUp(TypedDict):
+    """What a later release says of the anomaly's signature: `present` (with its rate) or `absent`."""
+
+    release: str
+    status: str
+    sessions: int
+    affected: int
+    rate: float
+    same_rate: bool
+
+
 @dataclass(frozen=True, kw_only=True)
 class AlertContent:
     """Everything one alert shows.
@@ -81,3 +92,5 @@ class AlertContent:
     segments: list[Segment] = field(default_factory=list)
     suspects: list[SuspectCommit] = field(default_factory=list)
     evidence_unavailable: list[str] = field(default_factory=list)
+    follow_up: ReleaseFollowUp | None = None
+    """The latest later release's verdict, for a thread reply saying so."""

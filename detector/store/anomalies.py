@@ -13,6 +13,8 @@ from detector.store.models import Anomaly, Deploy
 
 STATES = ("open", "acknowledged", "resolved", "muted")
 KINDS = ("new_signature", "regression", "release_error_rate", "spike")
+SIGNATURE_DEPLOY_KINDS = ("new_signature", "regression")
+"""Kinds that blame a deploy for one signature; such an anomaly follows its signature across later deploys."""
 STATE_BY_ACTION = {"acknowledge": "acknowledged", "resolve": "resolved", "mute": "muted", "reopen": "open"}
 
 GROWTH_FACTOR = 1.5
@@ -39,10 +41,12 @@ def upsert_anomaly(session: Session, *, project_id: int, values: dict[str, Any])
         "baseline_rate",
         "score",
         "segments",
-        "details",
     ):
         if field in values:
             setattr(existing, field, values[field])
+    if values.get("details"):
+        # What the pass says now joins what earlier passes recorded (later releases' verdicts).
+        existing.details = {**(existing.details or {}), **values["details"]}
     existing.first_seen = min(existing.first_seen, values.get("first_seen", existing.first_seen))
     existing.updated_at = now
     if existing.state == "resolved":
@@ -50,6 +54,99 @@ def upsert_anomaly(session: Session, *, project_id: int, values: dict[str, Any])
     if existing.sessions_affected >= max(previous_sessions * GROWTH_FACTOR, previous_sessions + 5):
         return existing, "grew"
     return existing, "updated"
+
+
+def open_deploy_anomaly_for(
+    session: Session, *, project_id: int, signature_id: int, environment: str, excluding_key: str
+) -> Anomaly | None:
+    """The earliest unresolved anomaly blaming a deploy for this signature in this environment, other than
+    the one keyed `excluding_key`: a later deploy's finding for the same signature continues it (one
+    incident, one alert) instead of opening another with new suspects."""
+    return session.scalar(
+        select(Anomaly)
+        .where(
+            Anomaly.project_id == project_id,
+            Anomaly.signature_id == signature_id,
+            Anomaly.environment == environment,
+            Anomaly.kind.in_(SIGNATURE_DEPLOY_KINDS),
+            Anomaly.state != "resolved",
+            Anomaly.key != excluding_key,
+        )
+        .order_by(Anomaly.id)
+        .limit(1)
+        .with_for_update()
+    )
+
+
+def continue_anomaly(
+    anomaly: Anomaly, *, release: str, deploy_id: int | None, sessions: int, rate: float | None
+) -> None:
+    """Note on `anomaly` that a later release's own test also flagged its signature (no new alert)."""
+    details = dict(anomaly.details or {})
+    flagged = dict(details.get("also_flagged_in") or {})
+    flagged[release] = {"deploy_id": deploy_id, "sessions_affected": sessions, "rate": rate}
+    details["also_flagged_in"] = flagged
+    anomaly.details = details
+    anomaly.updated_at = datetime.now(UTC)
+
+
+def tracked_deploy_anomalies(
+    session: Session, *, project_id: int, deployed_after: datetime
+) -> list[tuple[Anomaly, Deploy]]:
+    """Unresolved signature anomalies of deploys since `deployed_after`, with their deploys, oldest first."""
+    return [
+        (anomaly, deploy)
+        for anomaly, deploy in session.execute(
+            select(Anomaly, Deploy)
+            .join(Deploy, Deploy.id == Anomaly.deploy_id)
+            .where(
+                Anomaly.project_id == project_id,
+                Anomaly.kind.in_(SIGNATURE_DEPLOY_KINDS),
+                Anomaly.state != "resolved",
+                Anomaly.signature_id.is_not(None),
+                Deploy.deployed_at >= deployed_after,
+            )
+            .order_by(Anomaly.id)
+        ).all()
+    ]
+
+
+def record_follow_up(
+    anomaly: Anomaly,
+    *,
+    release: str,
+    deploy_id: int,
+    status: str,
+    sessions: int,
+    affected: int,
+    rate: float,
+    same_rate: bool,
+) -> bool:
+    """Keep what a later release says of the anomaly (`details.releases`); True when its status is news
+    (first said, or changed), which is worth a line in the alert's thread."""
+    details = dict(anomaly.details or {})
+    releases = dict(details.get("releases") or {})
+    previous = releases.get(release)
+    releases[release] = {
+        "deploy_id": deploy_id,
+        "status": status,
+        "sessions": sessions,
+        "affected": affected,
+        "rate": rate,
+        "same_rate": same_rate,
+    }
+    details["releases"] = releases
+    news = previous is None or previous.get("status") != status
+    if news:
+        details["latest_follow_up"] = release
+        if status == "absent":
+            details["likely_fixed_in"] = release
+        elif details.get("likely_fixed_in") == release:
+            details.pop("likely_fixed_in")
+    anomaly.details = details
+    if news:
+        anomaly.updated_at = datetime.now(UTC)
+    return news
 
 
 def list_anomalies(

@@ -1,0 +1,1 @@
+"""Helpers the tests share (traffic as real SDKs send it, ...)."""
