@@ -20,7 +20,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from detector.detection import load_frames
+from detector.detection import gate_lookup, load_frames
 from detector.errors import InvalidInput, NotFound
 from detector.model import DetectorConfig, detect_anomalies
 from detector.store.anomalies import anomaly_as_dict, get_anomaly, list_anomalies
@@ -265,7 +265,10 @@ class DetectorClient:
                     watch=timedelta(minutes=config.deploy_watch_minutes),
                     baseline=timedelta(minutes=config.baseline_max_minutes),
                 )
-            for finding in detect_anomalies(**frames, at=at, config=config):
+                findings = detect_anomalies(
+                    **frames, at=at, config=config, gate_met_at=gate_lookup(session, project_id, config)
+                )
+            for finding in findings:
                 if finding.key in first:
                     continue
                 row = asdict(finding) if hasattr(finding, "__dataclass_fields__") else dict(vars(finding))

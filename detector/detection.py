@@ -20,6 +20,7 @@ from detector.blame.model import ErrorContext, SuspectRanking
 from detector.blame.rank import rank_suspects
 from detector.blame.snapshot import GitSnapshot
 from detector.model import DetectorConfig, Finding, detect_anomalies, segments_over_represented
+from detector.model.detect import GateLookup
 from detector.model.follow import Tracked, follow_up
 from detector.sources.git_repo import CommitInfo, FileChange, GitError, GitRepo
 from detector.store.anomalies import (
@@ -31,6 +32,7 @@ from detector.store.anomalies import (
     upsert_anomaly,
 )
 from detector.store.db import transaction
+from detector.store.gates import window_gate_met_at
 from detector.store.models import (
     Anomaly,
     Commit,
@@ -188,6 +190,28 @@ def _signature_frame(
                 first = first_in_window.get(sig.id, sig.first_seen)
             rows.append((sig.id, sig.title, first, sig.noise_class, sig.in_app, seen_before.get(sig.id)))
     return _frame(rows, columns)
+
+
+def gate_lookup(session: Session, project_id: int, config: DetectorConfig) -> GateLookup:
+    """The model's window gate, answered from the stored events of `project_id`."""
+
+    def met_at(
+        signature_id: int, environment: str, releases: list[str], since: pd.Timestamp, until: pd.Timestamp
+    ) -> pd.Timestamp | None:
+        met = window_gate_met_at(
+            session,
+            project_id=project_id,
+            signature_id=signature_id,
+            environment=environment,
+            releases=releases,
+            since=since.to_pydatetime(),
+            until=until.to_pydatetime(),
+            min_users=config.min_users,
+            min_sessions=config.min_sessions,
+        )
+        return None if met is None else pd.Timestamp(met)
+
+    return met_at
 
 
 def _segments(session: Session, anomaly: Finding, project_id: int) -> list[dict[str, Any]]:
@@ -377,7 +401,9 @@ def run_detection(
             watch=timedelta(minutes=config.deploy_watch_minutes),
             baseline=timedelta(minutes=config.baseline_max_minutes),
         )
-    findings = detect_anomalies(**frames, at=pd.Timestamp(at), config=config)
+        findings = detect_anomalies(
+            **frames, at=pd.Timestamp(at), config=config, gate_met_at=gate_lookup(session, project_id, config)
+        )
     changes: list[AnomalyChange] = []
     with transaction(factory) as session:
         project = session.get(Project, project_id)

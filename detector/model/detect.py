@@ -15,6 +15,7 @@ Only data up to ``at`` is used, so a pass gives the same findings live and in a 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -306,7 +307,8 @@ def _factorize_sorted(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures: pd.DataFrame,
                      deploys: pd.DataFrame, at: pd.Timestamp,
-                     config: DetectorConfig | None = None) -> list[Finding]:
+                     config: DetectorConfig | None = None,
+                     gate_met_at: GateLookup | None = None) -> list[Finding]:
     """Findings of one detection pass at ``at`` over one project's frames.
 
     Frames and columns are those of the module's callers' contract: ``sig_counts`` should reach back
@@ -329,7 +331,7 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
     for deploy in active.itertuples(index=False):
         if prepared.code(str(deploy.release)) < 0:
             continue  # nothing was counted for that release yet: nothing to test
-        findings.extend(_deploy_findings(prepared, deploy, per_week, config, watched))
+        findings.extend(_deploy_findings(prepared, deploy, per_week, config, watched, gate_met_at))
     # A signature a watched deploy brought (new or dormant) is its deploy's to judge against the floor
     # for the whole watch: below it, an hour later the spike CUSUM (whose baseline then holds the
     # signature's first hour) would report it as a spike with no deploy to blame.
@@ -340,7 +342,7 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
 
 
 def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, config: DetectorConfig,
-                     watched: set[tuple[int, str]]) -> list[Finding]:
+                     watched: set[tuple[int, str]], gate_met_at: GateLookup | None = None) -> list[Finding]:
     """The deploy's findings; adds to ``watched`` the (signature, environment) pairs it tests against the
     new-signature floor.
 
@@ -373,6 +375,7 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, confi
         prepared=prepared, deploy=deploy, environment=environment, release=release, origin=origin,
         lookback=lookback, started_new=started_new, started_old=started_old,
         cum_new=np.cumsum(started_new), per_week=per_week, config=config, lineage=lineage,
+        gate_met_at=gate_met_at,
         baseline_start=base_start,
     )
     pre_sessions = _sessions_by_sig(prepared, pre)
@@ -486,6 +489,7 @@ class _DeployContext:
     """Codes of the releases on the deploy's side (its release and those first deployed after it)."""
     baseline_start: int
     """First minute of the baseline (the replaced releases' sessions from here to the deploy)."""
+    gate_met_at: GateLookup | None = None
 
     @property
     def deploy_id(self) -> int:
@@ -500,6 +504,41 @@ class _DeployContext:
     def noisy_extra(self, sig: np.ndarray) -> np.ndarray:
         noisy = np.isin(sig, list(self.prepared.noisy_ids))
         return np.where(noisy, math.log(self.config.noisy_evidence_factor), 0.0)
+
+
+GateLookup = Callable[[int, str, list[str], pd.Timestamp, pd.Timestamp], pd.Timestamp | None]
+"""``(signature, environment, releases, since, until)`` -> the minute by which that signature had
+affected ``min_users`` distinct users and ``min_sessions`` distinct sessions of those releases in the
+window (exact, from the stored events), or None if it has not yet."""
+
+
+def _crossings(context: _DeployContext, stream: _Stream, start: np.ndarray, crossed_evidence: np.ndarray
+               ) -> dict[int, int]:
+    """First row per signature where the evidence crossed and the gates were met.
+
+    The per-minute gate needs no store; with ``gate_met_at`` the gate is also met once the deploy's window
+    holds the distinct users and sessions (a bug hitting one session every few minutes at night adds
+    up; one user's loop does not). Only streams that could pass it (enough users and sessions summed
+    over minutes, an upper bound of the distinct counts) are looked up."""
+    config = context.config
+    crossed = _first_true_per_group(stream.sig, crossed_evidence & _gates(stream, start, config))
+    if context.gate_met_at is None:
+        return crossed
+    upper = ((grouped_cumsum(stream.users, start) >= config.min_users)
+             & (grouped_cumsum(stream.sessions, start) >= config.min_sessions))
+    releases = [context.prepared.name(int(c)) for c in context.lineage.tolist() if c >= 0]
+    since = minute_timestamp(context.origin)
+    for sig, row in _first_true_per_group(stream.sig, crossed_evidence & upper).items():
+        if sig in crossed and crossed[sig] <= row:
+            continue
+        met = context.gate_met_at(sig, context.environment, releases, since, context.prepared.at)
+        if met is None:
+            continue
+        rows = np.flatnonzero(crossed_evidence & (stream.sig == sig)
+                              & (stream.minute >= int(minute_index(pd.DatetimeIndex([met]))[0])))
+        if len(rows):
+            crossed[sig] = min(crossed.get(sig, int(rows[0])), int(rows[0]))
+    return crossed
 
 
 def _gates(stream: _Stream, start: np.ndarray, config: DetectorConfig) -> np.ndarray:
@@ -602,7 +641,7 @@ def _new_signature_findings(context: _DeployContext, new_stream: _Stream, candid
     log_e = _mixture_where_possible(grouped_cumsum(stream.sessions, start),
                                     floor * _exposure_through(context, stream, start), thresholds,
                                     np.asarray(config.rate_ratios))
-    crossed = _first_true_per_group(stream.sig, (log_e >= thresholds) & _gates(stream, start, config))
+    crossed = _crossings(context, stream, start, log_e >= thresholds)
     best = _max_per_group(stream.sig, log_e / thresholds)
     bounds = _group_bounds(stream.sig)
     return [_stream_finding(context, "regression" if sig in dormant else "new_signature", stream, row,
@@ -631,7 +670,7 @@ def _regression_findings(context: _DeployContext, new_stream: _Stream, old_strea
     log_e = _mixture_vs_estimate_where_possible(
         grouped_cumsum(stream.sessions, start), _exposure_through(context, stream, start),
         _lookup(pre_sessions, stream.sig) + 1.0, pre_exposure, thresholds, ratios)
-    crossed = _first_true_per_group(stream.sig, (log_e >= thresholds) & _gates(stream, start, config))
+    crossed = _crossings(context, stream, start, log_e >= thresholds)
     if context.control_informative() and crossed:
         crossed_control = _control_crossings(context, stream, old_stream, ratios, threshold)
         crossed = {s: max(row, _row_at_or_after(stream, s, crossed_control[s]))
