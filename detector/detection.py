@@ -405,11 +405,18 @@ def run_detection(
             **frames, at=pd.Timestamp(at), config=config, gate_met_at=gate_lookup(session, project_id, config)
         )
     changes: list[AnomalyChange] = []
+    # Signature findings first: a release-level rise of a deploy that also has one is that anomaly's.
+    findings = sorted(findings, key=lambda f: f.kind == "release_error_rate")
     with transaction(factory) as session:
         project = session.get(Project, project_id)
         assert project is not None
         for finding in findings:
             values = _anomaly_values(finding)
+            explained = _signature_anomaly_of_deploy(session, project_id, finding)
+            if explained is not None:
+                _note_release_error_rate(explained, finding)
+                changes.append(AnomalyChange(explained.id, "updated", explained.kind))
+                continue
             earlier = _continued_anomaly(session, project_id, finding)
             if earlier is not None:
                 continue_anomaly(
@@ -435,6 +442,35 @@ def run_detection(
         if record_alerts is not None and changes:
             record_alerts(session, changes)
     return changes
+
+
+def _signature_anomaly_of_deploy(session: Session, project_id: int, finding: Finding) -> Anomaly | None:
+    """For a release-level finding, the deploy's signature anomaly that already says what broke (one
+    incident, one anomaly); None when there is none, or the release-level anomaly exists already."""
+    if finding.kind != "release_error_rate" or finding.deploy_id is None:
+        return None
+    if session.scalar(select(Anomaly.id).where(Anomaly.project_id == project_id, Anomaly.key == finding.key)):
+        return None
+    return session.scalar(
+        select(Anomaly)
+        .where(
+            Anomaly.project_id == project_id,
+            Anomaly.deploy_id == finding.deploy_id,
+            Anomaly.kind.in_(SIGNATURE_DEPLOY_KINDS),
+        )
+        .order_by(Anomaly.id)
+        .limit(1)
+    )
+
+
+def _note_release_error_rate(anomaly: Anomaly, finding: Finding) -> None:
+    details = dict(anomaly.details or {})
+    details["release_error_rate"] = {
+        "rate": float(finding.rate),
+        "baseline_rate": float(finding.baseline_rate),
+        "errored_sessions": int(finding.sessions_affected),
+    }
+    anomaly.details = details
 
 
 def _continued_anomaly(session: Session, project_id: int, finding: Finding) -> Anomaly | None:

@@ -15,7 +15,7 @@ from detector.demo import run_demo, scenario
 from detector.demo.repo import free_directory
 from detector.demo.runner import free_slug
 from detector.store.db import transaction
-from detector.store.models import Deploy, Notification, Project
+from detector.store.models import Anomaly, Deploy, Notification, Project
 from detector.store.projects import create_project
 from tests.alerts.slack_standin import SlackStandin
 
@@ -56,6 +56,10 @@ def test_demo_catches_the_incident_and_posts_one_block_kit_alert(
         assert sorted(releases) == ["web@1.1.0", "web@1.2.0"]
         sent = session.scalar(select(func.count()).select_from(Notification).where(Notification.state == "sent"))
         assert sent == 1
+        # the demo opens exactly the anomaly it is about, nothing on its healthy release
+        anomalies = session.execute(select(Anomaly.kind, Anomaly.release).where(Anomaly.project_id == project.id)).all()
+        assert [tuple(a) for a in anomalies] == [("new_signature", "web@1.2.0")]
+    assert result.other_anomalies == []
 
     # the repository is a real one with the incident's commit
     log = subprocess.run(

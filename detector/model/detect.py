@@ -406,6 +406,8 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, confi
     # baseline would make any reappearance a regression, so they are held to the new signatures' floor
     # (a meaningful share of sessions) and reported as regressions.
     dormant = own - set(pre_sessions) - candidates_new
+    if base_exposure < config.baseline_min_sessions:
+        dormant = frozenset()  # nothing ran before the deploy: a known signature's rate there is unknown
     watched.update((s, environment) for s in candidates_new | dormant)
     findings = _new_signature_findings(context, new_stream, candidates_new, dormant)
     if base_exposure >= config.baseline_min_sessions:
