@@ -28,6 +28,7 @@ from detector.store.anomalies import (
     continue_anomaly,
     open_deploy_anomaly_for,
     record_follow_up,
+    running_spike_for,
     tracked_deploy_anomalies,
     upsert_anomaly,
 )
@@ -425,6 +426,7 @@ def run_detection(
                     deploy_id=finding.deploy_id,
                     sessions=int(finding.sessions_affected),
                     rate=float(finding.rate),
+                    seen_at=pd.Timestamp(finding.detected_at).to_pydatetime(),
                 )
                 changes.append(AnomalyChange(earlier.id, "updated", earlier.kind))
                 continue
@@ -473,12 +475,29 @@ def _note_release_error_rate(anomaly: Anomaly, finding: Finding) -> None:
     anomaly.details = details
 
 
+SPIKE_CONTINUES_WITHIN = timedelta(hours=1)
+"""A spike finding continues a spike anomaly of its signature that a pass saw this recently."""
+
+
 def _continued_anomaly(session: Session, project_id: int, finding: Finding) -> Anomaly | None:
-    """The earlier open anomaly a signature finding of a later deploy continues (None: record it as is)."""
-    if finding.kind not in SIGNATURE_DEPLOY_KINDS or finding.signature_id is None:
+    """The earlier open anomaly a finding continues (None: record it as is): a later deploy's signature
+    finding continues the anomaly of the deploy that brought the signature, and a spike (an outage
+    seen after two deploys, or first by a deploy test and then by the CUSUM) the running spike of
+    its signature."""
+    if finding.signature_id is None:
+        return None
+    if finding.kind not in SIGNATURE_DEPLOY_KINDS and finding.kind != "spike":
         return None
     if session.scalar(select(Anomaly.id).where(Anomaly.project_id == project_id, Anomaly.key == finding.key)):
         return None
+    if finding.kind == "spike":
+        return running_spike_for(
+            session,
+            project_id=project_id,
+            signature_id=finding.signature_id,
+            environment=finding.environment,
+            seen_since=pd.Timestamp(finding.detected_at).to_pydatetime() - SPIKE_CONTINUES_WITHIN,
+        )
     return open_deploy_anomaly_for(
         session,
         project_id=project_id,
@@ -543,5 +562,9 @@ def _anomaly_values(finding: Finding) -> dict[str, Any]:
         "rate": None if finding.rate is None else float(finding.rate),
         "baseline_rate": None if finding.baseline_rate is None else float(finding.baseline_rate),
         "score": float(finding.score),
-        "details": dict(getattr(finding, "details", {}) or {}),
+        "details": {
+            **(finding.details or {}),
+            # When a pass last saw it, in the passes' time (a replay's past, or now).
+            **({"seen_at": ts(finding.detected_at).isoformat()} if finding.kind == "spike" else {}),
+        },
     }

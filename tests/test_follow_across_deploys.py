@@ -82,3 +82,37 @@ def test_an_unfixed_bug_follows_its_anomaly_across_deploys_until_a_release_fixes
         text = follow_up_blocks(alert_content_for(session, bug.id, "http://127.0.0.1:8000"))["text"]
         assert "Not seen in web@1.4.0 since its deploy" in text and "likely fix" in text
     assert [c.change for c in changes if c.anomaly_id == bug.id].count("created") == 1
+
+
+def test_a_backend_outage_spanning_two_deploys_is_one_spike_blamed_on_neither(
+    settings: Settings, factory: sessionmaker[Session], project: Project
+) -> None:
+    rng = np.random.default_rng(12)
+    start = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
+    outage = (start + timedelta(minutes=70), start + timedelta(minutes=110))
+    releases = [
+        ("web@1.1.0", start),
+        ("web@1.2.0", start + timedelta(minutes=40)),
+        ("web@1.3.0", start + timedelta(minutes=90)),
+    ]
+    with TestClient(create_app(settings)) as client:
+        for index, (release, deploy_at) in enumerate(releases):
+            deploy(factory, project, release, deploy_at)
+            end = releases[index + 1][1] if index + 1 < len(releases) else start + timedelta(minutes=130)
+            minute = deploy_at
+            while minute < end:
+                failing = outage[0] <= minute < outage[1]
+                post_minute(client, project, minute, release, 40, 0.1 if failing else 0.0, rng)
+                if index:  # old tabs on the release before
+                    post_minute(client, project, minute, releases[index - 1][0], 3, 0.1 if failing else 0.0, rng)
+                if index and minute.minute % 3 == 0:
+                    digest_all(factory)
+                    run_detection(factory, project_id=project.id, at=minute + timedelta(seconds=59))
+                minute += timedelta(minutes=1)
+    with factory() as session:
+        about = session.execute(
+            select(Anomaly.kind, Anomaly.deploy_id).where(
+                Anomaly.project_id == project.id, Anomaly.title.contains("map is not a function")
+            )
+        ).all()
+    assert [tuple(a) for a in about] == [("spike", None)]

@@ -9,9 +9,10 @@ counts of every release:
 * ``deploy(D)``: the releases first deployed at or after ``D`` (its lineage) run one rate from ``D`` on;
   every other release, before and after ``D``, runs another. A rise brought by the deploy follows the
   new releases' adoption, whatever their share.
-* ``onset(tau)``: every release runs one rate before ``tau`` and a higher one from ``tau`` on, with
-  ``tau`` free. A rise from outside (an outage, a third party) hits old and new releases alike and
-  begins when it begins, not when the release was adopted.
+* ``onset(tau, tau2)``: every release runs a higher rate from ``tau`` to ``tau2`` (or to now) than
+  outside it, both free. A rise from outside (an outage, a third party) hits old and new releases alike
+  and begins (and ends) when it does, not when a release was adopted. The deploy model likewise may
+  end at a later deploy of its lineage (the release that fixed it).
 
 Both have two rates; ``onset`` also fits ``tau``, so it must beat the best deploy model by
 ``margin`` nats (``log 1000`` by default). Under a deploy-caused rise, the best ``tau`` beats the deploy
@@ -67,26 +68,34 @@ def attribute_rise(
     counts = np.asarray(counts, float)
     exposure = np.maximum(np.asarray(exposure, float), counts)
     total_x, total_n = counts.sum(axis=0), exposure.sum(axis=0)
+    all_x, all_n = float(total_x.sum()), float(total_n.sum())
 
-    def deploy_fit(origin: int, lineage: np.ndarray) -> float:
-        start = max(origin - first_minute, 0)
-        new_x = counts[lineage, start:].sum()
-        new_n = exposure[lineage, start:].sum()
-        return float(_log_lik(new_x, new_n) + _log_lik(total_x.sum() - new_x, total_n.sum() - new_n))
+    length = counts.shape[1]
+    ends = _episode_ends(length)
 
-    tested = deploy_fit(origins[0], lineages[0])
-    later = [(deploy_fit(o, lin), o) for o, lin in zip(origins[1:], lineages[1:], strict=True)]
+    def deploy_fit(index: int) -> float:
+        """Best fit of "the releases of deploy ``index`` rose from it": up to now, up to a later deploy
+        of its lineage (the release that fixed it), or for a while (ended episodes pay for their end)."""
+        begin = max(origins[index] - first_minute, 0)
+        best = -np.inf
+        for end in [None, *[j for j in range(len(origins)) if origins[j] > origins[index]]]:
+            rows = lineages[index] if end is None else lineages[index] & ~lineages[end]
+            cum_x = np.concatenate(([0.0], np.cumsum(counts[rows].sum(axis=0))))
+            cum_n = np.concatenate(([0.0], np.cumsum(exposure[rows].sum(axis=0))))
+            stops = ends[ends > begin] if end is None else np.array([length])
+            new_x, new_n = cum_x[stops] - cum_x[begin], cum_n[stops] - cum_n[begin]
+            out_x, out_n = all_x - new_x, all_n - new_n
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rises = (new_n > 0) & ((out_n <= 0) | (new_x * out_n > out_x * new_n))  # a rise, not a drop
+                fit = np.where(rises, _log_lik(new_x, new_n) + _log_lik(out_x, out_n), -np.inf)
+            if end is None and len(fit) > 1:
+                fit[:-1] -= np.log(len(ends))
+            best = max(best, float(fit.max()) if len(fit) else -np.inf)
+        return best
 
-    cum_x = np.concatenate(([0.0], np.cumsum(total_x)))
-    cum_n = np.concatenate(([0.0], np.cumsum(total_n)))
-    before_x, before_n = cum_x[1:-1], cum_n[1:-1]
-    after_x, after_n = cum_x[-1] - before_x, cum_n[-1] - before_n
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rises = (after_x * before_n > before_x * after_n) & (before_n > 0) & (after_n > 0)
-    onset_fit = np.where(rises, _log_lik(before_x, before_n) + _log_lik(after_x, after_n), -np.inf)
-    best_tau = int(np.argmax(onset_fit)) if len(onset_fit) else 0
-    onset_minute = first_minute + best_tau + 1
-    onset_value = float(onset_fit[best_tau]) if len(onset_fit) else -np.inf
+    tested = deploy_fit(0)
+    later = [(deploy_fit(i), origins[i]) for i in range(1, len(origins))]
+    onset_minute, onset_value = _best_episode(total_x, total_n, first_minute)
 
     if later:
         best_later, later_origin = max(later)
@@ -96,3 +105,34 @@ def attribute_rise(
     if onset_value - best_deploy >= margin:
         return Attribution("onset", onset_minute, tested - onset_value)
     return Attribution("deploy", onset_minute, onset_value - tested)
+
+
+EPISODE_END_STEP = 5
+"""An episode's end is searched every this many minutes (its start every minute)."""
+
+
+def _episode_ends(length: int) -> np.ndarray:
+    """Column indices (exclusive) where an episode may end; the last is "not yet"."""
+    return np.unique(np.append(np.arange(EPISODE_END_STEP, length, EPISODE_END_STEP), length))
+
+
+def _best_episode(total_x: np.ndarray, total_n: np.ndarray, first_minute: int) -> tuple[int, float]:
+    """Best "every release rose at ``tau`` (and fell back at ``tau2``, or not yet)" fit: its onset minute
+    and its log-likelihood, the ended episodes' less the log of the ends tried (their extra parameter)."""
+    cum_x = np.concatenate(([0.0], np.cumsum(total_x)))
+    cum_n = np.concatenate(([0.0], np.cumsum(total_n)))
+    length = len(total_x)
+    if length < 2:
+        return first_minute, -np.inf
+    starts = np.arange(1, length)
+    ends = _episode_ends(length)
+    tau, tau2 = starts[:, None], ends[None, :]
+    inside_x = cum_x[tau2] - cum_x[tau]
+    inside_n = cum_n[tau2] - cum_n[tau]
+    outside_x, outside_n = cum_x[-1] - inside_x, cum_n[-1] - inside_n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        valid = (tau2 > tau) & (inside_n > 0) & (outside_n > 0) & (inside_x * outside_n > outside_x * inside_n)
+        fit = np.where(valid, _log_lik(inside_x, inside_n) + _log_lik(outside_x, outside_n), -np.inf)
+    fit[:, :-1] -= np.log(len(ends))  # an episode that ended fits one more parameter
+    row, column = np.unravel_index(int(np.argmax(fit)), fit.shape)
+    return first_minute + int(starts[row]), float(fit[row, column])

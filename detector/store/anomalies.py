@@ -78,14 +78,49 @@ def open_deploy_anomaly_for(
     )
 
 
+def running_spike_for(
+    session: Session, *, project_id: int, signature_id: int, environment: str, seen_since: datetime
+) -> Anomaly | None:
+    """The unresolved spike anomaly of this signature and environment that a pass saw since `seen_since`
+    (`details.seen_at`, in the passes' own time, so replays of the past behave as live passes) and whose
+    excursion has not ended, if any."""
+    for anomaly in session.scalars(
+        select(Anomaly)
+        .where(
+            Anomaly.project_id == project_id,
+            Anomaly.signature_id == signature_id,
+            Anomaly.environment == environment,
+            Anomaly.kind == "spike",
+            Anomaly.state != "resolved",
+        )
+        .order_by(Anomaly.id)
+        .with_for_update()
+    ):
+        details = anomaly.details or {}
+        seen = details.get("seen_at")
+        if seen is None or datetime.fromisoformat(str(seen)) < seen_since:
+            continue
+        if not (details.get("spike") or {}).get("ended_at"):
+            return anomaly
+    return None
+
+
 def continue_anomaly(
-    anomaly: Anomaly, *, release: str, deploy_id: int | None, sessions: int, rate: float | None
+    anomaly: Anomaly,
+    *,
+    release: str,
+    deploy_id: int | None,
+    sessions: int,
+    rate: float | None,
+    seen_at: datetime | None = None,
 ) -> None:
     """Note on `anomaly` that a later release's own test also flagged its signature (no new alert)."""
     details = dict(anomaly.details or {})
     flagged = dict(details.get("also_flagged_in") or {})
     flagged[release] = {"deploy_id": deploy_id, "sessions_affected": sessions, "rate": rate}
     details["also_flagged_in"] = flagged
+    if seen_at is not None:
+        details["seen_at"] = seen_at.isoformat()
     anomaly.details = details
     anomaly.updated_at = datetime.now(UTC)
 

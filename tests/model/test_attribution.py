@@ -145,3 +145,34 @@ def test_attribute_rise_prefers_the_deploy_when_only_its_release_rose():
     counts[1, 100:] = 1.0
     result = attribute_rise(counts, exposure, 0, [60], [lineage], np.log(1000))
     assert result.cause == "onset" and abs(result.onset_minute - 100) <= 1
+
+
+def test_an_outage_that_ended_hours_ago_stays_a_spike_on_later_passes(rng):
+    start = DEPLOY_AT + 80 * MIN
+    outage = SimSignature(600, 0.004, episodes=((start, start + 60 * MIN, 0.02),), title="TypeError: Failed to fetch")
+    data = simulate_project(
+        start=DEPLOY_AT - pd.Timedelta(days=1),
+        end=DEPLOY_AT + 10 * HOUR,
+        sessions_per_minute=60.0,
+        signatures=[*BACKGROUND, outage],
+        deploys=hourly(5),
+        rng=rng,
+    )
+    for hours in (2.5, 4, 6, 8, 9.9):
+        findings = [f for f in run(data, DEPLOY_AT + pd.Timedelta(hours=hours)) if f.signature_id == 600]
+        assert all(f.deploy_id is None for f in findings), (hours, [(f.kind, f.deploy_id) for f in findings])
+
+
+def test_a_bug_a_later_release_fixed_stays_the_deploys_that_brought_it(rng):
+    bug = SimSignature(500, 0.0, {"web@1.1.0": 0.02, "web@1.2.0": 0.02})
+    data = simulate_project(
+        start=DEPLOY_AT - pd.Timedelta(days=1),
+        end=DEPLOY_AT + 6 * HOUR,
+        sessions_per_minute=60.0,
+        signatures=[*BACKGROUND, bug],
+        deploys=hourly(4),
+        rng=rng,
+    )
+    for hours in (1, 3, 5.9):
+        findings = [f for f in run(data, DEPLOY_AT + pd.Timedelta(hours=hours)) if f.signature_id == 500]
+        assert [(f.kind, f.deploy_id) for f in findings] == [("new_signature", 1)], hours
