@@ -27,7 +27,8 @@ from detector.store.models import Project
 from detector.store.projects import create_project, create_token
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("DETECTOR_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+# the repository's own copy (tests/fixtures/), so a fresh clone runs every test; the variable points elsewhere
+FIXTURES = Path(os.environ.get("DETECTOR_FIXTURES") or Path(__file__).resolve().parent / "fixtures")
 BACKEND = os.environ.get("DETECTOR_TEST_DATABASE", "sqlite")
 POSTGRES_URL = os.environ.get(
     "DETECTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -47,8 +48,9 @@ def _postgres_reachable() -> str | None:
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not FIXTURES.exists():
-        pytest.skip(f"shared fixtures not found at {FIXTURES} (set DETECTOR_FIXTURES)")
+    """The real-client payloads and documented examples; missing fixtures fail the test rather than skip it."""
+    if not (FIXTURES / "real-clients").is_dir():
+        pytest.fail(f"test fixtures not found at {FIXTURES} (shipped in tests/fixtures/; DETECTOR_FIXTURES overrides)")
     return FIXTURES
 
 
