@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.detection import load_frames
@@ -269,6 +270,40 @@ class DetectorClient:
                 first[finding.key] = row
             at += step
         return _frame(list(first.values()), BACKTEST_COLUMNS)
+
+
+def open_notebook_data(
+    database_url: str | None, *, demo_database: Path, project: str = "shop"
+) -> tuple[DetectorClient, str]:
+    """What a notebook reads, and the project to show: `database_url` (the notebook passes
+    DETECTOR_DATABASE_URL) if set, else the demo's SQLite file `demo_database`. A database without that
+    project (a missing file, a schema not created yet) first gets the demo incident replayed into it, never
+    posted to Slack, so each notebook runs on a fresh clone as well as on a real database."""
+    url = database_url or f"sqlite:///{demo_database}"
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if not _has_project(url, project):
+        from detector.config import Settings
+        from detector.demo import run_demo
+
+        settings = Settings(database_url=url, slack_webhook_url=None, slack_bot_token=None, slack_channel=None)
+        project = run_demo(settings, echo=lambda _line: None).project_slug
+    return DetectorClient.from_database(url), project
+
+
+def _has_project(url: str, slug: str) -> bool:
+    engine = make_engine(url)
+    try:
+        if not inspect(engine).has_table("projects"):
+            return False
+        with make_sessionmaker(engine)() as session:
+            try:
+                get_project_by_slug(session, slug)
+            except NotFound:
+                return False
+        return True
+    finally:
+        engine.dispose()
 
 
 def _utc(moment: datetime | pd.Timestamp) -> pd.Timestamp:
