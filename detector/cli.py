@@ -42,6 +42,7 @@ register_deploy_commands(app, project_app)
 register_demo_command(app)
 
 err = Console(stderr=True)
+log = logging.getLogger("detector.cli")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -200,6 +201,14 @@ def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def derived_public_url(host: str, port: int) -> str:
+    """The URL SDKs and sentry-cli should use when DETECTOR_PUBLIC_URL is unset: the address `serve` listens
+    on; for a wildcard address, this machine's name (127.0.0.1 would only reach this machine)."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -227,9 +236,22 @@ def serve(
     if api_child_of is None:
         ready_database(settings)
         _check_port_free(host, port)
+        if "public_url" not in settings.model_fields_set:
+            # DSNs, alert links and sentry-cli's upload URL name the port actually served; children inherit it
+            os.environ["DETECTOR_PUBLIC_URL"] = derived_public_url(host, port)
+            settings = load_settings()
     sock = _listen(host, port, reuse_port=processes > 1 or api_child_of is not None)
     children: list[subprocess.Popen[bytes]] = []
     if api_child_of is None:
+        listening = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        worker_desc = (
+            f"a worker in a {'child process' if worker_mode == 'process' else 'thread'}" if worker else "no worker"
+        )
+        log.info(
+            "listening on %s (%d API process%s, %s); database %s; SDKs and sentry-cli use %s",
+            listening, processes, "" if processes == 1 else "es", worker_desc, safe_url(settings.database_url),
+            settings.public_url,
+        )  # fmt: skip
         if worker and worker_mode == "process":
             # The digest is CPU work: in its own process it does not compete with intake for the GIL.
             children.append(

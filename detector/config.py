@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore")
 
     database_url: str = Field(default_factory=default_database_url)
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = "http://127.0.0.1:8000"  # `serve` derives it from --host/--port when unset
     org: str = "default"
     environment: Literal["development", "production", "test"] = "development"
 

@@ -9,6 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+import pytest
+
+from detector.store.db import safe_url
+from detector.store.models import Project
+from tests.conftest import LiveServer, wait_for
+
 
 def run_cli(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_") or k.startswith("DETECTOR_TEST")}
@@ -66,3 +73,26 @@ def test_default_database_is_a_sqlite_file_created_on_first_start(tmp_path: Path
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "detector.db").exists()
+
+
+@pytest.mark.parametrize("public_url", [None, "https://detector.example.com"])
+def test_serve_derives_the_public_url_from_its_port_and_says_where_it_listens(
+    database_url: str, tmp_path: Path, project: Project, auth: dict[str, str], public_url: str | None
+) -> None:
+    server = LiveServer(database_url, tmp_path)
+    server.env.pop("DETECTOR_PUBLIC_URL")
+    if public_url is not None:
+        server.env["DETECTOR_PUBLIC_URL"] = public_url
+    server.start()
+    try:
+        listed = httpx.get(server.url + "/api/v1/projects", headers=auth, timeout=10).json()["items"]
+        expected = public_url or server.url  # without the setting: the --host/--port it was started with
+        host = expected.split("://", 1)[1]
+        assert [p["dsn"] for p in listed] == [f"{expected.split('://')[0]}://{project.public_key}@{host}/{project.id}"]
+        assert wait_for(lambda: "listening on" in server.log(), timeout=5)
+    finally:
+        server.stop()
+    line = next(line for line in server.log().splitlines() if "listening on" in line)
+    assert f"listening on {server.url} " in line
+    assert f"SDKs and sentry-cli use {expected}" in line
+    assert "a worker in a child process" in line and f"database {safe_url(database_url)};" in line
