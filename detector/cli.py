@@ -7,16 +7,22 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
+from contextlib import closing
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import inspect
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from detector.cli_demo import register as register_demo_command
 from detector.cli_deploy import register as register_deploy_commands
@@ -46,7 +52,8 @@ log = logging.getLogger("detector.cli")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: long paths and URLs stay whole (rich would fold or elide them at the terminal width)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -66,16 +73,75 @@ def configure_logging(level: str = "INFO") -> None:
     )
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL and in-memory SQLite)."""
+    if not url.startswith("sqlite") or ":///" not in url:
+        return None
+    path = url.split(":///", 1)[1].split("?", 1)[0]
+    return None if path in ("", ":memory:") or path.startswith("file:") else Path(path).resolve()
+
+
+def _database_setting(settings: Settings) -> str:
+    if "database_url" in settings.model_fields_set:
+        return f"DETECTOR_DATABASE_URL={safe_url(settings.database_url)}"
+    return "DETECTOR_DATABASE_URL is unset, so the default is ./detector.db in the current directory"
+
+
 def ready_database(settings: Settings) -> None:
-    """Create or upgrade the schema; a bad URL or an unreachable server is a clear message, not a trace."""
+    """Create or upgrade the schema (`serve`, `worker`, `demo`, `db upgrade` only); a SQLite file is created
+    in an existing directory only, so a mistyped path is an error; a bad URL or an unreachable server is a
+    clear message, not a trace."""
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.parent.is_dir():
+        raise fail(
+            f"cannot create the database {path}: directory {path.parent} does not exist ({_database_setting(settings)})"
+        )
     try:
         upgrade(settings.database_url)
     except DetectorError as exc:
         raise fail(str(exc)) from exc
 
 
-def session_factory(settings: Settings):
-    ready_database(settings)
+def existing_database(settings: Settings) -> None:
+    """Every command but `serve`, `worker`, `demo` and `db upgrade` works on a database that exists and has
+    the detector's schema: run from the wrong directory or with a mistyped URL it says so instead of
+    creating an empty database (or adding tables to another application's)."""
+    create_hint = "`detector serve`, `detector demo` or `detector db upgrade` creates one"
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.is_file():
+        raise fail(f"no database at {path} ({_database_setting(settings)}); {create_hint}")
+    if not _has_schema(settings):
+        where = str(path) if path is not None else safe_url(settings.database_url)
+        raise fail(f"the database {where} has no detector schema yet ({_database_setting(settings)}); {create_hint}")
+    ready_database(settings)  # an existing database is brought up to date
+
+
+def _has_schema(settings: Settings) -> bool:
+    path = sqlite_file(settings.database_url)
+    if path is not None:
+        # read-only and without make_engine, which would attach (and so create) the queue file beside it
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+                found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'projects'")
+                return found.fetchone() is not None
+        except sqlite3.DatabaseError as exc:
+            raise fail(f"{path} is not a SQLite database ({_database_setting(settings)}): {exc}") from exc
+    if settings.database_url.startswith("sqlite"):
+        return True  # in memory: nothing to find
+    try:
+        engine = make_engine(settings.database_url)
+        try:
+            return inspect(engine).has_table("projects")
+        finally:
+            engine.dispose()
+    except (DetectorError, OperationalError) as exc:
+        reason = getattr(exc, "orig", exc)
+        raise fail(f"cannot reach the database at {safe_url(settings.database_url)}: {reason}") from exc
+
+
+def session_factory(settings: Settings) -> sessionmaker[Session]:
+    """Sessions on the configured database, which must exist (see `existing_database`)."""
+    existing_database(settings)
     return make_sessionmaker(make_engine(settings.database_url))
 
 
@@ -143,8 +209,6 @@ def project_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 @project_app.command("set-repo")
 def project_set_repo(slug: str, path: str) -> None:
     """Link a project to a local clone of its repository (for diffs, the import graph and blame)."""
-    from pathlib import Path
-
     from detector.sources.git_repo import GitError, GitRepo
 
     settings = load_settings()

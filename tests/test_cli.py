@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
+import uuid
+from contextlib import closing
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, inspect, text
 
 from detector.store.db import safe_url
 from detector.store.models import Project
-from tests.conftest import LiveServer, wait_for
+from tests.conftest import BACKEND, POSTGRES_URL, LiveServer, wait_for
 
 
 def run_cli(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -96,3 +100,94 @@ def test_serve_derives_the_public_url_from_its_port_and_says_where_it_listens(
     assert f"listening on {server.url} " in line
     assert f"SDKs and sentry-cli use {expected}" in line
     assert "a worker in a child process" in line and f"database {safe_url(database_url)};" in line
+
+
+def run_cli_default_database(*args: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_") or k.startswith("DETECTOR_TEST")}
+    return subprocess.run(
+        [sys.executable, "-m", "detector.cli", *args],
+        env={**env, **extra},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("deploy", "--project", "web", "--release", "web@1", "-e", "production", "--sha", "HEAD", "--repo", "."),
+        ("project", "list"),
+        ("project", "create", "web"),
+        ("token", "create"),
+        ("detect", "--project", "web"),
+        ("project", "github-secret", "web"),
+    ],
+)
+def test_commands_other_than_serve_refuse_a_missing_database(args: tuple[str, ...], tmp_path: Path) -> None:
+    """Run from an app's repository (no ./detector.db there): the command names the file and the setting,
+    and leaves nothing behind."""
+    result = run_cli_default_database(*args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"no database at {tmp_path.resolve() / 'detector.db'}" in result.stderr.replace("\n", "")
+    assert "DETECTOR_DATABASE_URL is unset" in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+    typo = tmp_path / "no" / "such" / "dir" / "detector.db"
+    mistyped = run_cli_default_database(*args, cwd=tmp_path, DETECTOR_DATABASE_URL=f"sqlite:///{typo}")
+    assert mistyped.returncode == 1
+    assert f"DETECTOR_DATABASE_URL=sqlite:///{typo}" in mistyped.stderr.replace("\n", "")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_db_upgrade_creates_a_file_but_not_a_mistyped_directory(tmp_path: Path) -> None:
+    typo = tmp_path / "srv" / "detector.db"
+    refused = run_cli_default_database("db", "upgrade", cwd=tmp_path, DETECTOR_DATABASE_URL=f"sqlite:///{typo}")
+    assert refused.returncode == 1
+    assert f"directory {typo.parent} does not exist" in refused.stderr.replace("\n", "")
+    assert not typo.parent.exists()
+    (tmp_path / "srv").mkdir()
+    created = run_cli_default_database("db", "upgrade", cwd=tmp_path, DETECTOR_DATABASE_URL=f"sqlite:///{typo}")
+    assert created.returncode == 0, created.stderr
+    listed = run_cli_default_database(
+        "project", "list", "--json", cwd=tmp_path, DETECTOR_DATABASE_URL=f"sqlite:///{typo}"
+    )
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+
+
+def test_a_database_without_the_schema_is_refused_too(tmp_path: Path) -> None:
+    """An existing database that is not the detector's (another application's SQLite file, a PostgreSQL
+    database created by an operator and never upgraded) is refused, not given tables."""
+    if BACKEND == "sqlite":
+        other = tmp_path / "other-app.db"
+        with closing(sqlite3.connect(other)) as conn:
+            conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+            conn.commit()
+        result = run_cli_default_database("project", "list", cwd=tmp_path, DETECTOR_DATABASE_URL=f"sqlite:///{other}")
+        assert result.returncode == 1
+        assert f"the database {other} has no detector schema yet" in result.stderr.replace("\n", "")
+        with closing(sqlite3.connect(other)) as conn:
+            tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        assert tables == ["notes"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["other-app.db"]  # no queue file beside it
+        return
+    name = f"detector_empty_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+        result = run_cli_default_database("project", "list", cwd=tmp_path, DETECTOR_DATABASE_URL=url)
+        assert result.returncode == 1
+        assert "has no detector schema yet" in result.stderr and "detector db upgrade" in result.stderr
+        engine = create_engine(url)
+        try:
+            assert not inspect(engine).has_table("projects")  # refused, not created
+        finally:
+            engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
