@@ -7,12 +7,12 @@ import re
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from detector.errors import Conflict, InvalidInput, NotFound
-from detector.store.models import ApiToken, Project
+from detector.store.models import ApiToken, Project, RawItem, Release, ReleaseProject
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 
@@ -54,6 +54,18 @@ def get_project_by_slug(session: Session, slug: str) -> Project:
     if project is None:
         raise NotFound(f"no project with slug {slug!r}")
     return project
+
+
+def delete_project(session: Session, project_id: int) -> None:
+    """Delete a project and everything recorded for it (the schema's foreign keys cascade from `projects`),
+    then those of its releases no other project links. The raw queue's rows go explicitly: on SQLite they
+    live in a file of their own, which no foreign key reaches."""
+    releases = list(session.scalars(select(ReleaseProject.release_id).where(ReleaseProject.project_id == project_id)))
+    session.execute(delete(RawItem).where(RawItem.project_id == project_id))
+    session.execute(delete(Project).where(Project.id == project_id))
+    if releases:
+        linked = exists().where(ReleaseProject.release_id == Release.id)
+        session.execute(delete(Release).where(Release.id.in_(releases), ~linked))
 
 
 def get_project_by_id(session: Session, project_id: int) -> Project:
