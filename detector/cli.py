@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.main
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -36,6 +37,7 @@ from detector.store.projects import (
     list_projects,
     project_as_dict,
 )
+from detector.times import iso_utc, json_default
 
 app = typer.Typer(help="Deploy-aware error anomaly detector.", no_args_is_help=True, add_completion=False)
 project_app = typer.Typer(help="Create and list projects.", no_args_is_help=True)
@@ -155,7 +157,7 @@ def db_upgrade() -> None:
 
 @project_app.command("create")
 def project_create(
-    slug: str,
+    slug: Annotated[str, typer.Argument(metavar="SLUG", help="Lowercase letters, digits, '-' and '_'.")],
     platform: Annotated[str, typer.Option(help="The SDK platform, e.g. javascript or python.")] = "javascript",
     org: Annotated[str | None, typer.Option(help="Organisation slug (default: DETECTOR_ORG).")] = None,
     repo: Annotated[str | None, typer.Option(help="Path of a local clone of the project's repository.")] = None,
@@ -178,20 +180,20 @@ def project_create(
     except DetectorError as exc:
         raise fail(str(exc)) from exc
     if as_json:
-        typer.echo(json.dumps(data))
+        echo_json(data)
     else:
         typer.echo(f"created project {data['slug']} (id {data['id']})\nDSN: {data['dsn']}")
 
 
 @project_app.command("list")
-def project_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def project_list(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False) -> None:
     """List projects with their DSNs."""
     settings = load_settings()
     factory = session_factory(settings)
     with factory() as session:
         rows = [project_as_dict(p, settings.public_url) for p in list_projects(session)]
     if as_json:
-        typer.echo(json.dumps(rows))
+        echo_json(rows)
         return
     table = Table("id", "slug", "org", "platform", "dsn", "repository")
     for row in rows:
@@ -207,7 +209,10 @@ def project_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 
 
 @project_app.command("set-repo")
-def project_set_repo(slug: str, path: str) -> None:
+def project_set_repo(
+    slug: Annotated[str, typer.Argument(metavar="SLUG", help="The project.")],
+    path: Annotated[str, typer.Argument(metavar="PATH", help="A local clone of its repository.")],
+) -> None:
     """Link a project to a local clone of its repository (for diffs, the import graph and blame)."""
     from detector.sources.git_repo import GitError, GitRepo
 
@@ -229,14 +234,17 @@ def project_set_repo(slug: str, path: str) -> None:
 @token_app.command("create")
 def token_create(
     label: Annotated[str, typer.Option(help="What the token is for.")] = "",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create an API token (shown once)."""
     settings = load_settings()
     factory = session_factory(settings)
     with transaction(factory) as session:
         token = create_token(session, label=label)
-    typer.echo(json.dumps({"token": token}) if as_json else token)
+    if as_json:
+        echo_json({"token": token})
+    else:
+        typer.echo(token)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -414,26 +422,36 @@ def _stop_when_orphaned(parent_pid: int, stop: threading.Event) -> None:
             stop.set()
 
 
-def parse_when(value: str | None) -> datetime:
+def parse_when(value: str | None, *, name: str = "--at") -> datetime:
+    """An ISO 8601 time (`2026-11-27T15:04:00Z`) or unix seconds, as everywhere else; None is now."""
+    from detector.deploys.records import parse_timestamp
+
     if value is None:
         return datetime.now(UTC)
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise fail(f"--at {value!r} is not an ISO 8601 time such as 2026-11-27T15:04:00Z") from exc
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        when = parse_timestamp(value, name=name)
+    except DetectorError as exc:
+        raise fail(f"{exc} (give an ISO 8601 time such as 2026-11-27T15:04:00Z, or unix seconds)") from exc
+    assert when is not None
+    return when
+
+
+def echo_json(data: Any) -> None:
+    """One JSON document on stdout, times as ISO 8601 UTC with a `Z`, as the API writes them."""
+    typer.echo(json.dumps(data, default=json_default))
 
 
 @app.command("detect")
 def detect_command(
     project: Annotated[str, typer.Option(help="Project slug.")],
-    at: Annotated[str | None, typer.Option(help="Run the pass as of this ISO 8601 time (default: now).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    at: Annotated[
+        str | None, typer.Option(help="Run the pass as of this time: ISO 8601 or unix seconds (default: now).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's answer to POST .../detect.")] = False,
 ) -> None:
     """Run one detection pass and print the anomalies it opened or updated."""
+    from detector.changes import describe_changes
     from detector.scheduling import run_project_pass
-    from detector.store.anomalies import anomaly_as_dict
-    from detector.store.models import Anomaly, Deploy
 
     settings = load_settings()
     factory = session_factory(settings)
@@ -445,31 +463,44 @@ def detect_command(
     except DetectorError as exc:
         raise fail(str(exc)) from exc
     with factory() as session:
-        rows = []
-        for change in changes:
-            anomaly = session.get(Anomaly, change.anomaly_id)
-            assert anomaly is not None
-            deploy = session.get(Deploy, anomaly.deploy_id) if anomaly.deploy_id else None
-            rows.append(
-                {
-                    "change": change.change,
-                    **anomaly_as_dict(anomaly, deploy, project_slug=project, public_url=settings.public_url),
-                }
-            )
+        items = describe_changes(session, changes, project_slug=project, public_url=settings.public_url)
     if as_json:
-        typer.echo(json.dumps({"at": when.isoformat(), "anomalies": rows}, default=str))
+        echo_json({"at": when, "changes": items})
         return
-    if not rows:
-        typer.echo(f"{when.isoformat()}: no anomalies")
-    for row in rows:
+    if not items:
+        typer.echo(f"{iso_utc(when)}: no anomalies")
+    for item in items:
+        anomaly = item["anomaly"]
+        release = anomaly["release"]
+        where = f" in {release}" if release and release not in anomaly["title"] else ""
         typer.echo(
-            f"{row['change']:>8} #{row['id']} {row['kind']}: {row['title']} in {row['release']} "
-            f"({row['sessions_affected']} sessions, score {row['score']:.1f})"
+            f"{item['change']:>8} #{anomaly['id']} {anomaly['kind']}: {anomaly['title']}{where} "
+            f"({anomaly['sessions_affected']} sessions, score {anomaly['score']:.1f})"
         )
 
 
+def _flags_take_no_value(command: Any) -> None:
+    """Help shows a flag as `--json`, not `--json <bool>` (typer's default), since it takes no value."""
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _flags_take_no_value(sub)
+    own_help = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = own_help(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+
+
 def main() -> None:
-    app()
+    command = typer.main.get_command(app)
+    _flags_take_no_value(command)
+    command()
 
 
 if __name__ == "__main__":

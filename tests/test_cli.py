@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
 import sys
 import uuid
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.orm import Session, sessionmaker
 
-from detector.store.db import safe_url
+from api.app import create_app
+from detector.config import Settings
+from detector.store.db import safe_url, transaction
 from detector.store.models import Project
+from detector.store.projects import create_project
+from detector.times import iso_utc
 from tests.conftest import BACKEND, POSTGRES_URL, LiveServer, wait_for
+from tests.test_notify import seed_incident
 
 
 def run_cli(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -191,3 +200,85 @@ def test_a_database_without_the_schema_is_refused_too(tmp_path: Path) -> None:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def _times(value: object, path: str = "") -> list[tuple[str, str]]:
+    """Every (path, text) in a JSON document that looks like a time."""
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in _times(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [t for i, v in enumerate(value) for t in _times(v, f"{path}[{i}]")]
+    if isinstance(value, str) and re.match(r"^\d{4}-\d\d-\d\d[T ]\d\d:", value):
+        return [(path, value)]
+    return []
+
+
+def _shape(value: object) -> object:
+    """The keys of a JSON document, recursively (lists by their first item)."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return type(value).__name__ if value is not None else None
+
+
+def test_detect_answers_the_same_shape_and_times_from_the_cli_and_the_api(
+    database_url: str, settings: Settings, factory: sessionmaker[Session], project: Project, auth: dict[str, str],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    with transaction(factory) as session:
+        twin = create_project(session, slug="twin", org=settings.org)
+    deployed = seed_incident(factory, project)
+    seed_incident(factory, twin)
+    at = deployed + timedelta(minutes=4)
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/api/v1/projects/web/detect", params={"at": iso_utc(at)}, headers=auth)
+    assert answer.status_code == 200, answer.text
+    over_http = answer.json()
+    unix = str(int(at.timestamp()))  # unix seconds are accepted wherever an ISO 8601 time is
+    cli = run_cli("detect", "--project", "twin", "--at", unix, "--json", database_url=database_url, cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    from_cli = json.loads(cli.stdout)
+
+    assert over_http["changes"] and from_cli["changes"]
+    assert _shape(from_cli) == _shape(over_http)
+    assert over_http["changes"][0]["anomaly"]["kind"] == from_cli["changes"][0]["anomaly"]["kind"] == "new_signature"
+    assert from_cli["at"] == over_http["at"] == iso_utc(at)
+    times = _times(over_http) + _times(from_cli)
+    assert len(times) >= 6 and all(ISO_Z.match(text) for _path, text in times), times
+
+    text = run_cli("detect", "--project", "twin", "--at", unix, database_url=database_url, cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    for line in text.stdout.splitlines():
+        assert line.count("web@1.2.0") <= 1, line  # the release is named once
+
+
+def test_deploy_times_take_iso_8601_or_unix_seconds_and_help_matches_the_flags(
+    database_url: str, project: Project, tmp_path: Path
+) -> None:
+    repo = tmp_path / "app"
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q",
+                 "--allow-empty", "-m", "first"]):  # fmt: skip
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    base = ("deploy", "--project", "web", "-e", "production", "--sha", "HEAD", "--repo", str(repo), "--json")
+    iso = run_cli(
+        *base, "--release", "web@1", "--finished", "2026-11-27T15:04:00Z", database_url=database_url, cwd=tmp_path
+    )
+    unix = run_cli(*base, "--release", "web@2", "--finished", "1795792000", database_url=database_url, cwd=tmp_path)
+    assert iso.returncode == 0 and unix.returncode == 0, iso.stderr + unix.stderr
+    assert json.loads(iso.stdout)["deployed_at"] == "2026-11-27T15:04:00Z"
+    assert json.loads(unix.stdout)["deployed_at"] == "2026-11-27T15:06:40Z"  # 1795792000
+    bad = run_cli(*base, "--release", "web@3", "--finished", "yesterday", database_url=database_url, cwd=tmp_path)
+    assert bad.returncode == 1 and "ISO 8601" in bad.stderr and "unix seconds" in bad.stderr
+
+    for command in (["deploy"], ["detect"], ["project", "create"], ["project", "list"], ["token", "create"], ["serve"]):
+        shown = run_cli(*command, "--help", database_url=database_url, cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert "<bool>" not in shown.stdout and "{slug}" not in shown.stdout, shown.stdout
+    assert "SLUG" in run_cli("project", "create", "--help", database_url=database_url, cwd=tmp_path).stdout
+    refused = run_cli("project", "list", "--json", "true", database_url=database_url, cwd=tmp_path)
+    assert refused.returncode != 0  # a flag takes no value, as its help now shows

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from api.deps import ProjectDep, SessionDep, StateDep, UtcTime
 from api.pagination import decode_cursor, page
+from detector.changes import describe_changes
 from detector.notify import channel_for, enqueue_state_change
 from detector.scheduling import run_project_pass
 from detector.store.anomalies import anomaly_as_dict, get_anomaly, list_anomalies, set_anomaly_state
@@ -116,7 +117,6 @@ def detect(project: ProjectDep, state: StateDep, at: datetime | None = None) -> 
     """Run a detection pass now, or as it would have run at `at` (it sees only data up to `at`)."""
     when = parse_at(at)
     changes = run_project_pass(state.factory, state.settings, project_id=project.id, at=when)
-    return {
-        "at": when,
-        "changes": [{"anomaly_id": c.anomaly_id, "change": c.change, "kind": c.kind} for c in changes],
-    }
+    with state.factory() as session:
+        items = describe_changes(session, changes, project_slug=project.slug, public_url=state.settings.public_url)
+    return {"at": when, "changes": items}

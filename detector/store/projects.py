@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from detector.errors import Conflict, InvalidInput, NotFound
 from detector.store.models import ApiToken, Project, RawItem, Release, ReleaseProject
+from detector.times import iso_utc
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 
@@ -91,7 +92,7 @@ def project_as_dict(project: Project, public_url: str) -> dict[str, object]:
         "dsn": dsn_for(project, public_url),
         "repo_path": project.repo_path,
         "rate_limit_per_minute": project.rate_limit_per_minute,
-        "created_at": project.created_at.isoformat(),
+        "created_at": iso_utc(project.created_at),
     }
 
 
