@@ -29,6 +29,7 @@ from detector.cli_demo import register as register_demo_command
 from detector.cli_deploy import register as register_deploy_commands
 from detector.config import Settings
 from detector.errors import DetectorError
+from detector.logs import configure_logging
 from detector.store.db import make_engine, make_sessionmaker, safe_url, transaction, upgrade
 from detector.store.projects import (
     create_project,
@@ -65,14 +66,6 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         raise fail(f"invalid settings: {problems}") from exc
-
-
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level,
-        format='ts=%(asctime)s level=%(levelname)s logger=%(name)s msg="%(message)s"',
-        stream=sys.stderr,
-    )
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -301,8 +294,8 @@ def serve(
 
     import uvicorn
 
-    configure_logging()
     settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
     if worker_mode not in ("process", "thread"):
         raise fail("--worker-mode must be 'process' or 'thread'")
     if api_child_of is None:
@@ -395,12 +388,19 @@ def worker_command(
 ) -> None:
     """Run a worker: digest intake, run detection passes, send alerts, pull from Sentry."""
     from detector.metrics import Metrics
+    from detector.notify import channel_for
     from detector.runtime import build_worker_from_settings, freeze_startup_objects
 
-    configure_logging()
     settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
     ready_database(settings)
     worker = build_worker_from_settings(settings, Metrics())
+    log.info(
+        "worker on database %s; detection passes %s; alerts to %s",
+        safe_url(settings.database_url),
+        f"every {settings.detect_interval_seconds:g} s" if settings.detect_schedule == "on" else "off",
+        channel_for(settings) or "nowhere (Slack is not configured)",
+    )
     if once:
         while worker.digest_once().items:
             pass

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"  # `serve` derives it from --host/--port when unset
     org: str = "default"
     environment: Literal["development", "production", "test"] = "development"
+    # `text` (logfmt-like lines) or `json` (one object per line, for log shippers), for serve and worker
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # intake limits, like relay's defaults
     max_envelope_bytes: int = 20 * 1024 * 1024
