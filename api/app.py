@@ -11,14 +11,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from api.errors import install_error_handlers
 from api.routes import anomalies, deploys, intake, projects, sentry_artifacts, sentry_releases, webhooks
 from api.state import AppState, ProjectKeyCache, RateLimiter, TokenCache
 from detector.config import Settings
-from detector.metrics import Metrics, refresh_database_gauges
+from detector.metrics import Metrics, exposition, refresh_database_gauges
 from detector.store.db import make_engine, make_sessionmaker
 from detector.store.queue import queue_depth
 from detector.store.writer import GroupCommitWriter
@@ -102,6 +102,6 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
     def metrics() -> Response:
         with state.factory() as session:
             refresh_database_gauges(session, state.metrics)
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(state.metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app

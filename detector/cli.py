@@ -290,7 +290,9 @@ def serve(
     ] = None,
 ) -> None:
     """Run the API (intake, Sentry web API subset, query API) and, by default, a worker beside it."""
+    import shutil
     import subprocess
+    import tempfile
 
     import uvicorn
 
@@ -305,6 +307,11 @@ def serve(
             # DSNs, alert links and sentry-cli's upload URL name the port actually served; children inherit it
             os.environ["DETECTOR_PUBLIC_URL"] = derived_public_url(host, port)
             settings = load_settings()
+    metrics_dir: str | None = None
+    if api_child_of is None and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # before anything imports prometheus_client: this process and its children then share their counters
+        metrics_dir = tempfile.mkdtemp(prefix="detector-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     sock = _listen(host, port, reuse_port=processes > 1 or api_child_of is not None)
     children: list[subprocess.Popen[bytes]] = []
     if api_child_of is None:
@@ -369,6 +376,8 @@ def serve(
                 child.wait(30)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _exit_when_orphaned(parent_pid: int, server: Any) -> None:
