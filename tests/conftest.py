@@ -86,7 +86,7 @@ def settings(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     for key in list(os.environ):
         if key.startswith("DETECTOR_") and not key.startswith("DETECTOR_TEST") and key != "DETECTOR_FIXTURES":
             monkeypatch.delenv(key)
-    return Settings(database_url=database_url, environment="test", digest_interval_seconds=0.05)
+    return Settings(database_url=database_url, digest_interval_seconds=0.05)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, DemoResult]:
     work: Path = tmp_path_factory.mktemp("client-demo")
-    settings = Settings(database_url=f"sqlite:///{work / 'demo.db'}", environment="test")
+    settings = Settings(database_url=f"sqlite:///{work / 'demo.db'}")
     return settings, run_demo(settings, workdir=work, echo=lambda _line: None)
 
 

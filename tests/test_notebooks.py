@@ -27,7 +27,7 @@ EXPECTED = {
 def demo_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     work = tmp_path_factory.mktemp("notebook-demo")
     url = f"sqlite:///{work / 'demo.db'}"
-    run_demo(Settings(database_url=url, environment="test"), workdir=work, echo=lambda _line: None)
+    run_demo(Settings(database_url=url), workdir=work, echo=lambda _line: None)
     return url
 
 
