@@ -8,8 +8,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
+from api import schemas
 from api.deps import ProjectDep, SessionDep, StateDep, UtcTime
 from api.pagination import decode_cursor, page
+from api.schemas import documented
 from detector.changes import describe_changes
 from detector.notify import channel_for, enqueue_state_change
 from detector.scheduling import run_project_pass
@@ -26,7 +28,7 @@ def _with_deploy(session: SessionDep, anomaly: Anomaly) -> Deploy | None:
     return session.get(Deploy, anomaly.deploy_id) if anomaly.deploy_id else None
 
 
-@router.get("/anomalies")
+@router.get("/anomalies", **documented(schemas.AnomalyPage))
 def anomalies(
     project: ProjectDep,
     session: SessionDep,
@@ -66,7 +68,7 @@ def anomalies(
     return page(items, limit, rows[limit - 1].id if len(rows) > limit else None)
 
 
-@router.get("/anomalies/{anomaly_id}")
+@router.get("/anomalies/{anomaly_id}", **documented(schemas.AnomalyDetail))
 def anomaly_detail(project: ProjectDep, session: SessionDep, state: StateDep, anomaly_id: int) -> dict[str, Any]:
     anomaly = get_anomaly(session, project_id=project.id, anomaly_id=anomaly_id)
     data = anomaly_as_dict(
@@ -90,7 +92,7 @@ def anomaly_detail(project: ProjectDep, session: SessionDep, state: StateDep, an
     return data
 
 
-@router.post("/anomalies/{anomaly_id}/{action}")
+@router.post("/anomalies/{anomaly_id}/{action}", **documented(schemas.Anomaly))
 def change_anomaly_state(
     project: ProjectDep,
     session: SessionDep,
@@ -112,7 +114,7 @@ def parse_at(at: datetime | None) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-@router.post("/detect")
+@router.post("/detect", **documented(schemas.DetectAnswer))
 def detect(project: ProjectDep, state: StateDep, at: datetime | None = None) -> dict[str, Any]:
     """Run a detection pass now, or as it would have run at `at` (it sees only data up to `at`)."""
     when = parse_at(at)
