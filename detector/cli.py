@@ -457,22 +457,37 @@ def detect_command(
         str | None, typer.Option(help="Run the pass as of this time: ISO 8601 or unix seconds (default: now).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's answer to POST .../detect.")] = False,
+    url: Annotated[
+        str | None, typer.Option("--url", envvar="DETECTOR_URL", help="Run it on this detector over HTTP.")
+    ] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="DETECTOR_TOKEN", help="API token for --url.")] = None,
 ) -> None:
     """Run one detection pass and print the anomalies it opened or updated."""
     from detector.changes import describe_changes
     from detector.scheduling import run_project_pass
 
-    settings = load_settings()
-    factory = session_factory(settings)
     when = parse_when(at)
-    try:
+    if url is not None:
+        from detector.remote import Remote
+
+        if not token:
+            raise fail("--url needs an API token: --token or DETECTOR_TOKEN (from `detector token create`)")
+        try:
+            answer = Remote(url, token).detect(project, when)
+        except DetectorError as exc:
+            raise fail(str(exc)) from exc
+        items = answer["changes"]
+    else:
+        settings = load_settings()
+        factory = session_factory(settings)
+        try:
+            with factory() as session:
+                project_id = get_project_by_slug(session, project).id
+            changes = run_project_pass(factory, settings, project_id=project_id, at=when)
+        except DetectorError as exc:
+            raise fail(str(exc)) from exc
         with factory() as session:
-            project_id = get_project_by_slug(session, project).id
-        changes = run_project_pass(factory, settings, project_id=project_id, at=when)
-    except DetectorError as exc:
-        raise fail(str(exc)) from exc
-    with factory() as session:
-        items = describe_changes(session, changes, project_slug=project, public_url=settings.public_url)
+            items = describe_changes(session, changes, project_slug=project, public_url=settings.public_url)
     if as_json:
         echo_json({"at": when, "changes": items})
         return

@@ -39,8 +39,26 @@ def deploy_command(
         str | None, typer.Option("--from", help="Start of the range (default: the previous deploy's sha).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the deploy as one JSON object.")] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            envvar="DETECTOR_URL",
+            help="Record it over HTTP at this detector (commits read from --repo, default .) instead of the database.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="DETECTOR_TOKEN", help="API token for --url.")
+    ] = None,
 ) -> None:
     from detector.cli import fail, load_settings, parse_when, session_factory
+
+    if url is not None:
+        _deploy_over_http(
+            url, token, project=project, release=release, environment=environment, sha=sha, repo=repo or ".",
+            from_sha=from_sha, started=started, finished=finished, as_json=as_json,
+        )  # fmt: skip
+        return
     from detector.deploys.service import record_deploy
     from detector.sources.git_repo import GitError, GitRepo
     from detector.store.db import transaction
@@ -81,6 +99,40 @@ def deploy_command(
             )
             created = deploy.created_at == now
             detail = get_deploy(session, project_id=target.id, deploy_id=deploy.id)
+    except DetectorError as exc:
+        raise fail(str(exc)) from exc
+    _print_deploy(detail, created=created, as_json=as_json)
+
+
+def _deploy_over_http(
+    url: str,
+    token: str | None,
+    *,
+    project: str,
+    release: str,
+    environment: str,
+    sha: str,
+    repo: str,
+    from_sha: str | None,
+    started: str | None,
+    finished: str | None,
+    as_json: bool,
+) -> None:
+    from detector.cli import fail, parse_when
+    from detector.remote import Remote
+    from detector.sources.git_repo import GitError, GitRepo
+
+    if not token:
+        raise fail("--url needs an API token: --token or DETECTOR_TOKEN (from `detector token create`)")
+    try:
+        detail, created = Remote(url, token).record_deploy(
+            project=project, release=release, environment=environment, repo=GitRepo(repo), sha=sha,
+            from_sha=from_sha,
+            started=None if started is None else parse_when(started, name="--started"),
+            finished=None if finished is None else parse_when(finished, name="--finished"),
+        )  # fmt: skip
+    except GitError as exc:
+        raise fail(f"--repo {repo}: {exc}") from exc
     except DetectorError as exc:
         raise fail(str(exc)) from exc
     _print_deploy(detail, created=created, as_json=as_json)

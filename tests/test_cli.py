@@ -282,3 +282,57 @@ def test_deploy_times_take_iso_8601_or_unix_seconds_and_help_matches_the_flags(
     assert "SLUG" in run_cli("project", "create", "--help", database_url=database_url, cwd=tmp_path).stdout
     refused = run_cli("project", "list", "--json", "true", database_url=database_url, cwd=tmp_path)
     assert refused.returncode != 0  # a flag takes no value, as its help now shows
+
+
+def test_ci_records_deploys_and_runs_passes_over_http_without_database_access(
+    live_server: LiveServer, project: Project, token: str, tmp_path: Path
+) -> None:
+    repo = tmp_path / "app"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=Dana", "-c", "user.email=dana@example.com"]
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    shas = []
+    for n, name in enumerate(["src/a.js", "src/b.js", "src/c.js"]):
+        (repo / "src").mkdir(exist_ok=True)
+        (repo / name).write_text(f"export const v = {n};\n")
+        subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+        subprocess.run([*git, "commit", "-qm", f"change {name}"], cwd=repo, check=True)
+        shas.append(
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True
+            ).stdout.strip()
+        )
+    ci = tmp_path / "ci"  # the CI job's directory: no database here, and none must appear
+    ci.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_") or k.startswith("DETECTOR_TEST")}
+
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "detector.cli", *args], env={**env, **extra}, cwd=ci, capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+
+    first = cli(
+        "deploy", "--project", "web", "--release", "web@1", "-e", "production", "--sha", shas[1], "--repo", str(repo),
+        "--json", "--url", live_server.url, "--token", token,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    recorded = json.loads(first.stdout)
+    assert recorded["created"] and recorded["sha"] == shas[1] and recorded["commit_count"] == 2
+    # the variables instead of the options; the range starts at the previous deploy
+    second = cli(
+        "deploy", "--project", "web", "--release", "web@2", "-e", "production", "--sha", "HEAD", "--repo", str(repo),
+        "--finished", "2026-11-27T15:04:00Z", "--json", DETECTOR_URL=live_server.url, DETECTOR_TOKEN=token,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    detail = json.loads(second.stdout)
+    assert [c["sha"] for c in detail["commits"]] == [shas[2]] and detail["deployed_at"] == "2026-11-27T15:04:00Z"
+    assert [f["path"] for f in detail["commits"][0]["files"]] == ["src/c.js"]
+
+    passed = cli("detect", "--project", "web", "--json", DETECTOR_URL=live_server.url, DETECTOR_TOKEN=token)
+    assert passed.returncode == 0, passed.stderr
+    assert set(json.loads(passed.stdout)) == {"at", "changes"}
+
+    refused = cli("detect", "--project", "web", "--url", live_server.url, "--token", "dtk_wrong")
+    assert refused.returncode == 1 and "401" in refused.stderr and "unknown API token" in refused.stderr
+    assert list(ci.iterdir()) == []
