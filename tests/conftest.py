@@ -144,7 +144,7 @@ class LiveServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.time() + 30
+        deadline = time.time() + 90  # a loaded CI machine can take half a minute to import the app
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 break
