@@ -19,3 +19,14 @@ def json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso_utc(value)
     return str(value)
+
+
+def json_ready(value: Any) -> Any:
+    """`value` with every datetime inside written as `iso_utc` (what the CLI prints, the API answers the same)."""
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value

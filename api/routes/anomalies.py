@@ -18,6 +18,7 @@ from detector.scheduling import run_project_pass
 from detector.store.anomalies import anomaly_as_dict, get_anomaly, list_anomalies, set_anomaly_state
 from detector.store.models import Anomaly, Deploy
 from detector.store.signatures import signature_series
+from detector.times import iso_utc, json_ready
 
 router = APIRouter(prefix="/api/v1/projects/{slug}", tags=["anomalies"])
 
@@ -121,4 +122,4 @@ def detect(project: ProjectDep, state: StateDep, at: datetime | None = None) -> 
     changes = run_project_pass(state.factory, state.settings, project_id=project.id, at=when)
     with state.factory() as session:
         items = describe_changes(session, changes, project_slug=project.slug, public_url=state.settings.public_url)
-    return {"at": when, "changes": items}
+    return {"at": iso_utc(when), "changes": json_ready(items)}
