@@ -10,15 +10,18 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
+from swagger_ui_bundle import swagger_ui_path
 
 from api.errors import install_error_handlers
 from api.routes import anomalies, deploys, intake, projects, sentry_artifacts, sentry_releases, webhooks
 from api.state import AppState, ProjectKeyCache, RateLimiter, TokenCache
 from detector.config import Settings
-from detector.metrics import Metrics, refresh_database_gauges
+from detector.metrics import Metrics, exposition, refresh_database_gauges
 from detector.store.db import make_engine, make_sessionmaker
 from detector.store.queue import queue_depth
 from detector.store.writer import GroupCommitWriter
@@ -40,6 +43,26 @@ def build_state(settings: Settings) -> AppState:
         limiter=RateLimiter(settings.default_rate_limit_per_minute),
         metrics=Metrics(),
     )
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def _serve_docs_offline(app: FastAPI) -> None:
+    """Swagger UI at /docs with its JavaScript and CSS served by this app (the swagger-ui-bundle package),
+    not from a CDN: a self-hosted install behind a firewall still shows the API."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
 
 
 def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
@@ -69,8 +92,12 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
         version="0.1.0",
         description="Sentry-compatible intake, deploys, signatures, anomalies with suspect commits.",
         lifespan=lifespan,
+        # /docs is served below from swagger-ui-bundle's files, so it works without internet access
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.detector = state
+    _serve_docs_offline(app)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],
@@ -102,6 +129,6 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
     def metrics() -> Response:
         with state.factory() as session:
             refresh_database_gauges(session, state.metrics)
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(state.metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
@@ -31,12 +32,18 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
-    if not authorization or not authorization.lower().startswith("bearer "):
-        raise Unauthorized(
-            "missing API token: send 'Authorization: Bearer <token>' (see `detector token create`)"
-        )
-    return authorization.split(" ", 1)[1].strip()
+API_TOKEN = HTTPBearer(
+    auto_error=False,
+    scheme_name="api_token",
+    description="An API token from `detector token create` (sentry-cli sends the same as SENTRY_AUTH_TOKEN).",
+)
+"""Declared in the OpenAPI document, so /docs offers "Authorize" for every route that needs a token."""
+
+
+def bearer_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(API_TOKEN)]) -> str:
+    if credentials is None or not credentials.credentials.strip():
+        raise Unauthorized("missing API token: send 'Authorization: Bearer <token>' (see `detector token create`)")
+    return credentials.credentials.strip()
 
 
 def require_token(state: StateDep, token: Annotated[str, Depends(bearer_token)]) -> str:

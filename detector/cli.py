@@ -7,21 +7,29 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
+from contextlib import closing
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.main
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import inspect
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from detector.cli_demo import register as register_demo_command
 from detector.cli_deploy import register as register_deploy_commands
 from detector.config import Settings
 from detector.errors import DetectorError
+from detector.logs import configure_logging
 from detector.store.db import make_engine, make_sessionmaker, safe_url, transaction, upgrade
 from detector.store.projects import (
     create_project,
@@ -30,6 +38,7 @@ from detector.store.projects import (
     list_projects,
     project_as_dict,
 )
+from detector.times import iso_utc, json_default
 
 app = typer.Typer(help="Deploy-aware error anomaly detector.", no_args_is_help=True, add_completion=False)
 project_app = typer.Typer(help="Create and list projects.", no_args_is_help=True)
@@ -42,10 +51,12 @@ register_deploy_commands(app, project_app)
 register_demo_command(app)
 
 err = Console(stderr=True)
+log = logging.getLogger("detector.cli")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: long paths and URLs stay whole (rich would fold or elide them at the terminal width)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -57,24 +68,75 @@ def load_settings() -> Settings:
         raise fail(f"invalid settings: {problems}") from exc
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level,
-        format='ts=%(asctime)s level=%(levelname)s logger=%(name)s msg="%(message)s"',
-        stream=sys.stderr,
-    )
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL and in-memory SQLite)."""
+    if not url.startswith("sqlite") or ":///" not in url:
+        return None
+    path = url.split(":///", 1)[1].split("?", 1)[0]
+    return None if path in ("", ":memory:") or path.startswith("file:") else Path(path).resolve()
+
+
+def _database_setting(settings: Settings) -> str:
+    if "database_url" in settings.model_fields_set:
+        return f"DETECTOR_DATABASE_URL={safe_url(settings.database_url)}"
+    return "DETECTOR_DATABASE_URL is unset, so the default is ./detector.db in the current directory"
 
 
 def ready_database(settings: Settings) -> None:
-    """Create or upgrade the schema; a bad URL or an unreachable server is a clear message, not a trace."""
+    """Create or upgrade the schema (`serve`, `worker`, `demo`, `db upgrade` only); a SQLite file is created
+    in an existing directory only, so a mistyped path is an error; a bad URL or an unreachable server is a
+    clear message, not a trace."""
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.parent.is_dir():
+        raise fail(
+            f"cannot create the database {path}: directory {path.parent} does not exist ({_database_setting(settings)})"
+        )
     try:
         upgrade(settings.database_url)
     except DetectorError as exc:
         raise fail(str(exc)) from exc
 
 
-def session_factory(settings: Settings):
-    ready_database(settings)
+def existing_database(settings: Settings) -> None:
+    """Every command but `serve`, `worker`, `demo` and `db upgrade` works on a database that exists and has
+    the detector's schema: run from the wrong directory or with a mistyped URL it says so instead of
+    creating an empty database (or adding tables to another application's)."""
+    create_hint = "`detector serve`, `detector demo` or `detector db upgrade` creates one"
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.is_file():
+        raise fail(f"no database at {path} ({_database_setting(settings)}); {create_hint}")
+    if not _has_schema(settings):
+        where = str(path) if path is not None else safe_url(settings.database_url)
+        raise fail(f"the database {where} has no detector schema yet ({_database_setting(settings)}); {create_hint}")
+    ready_database(settings)  # an existing database is brought up to date
+
+
+def _has_schema(settings: Settings) -> bool:
+    path = sqlite_file(settings.database_url)
+    if path is not None:
+        # read-only and without make_engine, which would attach (and so create) the queue file beside it
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+                found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'projects'")
+                return found.fetchone() is not None
+        except sqlite3.DatabaseError as exc:
+            raise fail(f"{path} is not a SQLite database ({_database_setting(settings)}): {exc}") from exc
+    if settings.database_url.startswith("sqlite"):
+        return True  # in memory: nothing to find
+    try:
+        engine = make_engine(settings.database_url)
+        try:
+            return inspect(engine).has_table("projects")
+        finally:
+            engine.dispose()
+    except (DetectorError, OperationalError) as exc:
+        reason = getattr(exc, "orig", exc)
+        raise fail(f"cannot reach the database at {safe_url(settings.database_url)}: {reason}") from exc
+
+
+def session_factory(settings: Settings) -> sessionmaker[Session]:
+    """Sessions on the configured database, which must exist (see `existing_database`)."""
+    existing_database(settings)
     return make_sessionmaker(make_engine(settings.database_url))
 
 
@@ -88,7 +150,7 @@ def db_upgrade() -> None:
 
 @project_app.command("create")
 def project_create(
-    slug: str,
+    slug: Annotated[str, typer.Argument(metavar="SLUG", help="Lowercase letters, digits, '-' and '_'.")],
     platform: Annotated[str, typer.Option(help="The SDK platform, e.g. javascript or python.")] = "javascript",
     org: Annotated[str | None, typer.Option(help="Organisation slug (default: DETECTOR_ORG).")] = None,
     repo: Annotated[str | None, typer.Option(help="Path of a local clone of the project's repository.")] = None,
@@ -111,20 +173,20 @@ def project_create(
     except DetectorError as exc:
         raise fail(str(exc)) from exc
     if as_json:
-        typer.echo(json.dumps(data))
+        echo_json(data)
     else:
         typer.echo(f"created project {data['slug']} (id {data['id']})\nDSN: {data['dsn']}")
 
 
 @project_app.command("list")
-def project_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def project_list(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False) -> None:
     """List projects with their DSNs."""
     settings = load_settings()
     factory = session_factory(settings)
     with factory() as session:
         rows = [project_as_dict(p, settings.public_url) for p in list_projects(session)]
     if as_json:
-        typer.echo(json.dumps(rows))
+        echo_json(rows)
         return
     table = Table("id", "slug", "org", "platform", "dsn", "repository")
     for row in rows:
@@ -140,10 +202,11 @@ def project_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 
 
 @project_app.command("set-repo")
-def project_set_repo(slug: str, path: str) -> None:
+def project_set_repo(
+    slug: Annotated[str, typer.Argument(metavar="SLUG", help="The project.")],
+    path: Annotated[str, typer.Argument(metavar="PATH", help="A local clone of its repository.")],
+) -> None:
     """Link a project to a local clone of its repository (for diffs, the import graph and blame)."""
-    from pathlib import Path
-
     from detector.sources.git_repo import GitError, GitRepo
 
     settings = load_settings()
@@ -164,14 +227,17 @@ def project_set_repo(slug: str, path: str) -> None:
 @token_app.command("create")
 def token_create(
     label: Annotated[str, typer.Option(help="What the token is for.")] = "",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create an API token (shown once)."""
     settings = load_settings()
     factory = session_factory(settings)
     with transaction(factory) as session:
         token = create_token(session, label=label)
-    typer.echo(json.dumps({"token": token}) if as_json else token)
+    if as_json:
+        echo_json({"token": token})
+    else:
+        typer.echo(token)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -200,6 +266,14 @@ def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def derived_public_url(host: str, port: int) -> str:
+    """The URL SDKs and sentry-cli should use when DETECTOR_PUBLIC_URL is unset: the address `serve` listens
+    on; for a wildcard address, this machine's name (127.0.0.1 would only reach this machine)."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -216,20 +290,40 @@ def serve(
     ] = None,
 ) -> None:
     """Run the API (intake, Sentry web API subset, query API) and, by default, a worker beside it."""
+    import shutil
     import subprocess
+    import tempfile
 
     import uvicorn
 
-    configure_logging()
     settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
     if worker_mode not in ("process", "thread"):
         raise fail("--worker-mode must be 'process' or 'thread'")
     if api_child_of is None:
         ready_database(settings)
         _check_port_free(host, port)
+        if "public_url" not in settings.model_fields_set:
+            # DSNs, alert links and sentry-cli's upload URL name the port actually served; children inherit it
+            os.environ["DETECTOR_PUBLIC_URL"] = derived_public_url(host, port)
+            settings = load_settings()
+    metrics_dir: str | None = None
+    if api_child_of is None and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # before anything imports prometheus_client: this process and its children then share their counters
+        metrics_dir = tempfile.mkdtemp(prefix="detector-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     sock = _listen(host, port, reuse_port=processes > 1 or api_child_of is not None)
     children: list[subprocess.Popen[bytes]] = []
     if api_child_of is None:
+        listening = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        worker_desc = (
+            f"a worker in a {'child process' if worker_mode == 'process' else 'thread'}" if worker else "no worker"
+        )
+        log.info(
+            "listening on %s (%d API process%s, %s); database %s; SDKs and sentry-cli use %s",
+            listening, processes, "" if processes == 1 else "es", worker_desc, safe_url(settings.database_url),
+            settings.public_url,
+        )  # fmt: skip
         if worker and worker_mode == "process":
             # The digest is CPU work: in its own process it does not compete with intake for the GIL.
             children.append(
@@ -282,6 +376,8 @@ def serve(
                 child.wait(30)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _exit_when_orphaned(parent_pid: int, server: Any) -> None:
@@ -301,12 +397,19 @@ def worker_command(
 ) -> None:
     """Run a worker: digest intake, run detection passes, send alerts, pull from Sentry."""
     from detector.metrics import Metrics
+    from detector.notify import channel_for
     from detector.runtime import build_worker_from_settings, freeze_startup_objects
 
-    configure_logging()
     settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
     ready_database(settings)
     worker = build_worker_from_settings(settings, Metrics())
+    log.info(
+        "worker on database %s; detection passes %s; alerts to %s",
+        safe_url(settings.database_url),
+        f"every {settings.detect_interval_seconds:g} s" if settings.detect_schedule == "on" else "off",
+        channel_for(settings) or "nowhere (Slack is not configured)",
+    )
     if once:
         while worker.digest_once().items:
             pass
@@ -328,62 +431,100 @@ def _stop_when_orphaned(parent_pid: int, stop: threading.Event) -> None:
             stop.set()
 
 
-def parse_when(value: str | None) -> datetime:
+def parse_when(value: str | None, *, name: str = "--at") -> datetime:
+    """An ISO 8601 time (`2026-11-27T15:04:00Z`) or unix seconds, as everywhere else; None is now."""
+    from detector.deploys.records import parse_timestamp
+
     if value is None:
         return datetime.now(UTC)
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise fail(f"--at {value!r} is not an ISO 8601 time such as 2026-11-27T15:04:00Z") from exc
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        when = parse_timestamp(value, name=name)
+    except DetectorError as exc:
+        raise fail(f"{exc} (give an ISO 8601 time such as 2026-11-27T15:04:00Z, or unix seconds)") from exc
+    assert when is not None
+    return when
+
+
+def echo_json(data: Any) -> None:
+    """One JSON document on stdout, times as ISO 8601 UTC with a `Z`, as the API writes them."""
+    typer.echo(json.dumps(data, default=json_default))
 
 
 @app.command("detect")
 def detect_command(
     project: Annotated[str, typer.Option(help="Project slug.")],
-    at: Annotated[str | None, typer.Option(help="Run the pass as of this ISO 8601 time (default: now).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    at: Annotated[
+        str | None, typer.Option(help="Run the pass as of this time: ISO 8601 or unix seconds (default: now).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's answer to POST .../detect.")] = False,
+    url: Annotated[
+        str | None, typer.Option("--url", envvar="DETECTOR_URL", help="Run it on this detector over HTTP.")
+    ] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="DETECTOR_TOKEN", help="API token for --url.")] = None,
 ) -> None:
     """Run one detection pass and print the anomalies it opened or updated."""
+    from detector.changes import describe_changes
     from detector.scheduling import run_project_pass
-    from detector.store.anomalies import anomaly_as_dict
-    from detector.store.models import Anomaly, Deploy
 
-    settings = load_settings()
-    factory = session_factory(settings)
     when = parse_when(at)
-    try:
+    if url is not None:
+        from detector.remote import Remote
+
+        if not token:
+            raise fail("--url needs an API token: --token or DETECTOR_TOKEN (from `detector token create`)")
+        try:
+            answer = Remote(url, token).detect(project, when)
+        except DetectorError as exc:
+            raise fail(str(exc)) from exc
+        items = answer["changes"]
+    else:
+        settings = load_settings()
+        factory = session_factory(settings)
+        try:
+            with factory() as session:
+                project_id = get_project_by_slug(session, project).id
+            changes = run_project_pass(factory, settings, project_id=project_id, at=when)
+        except DetectorError as exc:
+            raise fail(str(exc)) from exc
         with factory() as session:
-            project_id = get_project_by_slug(session, project).id
-        changes = run_project_pass(factory, settings, project_id=project_id, at=when)
-    except DetectorError as exc:
-        raise fail(str(exc)) from exc
-    with factory() as session:
-        rows = []
-        for change in changes:
-            anomaly = session.get(Anomaly, change.anomaly_id)
-            assert anomaly is not None
-            deploy = session.get(Deploy, anomaly.deploy_id) if anomaly.deploy_id else None
-            rows.append(
-                {
-                    "change": change.change,
-                    **anomaly_as_dict(anomaly, deploy, project_slug=project, public_url=settings.public_url),
-                }
-            )
+            items = describe_changes(session, changes, project_slug=project, public_url=settings.public_url)
     if as_json:
-        typer.echo(json.dumps({"at": when.isoformat(), "anomalies": rows}, default=str))
+        echo_json({"at": when, "changes": items})
         return
-    if not rows:
-        typer.echo(f"{when.isoformat()}: no anomalies")
-    for row in rows:
+    if not items:
+        typer.echo(f"{iso_utc(when)}: no anomalies")
+    for item in items:
+        anomaly = item["anomaly"]
+        release = anomaly["release"]
+        where = f" in {release}" if release and release not in anomaly["title"] else ""
         typer.echo(
-            f"{row['change']:>8} #{row['id']} {row['kind']}: {row['title']} in {row['release']} "
-            f"({row['sessions_affected']} sessions, score {row['score']:.1f})"
+            f"{item['change']:>8} #{anomaly['id']} {anomaly['kind']}: {anomaly['title']}{where} "
+            f"({anomaly['sessions_affected']} sessions, score {anomaly['score']:.1f})"
         )
 
 
+def _flags_take_no_value(command: Any) -> None:
+    """Help shows a flag as `--json`, not `--json <bool>` (typer's default), since it takes no value."""
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _flags_take_no_value(sub)
+    own_help = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = own_help(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+
+
 def main() -> None:
-    app()
+    command = typer.main.get_command(app)
+    _flags_take_no_value(command)
+    command()
 
 
 if __name__ == "__main__":

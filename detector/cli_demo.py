@@ -13,8 +13,9 @@ import typer
 
 DEMO_HELP = (
     "Replay the seed incident in simulated time and show the alert.\n\n"
-    "Creates a project (`shop`, or `shop-2`, … if taken) and a real git repository next to the database, "
-    "records a healthy deploy and an hour of traffic through the real intake, then a deploy whose commit "
+    "Creates a project `shop` and a real git repository in `detector-demo/` beside the database (a folder git "
+    "ignores); a second run resets both (a `shop` project that is not the demo's is kept: the run takes `shop-2`). "
+    "Then it records a healthy deploy and an hour of traffic through the real intake, then a deploy whose commit "
     "breaks /billing; detection runs every simulated minute until it catches the new error. The alert is "
     "printed, and posted to Slack when DETECTOR_SLACK_WEBHOOK_URL (or a bot token and channel) is set. "
     "The database is left for `detector serve` and the notebooks."
@@ -24,7 +25,7 @@ DEMO_HELP = (
 def demo_command(
     workdir: Annotated[
         Path | None,
-        typer.Option("--workdir", help="Where to write the demo repository (default: next to the database)."),
+        typer.Option("--workdir", help="Where to keep the demo's folder (default: beside the database)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 7,
 ) -> None:

@@ -6,7 +6,6 @@ The commands import their helpers from `detector.cli` when they run, not at impo
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -27,9 +26,12 @@ def deploy_command(
     environment: Annotated[str, typer.Option("--environment", "-e", help="Environment, e.g. production.")],
     sha: Annotated[str, typer.Option("--sha", help="The deployed commit (sha, branch or tag).")],
     finished: Annotated[
-        float | None, typer.Option("--finished", help="When the deploy finished (unix seconds).")
+        str | None,
+        typer.Option("--finished", help="When the deploy finished: ISO 8601 or unix seconds (default: now)."),
     ] = None,
-    started: Annotated[float | None, typer.Option("--started", help="When the deploy started (unix seconds).")] = None,
+    started: Annotated[
+        str | None, typer.Option("--started", help="When the deploy started: ISO 8601 or unix seconds.")
+    ] = None,
     repo: Annotated[
         str | None, typer.Option("--repo", help="Local clone to read (default: the project's linked one).")
     ] = None,
@@ -37,9 +39,26 @@ def deploy_command(
         str | None, typer.Option("--from", help="Start of the range (default: the previous deploy's sha).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the deploy as one JSON object.")] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            envvar="DETECTOR_URL",
+            help="Record it over HTTP at this detector (commits read from --repo, default .) instead of the database.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="DETECTOR_TOKEN", help="API token for --url.")
+    ] = None,
 ) -> None:
-    from detector.cli import fail, load_settings, session_factory
-    from detector.deploys.records import parse_timestamp
+    from detector.cli import fail, load_settings, parse_when, session_factory
+
+    if url is not None:
+        _deploy_over_http(
+            url, token, project=project, release=release, environment=environment, sha=sha, repo=repo or ".",
+            from_sha=from_sha, started=started, finished=finished, as_json=as_json,
+        )  # fmt: skip
+        return
     from detector.deploys.service import record_deploy
     from detector.sources.git_repo import GitError, GitRepo
     from detector.store.db import transaction
@@ -69,8 +88,8 @@ def deploy_command(
                 project=target,
                 release=release,
                 environment=environment,
-                date_started=parse_timestamp(started, name="--started"),
-                date_finished=parse_timestamp(finished, name="--finished"),
+                date_started=None if started is None else parse_when(started, name="--started"),
+                date_finished=None if finished is None else parse_when(finished, name="--finished"),
                 sha=full_sha,
                 from_sha=full_from,
                 repo=git,
@@ -85,7 +104,41 @@ def deploy_command(
     _print_deploy(detail, created=created, as_json=as_json)
 
 
-def github_secret_command(slug: str) -> None:
+def _deploy_over_http(
+    url: str,
+    token: str | None,
+    *,
+    project: str,
+    release: str,
+    environment: str,
+    sha: str,
+    repo: str,
+    from_sha: str | None,
+    started: str | None,
+    finished: str | None,
+    as_json: bool,
+) -> None:
+    from detector.cli import fail, parse_when
+    from detector.remote import Remote
+    from detector.sources.git_repo import GitError, GitRepo
+
+    if not token:
+        raise fail("--url needs an API token: --token or DETECTOR_TOKEN (from `detector token create`)")
+    try:
+        detail, created = Remote(url, token).record_deploy(
+            project=project, release=release, environment=environment, repo=GitRepo(repo), sha=sha,
+            from_sha=from_sha,
+            started=None if started is None else parse_when(started, name="--started"),
+            finished=None if finished is None else parse_when(finished, name="--finished"),
+        )  # fmt: skip
+    except GitError as exc:
+        raise fail(f"--repo {repo}: {exc}") from exc
+    except DetectorError as exc:
+        raise fail(str(exc)) from exc
+    _print_deploy(detail, created=created, as_json=as_json)
+
+
+def github_secret_command(slug: Annotated[str, typer.Argument(metavar="SLUG", help="The project.")]) -> None:
     """Print the project's GitHub webhook secret (for X-Hub-Signature-256)."""
     from detector.cli import fail, load_settings, session_factory
     from detector.store.projects import get_project_by_slug
@@ -103,8 +156,10 @@ def github_secret_command(slug: str) -> None:
 
 
 def _print_deploy(detail: dict[str, Any], *, created: bool, as_json: bool) -> None:
+    from detector.cli import echo_json
+
     if as_json:
-        typer.echo(json.dumps({**detail, "created": created}))
+        echo_json({**detail, "created": created})
         return
     verb = "recorded" if created else "already recorded:"
     typer.echo(

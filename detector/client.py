@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.detection import gate_lookup, load_frames
@@ -280,36 +281,106 @@ class DetectorClient:
         return _frame(list(first.values()), BACKTEST_COLUMNS)
 
 
+def open_notebook_data(
+    database_url: str | None, *, demo_database: Path, project: str = "shop"
+) -> tuple[DetectorClient, str]:
+    """What a notebook reads, and the project to show: `database_url` (the notebook passes
+    DETECTOR_DATABASE_URL) if set, else the demo's SQLite file `demo_database`. A database without that
+    project (a missing file, a schema not created yet) first gets the demo incident replayed into it, never
+    posted to Slack, so each notebook runs on a fresh clone as well as on a real database."""
+    url = database_url or f"sqlite:///{demo_database}"
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if not _has_project(url, project):
+        from detector.config import Settings
+        from detector.demo import run_demo
+
+        settings = Settings(database_url=url, slack_webhook_url=None, slack_bot_token=None, slack_channel=None)
+        project = run_demo(settings, echo=lambda _line: None).project_slug
+    return DetectorClient.from_database(url), project
+
+
+def _has_project(url: str, slug: str) -> bool:
+    engine = make_engine(url)
+    try:
+        if not inspect(engine).has_table("projects"):
+            return False
+        with make_sessionmaker(engine)() as session:
+            try:
+                get_project_by_slug(session, slug)
+            except NotFound:
+                return False
+        return True
+    finally:
+        engine.dispose()
+
+
 def _utc(moment: datetime | pd.Timestamp) -> pd.Timestamp:
     # SQLite returns naive datetimes; every stored time is UTC
     stamp = pd.Timestamp(moment)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def plot_release_error_rates(rates: pd.DataFrame, *, deployed_at: datetime | None = None, ax: Any = None) -> Any:
-    """Line per release of `rate` over `minute` (from `release_error_rates`), the deploy as a vertical line."""
+OUTLIER_FACTOR = 3.0
+"""A chart's y axis is clipped when its highest value is over this many times the 95th percentile of all
+its values (one release with a handful of sessions at 100% would otherwise flatten every other line)."""
+
+
+def plot_release_error_rates(
+    rates: pd.DataFrame, *, deployed_at: datetime | None = None, ax: Any = None, title: str | None = None
+) -> Any:
+    """Line per release of `rate` over `minute` (from `release_error_rates`), the deploy as a vertical line;
+    an outlier's axis is clipped, with a note naming what went past it."""
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(10, 4))[1]
     for release, group in rates.groupby("release"):
         ax.plot(group["minute"], group["rate"] * 100, marker=".", label=str(release))
     _mark_deploy(ax, deployed_at)
+    ax.set_title(title or "Errored sessions per minute, by release")
+    ax.set_xlabel("minute (UTC)")
     ax.set_ylabel("errored sessions (%)")
+    _clip_outliers(ax, rates.assign(value=rates["rate"] * 100), unit="%")
     ax.legend()
     return ax
 
 
-def plot_signature_series(series: pd.DataFrame, *, deployed_at: datetime | None = None, ax: Any = None) -> Any:
-    """Events per minute per release of one signature (from `signature_series`), the deploy marked."""
+def plot_signature_series(
+    series: pd.DataFrame, *, deployed_at: datetime | None = None, ax: Any = None, title: str | None = None
+) -> Any:
+    """Events per minute per release of one signature (from `signature_series`), the deploy marked. Each bar
+    spans its minute from the minute's start, so no error appears to begin before the deploy line."""
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(10, 4))[1]
     for release, group in series.groupby("release"):
-        ax.bar(group["minute"], group["events"], width=1 / 24 / 60 * 0.9, label=str(release), alpha=0.8)
+        ax.bar(group["minute"], group["events"], width=1 / 24 / 60 * 0.9, align="edge", label=str(release), alpha=0.8)
     _mark_deploy(ax, deployed_at)
+    ax.set_title(title or "Events per minute of the signature, by release")
+    ax.set_xlabel("minute (UTC)")
     ax.set_ylabel("events per minute")
+    _clip_outliers(ax, series.assign(value=series["events"]), unit=" events")
     ax.legend()
     return ax
+
+
+def _clip_outliers(ax: Any, frame: pd.DataFrame, *, unit: str) -> None:
+    """Clip the y axis above the bulk of the values when one outlier would flatten it, and say so."""
+    values = frame["value"].dropna()
+    if values.empty:
+        return
+    bulk = float(values.quantile(0.95))
+    peak = float(values.max())
+    if bulk <= 0 or peak <= OUTLIER_FACTOR * bulk:
+        return
+    limit = bulk * 1.5
+    ax.set_ylim(0, limit)
+    over = frame[frame["value"] > limit]
+    names = ", ".join(sorted({str(r) for r in over["release"]}))
+    ax.annotate(
+        f"axis clipped at {limit:.3g}{unit}: {names} reach {peak:.3g}{unit}",
+        xy=(0.01, 0.97), xycoords="axes fraction", va="top", fontsize=8, color="dimgray",
+    )  # fmt: skip
 
 
 def _mark_deploy(ax: Any, deployed_at: datetime | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,9 +20,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore")
 
     database_url: str = Field(default_factory=default_database_url)
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = "http://127.0.0.1:8000"  # `serve` derives it from --host/--port when unset
     org: str = "default"
-    environment: Literal["development", "production", "test"] = "development"
+    # `text` (logfmt-like lines) or `json` (one object per line, for log shippers), for serve and worker
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # intake limits, like relay's defaults
     max_envelope_bytes: int = 20 * 1024 * 1024
@@ -30,7 +32,10 @@ class Settings(BaseSettings):
     max_event_bytes: int = 1024 * 1024
     max_items_per_envelope: int = 1000
     default_rate_limit_per_minute: int = 0  # 0 = unlimited; projects can override
-    max_event_age_days: int = 90
+    # Intake refuses an event whose own timestamp is older than this, as relay does past `max_secs_in_past`
+    # (30 days there; 90 here, so replays of recent history fit): its minute's counts were settled long
+    # ago, and retention may have removed the raw events that counting distinct users of that minute needs.
+    max_event_age_days: float = Field(default=90, gt=0)
 
     # digest and worker
     # Items per digest transaction at most (with a lock target below, the largest); a batch takes what is
@@ -59,7 +64,10 @@ class Settings(BaseSettings):
     lease_seconds: float = 60.0
     detect_schedule: Literal["on", "off"] = "on"
     detect_interval_seconds: float = 30.0
-    raw_event_retention_days: int = 30
+    # The worker deletes stored events whose minute is older than this (hourly, in batches); per-minute
+    # counts, signatures and anomalies are kept, so detection and history are unchanged. At least
+    # `max_event_age_days`, so an event intake still accepts finds its minute's events to count against.
+    raw_event_retention_days: float = Field(default=90, gt=0)
 
     # alerts
     slack_webhook_url: str | None = None
@@ -83,6 +91,16 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://"):
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
+
+    @model_validator(mode="after")
+    def _retention_covers_accepted_ages(self) -> Settings:
+        if self.raw_event_retention_days < self.max_event_age_days:
+            raise ValueError(
+                f"DETECTOR_RAW_EVENT_RETENTION_DAYS ({self.raw_event_retention_days:g}) must be at least "
+                f"DETECTOR_MAX_EVENT_AGE_DAYS ({self.max_event_age_days:g}): events intake accepts are counted "
+                "against the stored events of their minute"
+            )
+        return self
 
     @property
     def is_sqlite(self) -> bool:

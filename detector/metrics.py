@@ -1,12 +1,20 @@
-"""Prometheus metrics, one registry per running app/worker (so tests can build several)."""
+"""Prometheus metrics, one registry per running app/worker (so tests can build several).
+
+`detector serve` runs its worker (and any extra API processes) in processes of their own, so it turns on
+prometheus-client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set before any process imports
+prometheus_client): every process writes its values to files there and `/metrics` (`exposition`) adds
+them up, so a counter is true whichever process did the work. Gauges take the most recent value set by
+any process. Without the variable (tests, a lone `detector worker`) each registry holds its own values.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -14,6 +22,9 @@ from detector.store.models import Anomaly, Notification, WorkerLease
 from detector.store.queue import oldest_received, queue_depth
 
 M = TypeVar("M", Counter, Gauge, Histogram)
+
+MOST_RECENT: dict[str, Any] = {"multiprocess_mode": "mostrecent"}
+"""Gauges in multiprocess mode: the value last set by any process (the API sets the database's)."""
 
 
 class Children(Generic[M]):
@@ -57,9 +68,12 @@ class Metrics:
         self.intake_rejected_of = Children(self.intake_rejected)
         self.digested_events = Counter("detector_digested_events", "Events digested", registry=r)
         self.digest_lag = Gauge(
-            "detector_digest_lag_seconds", "Age of the oldest item in the last digested batch", registry=r
+            "detector_digest_lag_seconds",
+            "Age of the oldest item in the last digested batch",
+            **MOST_RECENT,
+            registry=r,
         )
-        self.queue_depth = Gauge("detector_queue_depth", "Raw items waiting for digest", registry=r)
+        self.queue_depth = Gauge("detector_queue_depth", "Raw items waiting for digest", **MOST_RECENT, registry=r)
         self.detection_passes = Counter("detector_detection_passes", "Detection passes run", registry=r)
         self.detection_failures = Counter(
             "detector_detection_failures", "Detection passes that raised (logged; the next pass retries)", registry=r
@@ -71,16 +85,26 @@ class Metrics:
         self.pull_events = Counter("detector_pull_events", "Events pulled from Sentry", registry=r)
         # Read from the database at scrape time, so they hold whichever process did the work.
         self.oldest_queued_seconds = Gauge(
-            "detector_oldest_queued_seconds", "Age of the oldest raw item waiting for digest (digest lag)", registry=r
+            "detector_oldest_queued_seconds",
+            "Age of the oldest raw item waiting for digest (digest lag)",
+            **MOST_RECENT,
+            registry=r,
         )
-        self.open_anomalies = Gauge("detector_open_anomalies", "Anomalies in state open, by kind", ["kind"], registry=r)
+        self.open_anomalies = Gauge(
+            "detector_open_anomalies", "Anomalies in state open, by kind", ["kind"], **MOST_RECENT, registry=r
+        )
         self.last_pass_age = Gauge(
             "detector_last_detection_pass_age_seconds",
             "Seconds since the latest detection pass of any project",
+            **MOST_RECENT,
             registry=r,
         )
         self.alerts_waiting = Gauge(
-            "detector_alerts_waiting", "Alert messages not yet accepted by Slack, by state", ["state"], registry=r
+            "detector_alerts_waiting",
+            "Alert messages not yet accepted by Slack, by state",
+            ["state"],
+            **MOST_RECENT,
+            registry=r,
         )
 
 
@@ -100,3 +124,17 @@ def refresh_database_gauges(session: Session, metrics: Metrics) -> None:
         select(Notification.state, func.count()).where(Notification.state != "sent").group_by(Notification.state)
     ).all():
         metrics.alerts_waiting.labels(state=state).set(count)
+
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def exposition(metrics: Metrics) -> bytes:
+    """The text `/metrics` answers: every process's values in multiprocess mode, else this registry's."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(metrics.registry)

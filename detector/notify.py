@@ -358,6 +358,7 @@ def _finish(
         if result.ok:
             row.state, row.sent_at, row.slack_ts, row.last_error = "sent", datetime.now(UTC), result.ts, None
             row.thread_ts = thread_ts
+            log.info("alert %s for anomaly %s delivered to %s", notification_id, row.anomaly_id, row.channel)
             return None
         row.last_error = result.error
         if result.permanent or row.attempts >= MAX_ATTEMPTS:

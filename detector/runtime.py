@@ -4,6 +4,9 @@ sets up the garbage collector of a long-running process."""
 from __future__ import annotations
 
 import gc
+import logging
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from detector.config import Settings
@@ -12,13 +15,32 @@ from detector.scheduling import DetectionJob
 from detector.sourcemaps.symbolicator import make_symbolicator
 from detector.sources.sentry_pull import SentryPull, pull_is_configured
 from detector.store.db import make_engine, make_sessionmaker
+from detector.store.retention import apply_event_retention
+from detector.times import iso_utc
 from detector.worker import PeriodicJob, Worker
+
+log = logging.getLogger(__name__)
+
+
+RETENTION_INTERVAL_SECONDS = 3600.0
+"""How often a worker deletes stored events past `raw_event_retention_days` (the first run is at start)."""
+
+
+def retain_events(factory: Any, settings: Settings) -> int:
+    """The retention task: stored events older than the retention go; counts and signatures stay."""
+    cutoff = datetime.now(UTC) - timedelta(days=settings.raw_event_retention_days)
+    deleted = apply_event_retention(factory, cutoff=cutoff)
+    if deleted:
+        log.info("retention: deleted %d stored events before %s (counts and signatures kept)", deleted, iso_utc(cutoff))
+    return deleted
 
 
 def build_worker_from_settings(settings: Settings, metrics: Metrics, factory: Any = None) -> Worker:
     factory = factory or make_sessionmaker(make_engine(settings.database_url))
     worker = Worker(settings=settings, factory=factory, metrics=metrics, symbolicate=make_symbolicator())
     worker.jobs.append(PeriodicJob("detection-and-alerts", 1.0, DetectionJob(factory, settings, metrics).run))
+    retention = partial(retain_events, factory, settings)
+    worker.jobs.append(PeriodicJob("event-retention", RETENTION_INTERVAL_SECONDS, retention))
     if pull_is_configured(settings):
         pull = SentryPull.from_settings(settings, factory)
         worker.jobs.append(PeriodicJob("sentry-pull", settings.sentry_pull_interval_seconds, pull.run))

@@ -21,7 +21,8 @@ from detector.notify import channel_for, deliver_pending, enqueue_alerts
 from detector.store.db import transaction
 from detector.store.dialect import upsert_insert
 from detector.store.leases import detection_lease_name
-from detector.store.models import Project, WorkerLease
+from detector.store.models import Anomaly, Deploy, Project, WorkerLease
+from detector.times import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +101,42 @@ def run_project_pass(
 ) -> list[AnomalyChange]:
     """One detection pass whose new anomalies queue their Slack alerts in the same transaction."""
     channel = channel_for(settings)
-    return run_detection(
+    changes = run_detection(
         factory,
         project_id=project_id,
         at=at,
         record_alerts=lambda session, changes: enqueue_alerts(session, changes, channel=channel),
     )
+    if changes and log.isEnabledFor(logging.INFO):
+        log_changes(factory, changes, channel=channel)
+    return changes
+
+
+def log_changes(factory: sessionmaker[Session], changes: list[AnomalyChange], *, channel: str | None) -> None:
+    """One line per anomaly a pass opened or updated: kind, title, deploy, top suspect, and where its alert
+    goes (an operator without Slack learns of anomalies from the log)."""
+    alerting = f"alert queued for Slack ({channel})" if channel else "no alert: Slack is not configured"
+    with factory() as session:
+        for change in changes:
+            anomaly = session.get(Anomaly, change.anomaly_id)
+            if anomaly is None:
+                continue
+            deploy = session.get(Deploy, anomaly.deploy_id) if anomaly.deploy_id else None
+            deployed = "no deploy"
+            if deploy is not None:
+                deployed = f"deploy {deploy.id} of {deploy.release} at {iso_utc(deploy.deployed_at)}"
+            top = (anomaly.suspects or [None])[0]
+            suspect = "no suspect"
+            if top:
+                summary = (str(top.get("message") or "").splitlines() or [""])[0]
+                suspect = f"top suspect {top['sha'][:12]} {summary!r}"
+            log.info(
+                "anomaly %s %s: %s %r in %s; %s; %s; %s",
+                anomaly.id, change.change, anomaly.kind, anomaly.title, anomaly.release or "-", deployed, suspect,
+                alerting if change.change == "created" else "no new alert",
+                extra={
+                    "anomaly_id": anomaly.id, "change": change.change, "kind": anomaly.kind, "title": anomaly.title,
+                    "release": anomaly.release, "deploy_id": deploy.id if deploy else None,
+                    "top_suspect": top["sha"] if top else None, "alert_channel": channel,
+                },
+            )  # fmt: skip

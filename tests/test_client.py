@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, DemoResult]:
     work: Path = tmp_path_factory.mktemp("client-demo")
-    settings = Settings(database_url=f"sqlite:///{work / 'demo.db'}", environment="test")
+    settings = Settings(database_url=f"sqlite:///{work / 'demo.db'}")
     return settings, run_demo(settings, workdir=work, echo=lambda _line: None)
 
 
@@ -97,3 +97,39 @@ def test_api_client_matches_the_database(client: DetectorClient, api_client: Det
     )
     with pytest.raises(InvalidInput):
         api_client.backtest("shop", pd.Timestamp.now(tz="UTC"), pd.Timestamp.now(tz="UTC"))
+
+
+def _minutes(start: str, n: int) -> list[pd.Timestamp]:
+    return list(pd.date_range(start, periods=n, freq="1min", tz="UTC"))
+
+
+def test_plots_have_titles_labels_and_bars_that_start_at_their_minute() -> None:
+    import matplotlib.dates as mdates
+
+    minutes = _minutes("2026-11-27T15:00:00Z", 6)
+    series = pd.DataFrame({"minute": minutes, "release": "web@1.2.0", "events": [0, 3, 5, 4, 6, 5]})
+    deployed = minutes[1]
+    ax = plot_signature_series(series, deployed_at=deployed)
+    assert ax.get_title() and ax.get_xlabel() == "minute (UTC)" and ax.get_ylabel() == "events per minute"
+    lefts = sorted(round(bar.get_x(), 9) for bar in ax.patches)
+    assert lefts == [round(float(mdates.date2num(m)), 9) for m in minutes]  # from the minute's start
+    first_error = min(bar.get_x() for bar in ax.patches if bar.get_height() > 0)
+    assert first_error >= mdates.date2num(deployed)  # never drawn before the deploy line
+
+    rates = pd.DataFrame({"minute": minutes, "release": "web@1.1.0", "rate": 0.02})
+    ax = plot_release_error_rates(rates, deployed_at=deployed)
+    assert ax.get_title() and ax.get_xlabel() == "minute (UTC)" and ax.get_ylabel() == "errored sessions (%)"
+    assert list(ax.texts) == []  # nothing clipped without an outlier
+
+
+def test_one_outlier_release_does_not_flatten_the_chart() -> None:
+    minutes = _minutes("2026-11-27T15:00:00Z", 30)
+    steady = pd.DataFrame(
+        {"minute": minutes, "release": "web@1.2.0", "rate": [0.02 + 0.001 * (i % 5) for i in range(30)]}
+    )
+    tiny = pd.DataFrame({"minute": minutes[:1], "release": "web@0.9.0", "rate": [1.0]})  # 1 session, errored
+    ax = plot_release_error_rates(pd.concat([steady, tiny], ignore_index=True))
+    _low, high = ax.get_ylim()
+    assert high < 100 and high > steady["rate"].max() * 100  # the steady line fills the chart
+    (note,) = ax.texts
+    assert "clipped" in note.get_text() and "web@0.9.0" in note.get_text()

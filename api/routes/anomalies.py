@@ -8,13 +8,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
+from api import schemas
 from api.deps import ProjectDep, SessionDep, StateDep, UtcTime
 from api.pagination import decode_cursor, page
+from api.schemas import documented
+from detector.changes import describe_changes
 from detector.notify import channel_for, enqueue_state_change
 from detector.scheduling import run_project_pass
 from detector.store.anomalies import anomaly_as_dict, get_anomaly, list_anomalies, set_anomaly_state
 from detector.store.models import Anomaly, Deploy
 from detector.store.signatures import signature_series
+from detector.times import iso_utc, json_ready
 
 router = APIRouter(prefix="/api/v1/projects/{slug}", tags=["anomalies"])
 
@@ -25,7 +29,7 @@ def _with_deploy(session: SessionDep, anomaly: Anomaly) -> Deploy | None:
     return session.get(Deploy, anomaly.deploy_id) if anomaly.deploy_id else None
 
 
-@router.get("/anomalies")
+@router.get("/anomalies", **documented(schemas.AnomalyPage))
 def anomalies(
     project: ProjectDep,
     session: SessionDep,
@@ -65,7 +69,7 @@ def anomalies(
     return page(items, limit, rows[limit - 1].id if len(rows) > limit else None)
 
 
-@router.get("/anomalies/{anomaly_id}")
+@router.get("/anomalies/{anomaly_id}", **documented(schemas.AnomalyDetail))
 def anomaly_detail(project: ProjectDep, session: SessionDep, state: StateDep, anomaly_id: int) -> dict[str, Any]:
     anomaly = get_anomaly(session, project_id=project.id, anomaly_id=anomaly_id)
     data = anomaly_as_dict(
@@ -89,7 +93,7 @@ def anomaly_detail(project: ProjectDep, session: SessionDep, state: StateDep, an
     return data
 
 
-@router.post("/anomalies/{anomaly_id}/{action}")
+@router.post("/anomalies/{anomaly_id}/{action}", **documented(schemas.Anomaly))
 def change_anomaly_state(
     project: ProjectDep,
     session: SessionDep,
@@ -111,12 +115,11 @@ def parse_at(at: datetime | None) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-@router.post("/detect")
+@router.post("/detect", **documented(schemas.DetectAnswer))
 def detect(project: ProjectDep, state: StateDep, at: datetime | None = None) -> dict[str, Any]:
     """Run a detection pass now, or as it would have run at `at` (it sees only data up to `at`)."""
     when = parse_at(at)
     changes = run_project_pass(state.factory, state.settings, project_id=project.id, at=when)
-    return {
-        "at": when,
-        "changes": [{"anomaly_id": c.anomaly_id, "change": c.change, "kind": c.kind} for c in changes],
-    }
+    with state.factory() as session:
+        items = describe_changes(session, changes, project_slug=project.slug, public_url=state.settings.public_url)
+    return {"at": iso_utc(when), "changes": json_ready(items)}

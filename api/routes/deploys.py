@@ -11,8 +11,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from api import schemas
 from api.deps import ProjectDep, SessionDep, StateDep
 from api.pagination import decode_cursor, page
+from api.schemas import documented
 from api.state import AppState
 from detector.deploys.records import parse_commit_list, parse_sha, parse_timestamp
 from detector.deploys.service import DeployHook, record_deploy
@@ -109,7 +111,16 @@ DEPLOY_BODY = {"requestBody": {"required": True, "content": {"application/json":
 # -- routes -----------------------------------------------------------------------------------------
 
 
-@router.post("/projects/{slug}/deploys", status_code=201, openapi_extra=DEPLOY_BODY)
+@router.post(
+    "/projects/{slug}/deploys",
+    status_code=201,
+    openapi_extra=DEPLOY_BODY,
+    response_model=None,
+    responses={
+        201: {"model": schemas.Deploy, "description": "Recorded"},
+        200: {"model": schemas.Deploy, "description": "Already recorded (the same deploy sent again)"},
+    },
+)
 async def create_deploy(request: Request, project: ProjectDep, session: SessionDep, state: StateDep) -> JSONResponse:
     """Record a deploy. Commits come from `commits`, else from the linked repository between
     `from_sha` (or the previous deploy's sha) and `sha`, else from the release. 201 when recorded,
@@ -153,7 +164,7 @@ async def create_deploy(request: Request, project: ProjectDep, session: SessionD
     return JSONResponse(body, status_code=201 if created else 200)
 
 
-@router.get("/projects/{slug}/deploys")
+@router.get("/projects/{slug}/deploys", **documented(schemas.DeployPage))
 def deploys(
     project: ProjectDep,
     session: SessionDep,
@@ -171,7 +182,7 @@ def deploys(
     return page(rows, limit, [last["deployed_at"], last["id"]] if last else None)
 
 
-@router.get("/projects/{slug}/deploys/{deploy_id}")
+@router.get("/projects/{slug}/deploys/{deploy_id}", **documented(schemas.Deploy))
 def deploy_detail(
     project: ProjectDep,
     session: SessionDep,

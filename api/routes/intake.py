@@ -108,6 +108,7 @@ def _limits(settings: Settings) -> IntakeLimits:
         max_decoded_bytes=settings.max_decoded_bytes,
         max_event_bytes=settings.max_event_bytes,
         max_items=settings.max_items_per_envelope,
+        max_event_age_seconds=settings.max_event_age_days * 86400,
     )
 
 

@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from api import schemas
 from api.deps import ProjectDep, SessionDep, StateDep, TokenDep, UtcTime
 from api.pagination import decode_cursor, page
+from api.schemas import documented
 from detector.errors import NotFound
 from detector.store.models import Signature
 from detector.store.projects import list_projects, project_as_dict
@@ -20,18 +22,18 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 SERIES_DEFAULT_WINDOW = timedelta(hours=24)
 
 
-@router.get("/projects")
+@router.get("/projects", **documented(schemas.ProjectPage))
 def projects(session: SessionDep, state: StateDep, _token: TokenDep) -> dict[str, Any]:
     items = [project_as_dict(p, state.settings.public_url) for p in list_projects(session)]
     return {"items": items, "next": None}
 
 
-@router.get("/projects/{slug}")
+@router.get("/projects/{slug}", **documented(schemas.Project))
 def project_detail(project: ProjectDep, state: StateDep) -> dict[str, Any]:
     return project_as_dict(project, state.settings.public_url)
 
 
-@router.get("/projects/{slug}/signatures")
+@router.get("/projects/{slug}/signatures", **documented(schemas.SignaturePage))
 def signatures(
     project: ProjectDep,
     session: SessionDep,
@@ -56,7 +58,7 @@ def signatures(
     return page(rows, limit, rows[limit - 1]["id"] if len(rows) > limit else None)
 
 
-@router.get("/projects/{slug}/signatures/{signature_id}/series")
+@router.get("/projects/{slug}/signatures/{signature_id}/series", **documented(schemas.SeriesPage))
 def signature_timeseries(
     project: ProjectDep,
     session: SessionDep,
@@ -77,6 +79,6 @@ def signature_timeseries(
     }
 
 
-@router.get("/projects/{slug}/events/{event_id}")
+@router.get("/projects/{slug}/events/{event_id}", **documented(schemas.Event))
 def event_detail(project: ProjectDep, session: SessionDep, event_id: str) -> dict[str, Any]:
     return get_event(session, project_id=project.id, event_id=event_id)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
+from api import schemas
 from api.deps import SessionDep, StateDep
 from api.routes.deploys import MAX_BODY_BYTES, deploy_hook, json_object
 from detector.deploys.service import record_commits, record_deploy
@@ -24,7 +25,15 @@ from detector.store.projects import get_project_by_slug
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 
-@router.post("/github")
+@router.post(
+    "/github",
+    response_model=None,
+    responses={
+        200: {"model": schemas.WebhookAnswer, "description": "A ping, or the commits of a push recorded"},
+        201: {"model": schemas.Deploy, "description": "A deployment_status that recorded a deploy"},
+        202: {"model": schemas.WebhookAnswer, "description": "Accepted and ignored (the reason is given)"},
+    },
+)
 async def github_webhook(
     request: Request,
     session: SessionDep,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,14 +15,22 @@ class DemoRepoError(RuntimeError):
     """git is missing or refused a command; the message carries git's own words."""
 
 
-def free_directory(base: Path) -> Path:
-    """`base` if it does not exist yet, else `base-2`, `base-3`, … (the first that does not)."""
-    if not base.exists():
-        return base
-    n = 2
-    while (candidate := base.with_name(f"{base.name}-{n}")).exists():
-        n += 1
-    return candidate
+MARKER = "# written by `detector demo`: its git repository, reset by each run; git ignores this folder\n*\n"
+"""The demo folder's .gitignore: it marks the folder as the demo's own, and keeps it out of `git status`."""
+
+
+def reset_demo_folder(folder: Path) -> Path:
+    """The demo's repository path inside `folder`, emptied: a second run resets the first one's files
+    rather than adding more. A folder the demo did not write is never touched (an error names it)."""
+    marker = folder / ".gitignore"
+    if folder.exists():
+        if not (marker.is_file() and marker.read_text() == MARKER):
+            raise DemoRepoError(f"{folder} exists and was not written by `detector demo`: move it, or pass --workdir")
+        shutil.rmtree(folder / "repo", ignore_errors=True)
+    else:
+        folder.mkdir(parents=True)
+    marker.write_text(MARKER)
+    return folder / "repo"
 
 
 def _git(path: Path, *args: str, env: dict[str, str] | None = None) -> str:

@@ -30,6 +30,7 @@ from detector.alerts.blocks import alert_blocks
 from detector.config import Settings
 from detector.demo import repo as demo_repo
 from detector.demo import scenario
+from detector.demo.terminal import for_terminal
 from detector.deploys.service import record_deploy
 from detector.detection import AnomalyChange, run_detection
 from detector.intake.digest import digest_all
@@ -37,7 +38,7 @@ from detector.notify import alert_content_for, channel_for, deliver_pending, enq
 from detector.sources.git_repo import GitRepo
 from detector.store.db import make_engine, make_sessionmaker, transaction, upgrade
 from detector.store.models import Anomaly, Deploy, Project
-from detector.store.projects import create_project
+from detector.store.projects import create_project, delete_project
 
 Echo = Callable[[str], None]
 
@@ -76,12 +77,27 @@ class DemoResult:
     wall_seconds: float = 0.0
 
 
-def default_workdir(settings: Settings) -> Path:
-    """Where the demo repository goes: next to a SQLite database file, else the current directory."""
+def demo_folder(settings: Settings, workdir: Path | None = None) -> Path:
+    """Where the demo keeps its files: `detector-demo/` beside a SQLite database file (`NAME-demo/` for
+    NAME.db), or in `workdir`, or in the current directory for PostgreSQL. The folder ignores itself in git."""
     prefix = "sqlite:///"
+    if workdir is not None:
+        return workdir.resolve() / "detector-demo"
     if settings.database_url.startswith(prefix) and ":memory:" not in settings.database_url:
-        return Path(settings.database_url.removeprefix(prefix)).resolve().parent
-    return Path.cwd()
+        database = Path(settings.database_url.removeprefix(prefix).split("?", 1)[0]).resolve()
+        return database.parent / f"{database.stem}-demo"
+    return Path.cwd() / "detector-demo"
+
+
+def claim_demo_project(session: Session, repo_path: Path, base: str = BASE_SLUG) -> str:
+    """The slug for this run: `base`, after deleting the project a previous demo left under it (the one
+    linked to this same demo repository); a `base` project that is not the demo's is kept, and the run
+    takes `base-2`, `base-3`, … instead."""
+    previous = session.scalar(select(Project).where(Project.slug == base))
+    if previous is not None and previous.repo_path == str(repo_path):
+        delete_project(session, previous.id)
+        session.flush()
+    return free_slug(session, base)
 
 
 def free_slug(session: Session, base: str = BASE_SLUG) -> str:
@@ -154,22 +170,56 @@ def local_intake_server(settings: Settings) -> Iterator[httpx.Client]:
                 proc.kill()
 
 
-def _incident(session: Session, changes: list[AnomalyChange]) -> tuple[AnomalyChange | None, list[str]]:
-    found: AnomalyChange | None = None
-    others: list[str] = []
+def _incident(session: Session, changes: list[AnomalyChange]) -> AnomalyChange | None:
+    """The change that opened the seed incident's anomaly, if this pass opened it."""
     for change in changes:
         anomaly = session.get(Anomaly, change.anomaly_id)
         assert anomaly is not None
         if (
-            found is None
-            and change.change == "created"
+            change.change == "created"
             and anomaly.kind == "new_signature"
             and scenario.INCIDENT_TITLE_PART in anomaly.title
         ):
-            found = change
-        elif change.change == "created":
-            others.append(f"{anomaly.kind}: {anomaly.title}")
-    return found, others
+            return change
+    return None
+
+
+def _opened(
+    session: Session,
+    changes: list[AnomalyChange],
+    *,
+    deployed_at: datetime | None,
+    leave_out: AnomalyChange | None = None,
+) -> list[str]:
+    """One line for each anomaly a pass opened (but `leave_out`), for the demo's closing account."""
+    lines: list[str] = []
+    for change in changes:
+        if change.change != "created" or (leave_out is not None and change.anomaly_id == leave_out.anomaly_id):
+            continue
+        anomaly = session.get(Anomaly, change.anomaly_id)
+        assert anomaly is not None
+        detected = _aware(anomaly.detected_at)
+        if deployed_at is None:
+            when = f"{detected:%H:%M}, during the healthy hour"
+        else:
+            minutes = _minutes((detected - _aware(deployed_at)).total_seconds() / 60)
+            when = f"{detected:%H:%M}, {minutes} min after the deploy"
+        release = f" in {anomaly.release}" if anomaly.release and anomaly.release not in anomaly.title else ""
+        lines.append(f"#{anomaly.id} {anomaly.kind}: {anomaly.title}{release} ({when})")
+    return lines
+
+
+def _count(opened: list[str]) -> str:
+    return "no anomaly" if not opened else "1 anomaly" if len(opened) == 1 else f"{len(opened)} anomalies"
+
+
+def _after(moment: datetime, deployed_at: datetime) -> str:
+    """Minutes from the deploy as the alert words them (`+2 min`)."""
+    return f"+{_minutes((_aware(moment) - _aware(deployed_at)).total_seconds() / 60)} min"
+
+
+def _minutes(value: float) -> str:
+    return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
 
 
 def run_demo(
@@ -195,8 +245,13 @@ def run_demo(
     upgrade(settings.database_url)
     factory = make_sessionmaker(make_engine(settings.database_url))
 
-    repo_path = demo_repo.free_directory((workdir or default_workdir(settings)) / "detector-demo-repo")
+    folder = demo_folder(settings, workdir)
+    repo_path = folder / "repo"
+    with transaction(factory) as session:
+        # before the folder is reset: the previous demo's project still names this repository
+        slug = claim_demo_project(session, repo_path)
     try:
+        demo_repo.reset_demo_folder(folder)
         demo_repo.init_repo(repo_path)
         good_sha = demo_repo.commit(
             repo_path,
@@ -208,9 +263,7 @@ def run_demo(
     echo(f"wrote a git repository for the storefront at {repo_path}")
 
     with transaction(factory) as session:
-        project = create_project(
-            session, slug=free_slug(session), org=settings.org, platform="javascript", repo_path=str(repo_path)
-        )
+        project = create_project(session, slug=slug, org=settings.org, platform="javascript", repo_path=str(repo_path))
         project_id, slug = project.id, project.slug
     echo(f"created project {slug} (id {project_id}), linked to the repository")
 
@@ -242,6 +295,7 @@ def run_demo(
         echo(f"[{good_at:%H:%M}] deployed {scenario.GOOD_RELEASE} ({good_sha[:12]}), a healthy release")
 
         errors = 0
+        others: list[str] = []
         for i, minute in enumerate(scenario.minutes(good_at, BASELINE_MINUTES)):
             traffic = scenario.minute_traffic(
                 rng,
@@ -253,11 +307,14 @@ def run_demo(
             errors += traffic.other_events
             digest_all(factory)
             if (i + 1) % BASELINE_DETECTION_EVERY == 0:
-                changes = run_detection(factory, project_id=project_id, at=minute + timedelta(minutes=1))
-                created = [c for c in changes if c.change == "created"]
+                at = minute + timedelta(minutes=1)
+                changes = run_detection(factory, project_id=project_id, at=at)
+                with factory() as session:
+                    opened = _opened(session, changes, deployed_at=None)
+                others += opened
                 echo(
-                    f"[{minute:%H:%M}] {(i + 1) * SESSIONS_PER_MINUTE} sessions, {errors} background errors "
-                    f"(ResizeObserver, network, one old bug); detection pass: {len(created)} anomalies"
+                    f"[{at:%H:%M}] {(i + 1) * SESSIONS_PER_MINUTE} sessions, {errors} background errors "
+                    f"(ResizeObserver, network, one old bug); detection pass: {_count(opened)}"
                 )
 
         try:
@@ -281,8 +338,9 @@ def run_demo(
         echo(f"[{bad_at:%H:%M}] deployed {scenario.BAD_RELEASE} ({shas[-1][:12]}) with {len(shas)} commits")
 
         found: AnomalyChange | None = None
-        others: list[str] = []
         changes = run_detection(factory, project_id=project_id, at=bad_at)
+        with factory() as session:
+            others += _opened(session, changes, deployed_at=bad_at)
         for k, minute in enumerate(scenario.minutes(bad_at, MAX_MINUTES_AFTER_DEPLOY)):
             share = scenario.bad_release_share(k)
             traffic = scenario.minute_traffic(
@@ -297,12 +355,17 @@ def run_demo(
             at = minute + timedelta(minutes=1)
             changes = run_detection(factory, project_id=project_id, at=at)
             with factory() as session:
-                found, new_others = _incident(session, changes)
-            others += new_others
+                found = _incident(session, changes)
+                opened = _opened(session, changes, deployed_at=bad_at, leave_out=found)
+            others += opened
+            verdict = "caught it" if found else "nothing yet"
+            if opened:
+                verdict += f" (also {_count(opened)})"
+            # one clock for every line: the pass's own time, and minutes since the deploy as the alert counts them
             echo(
-                f"[{minute:%H:%M}] +{k + 1} min: {traffic.sessions_by_release.get(scenario.BAD_RELEASE, 0)} "
+                f"[{at:%H:%M}] {_after(at, bad_at)}: {traffic.sessions_by_release.get(scenario.BAD_RELEASE, 0)} "
                 f"sessions on {scenario.BAD_RELEASE}, {traffic.incident_events} new TypeErrors; "
-                f"detection pass: {'caught it' if found else 'nothing yet'}"
+                f"detection pass: {verdict}"
             )
             if found is not None:
                 break
@@ -353,20 +416,16 @@ def _report(result: DemoResult, echo: Echo, settings: Settings) -> None:
     echo("")
     echo("The alert, as Slack shows it:")
     echo("")
-    echo(result.alert_text)
+    echo(for_terminal(result.alert_text))
     echo(
-        f"Caught {result.caught_minutes:.1f} min after the deploy of {result.release} "
-        f"(simulated time; {result.wall_seconds:.1f} s of wall time)."
+        f"Caught {_minutes(result.caught_minutes)} min after the deploy of {result.release} "
+        f"(simulated time; {result.wall_seconds:.1f} s of wall time); the suspects are ranked in the alert above."
     )
-    if result.suspects:
-        top = result.suspects[0]
-        echo(f"Top suspect: {top['sha'][:12]} {top['message'].splitlines()[0]} by {top['author']}")
-        for line in top.get("evidence") or []:
-            echo(f"  - {line}")
-        for other in result.suspects[1:]:
-            echo(f"  then {other['sha'][:12]} {other['message'].splitlines()[0]} (score {other['score']:.2f})")
-    if result.other_anomalies:
-        echo("Also found (not alerted by the demo): " + "; ".join(result.other_anomalies))
+    opened = 1 + len(result.other_anomalies)
+    echo(f"The demo opened {opened} {'anomaly' if opened == 1 else 'anomalies'}:")
+    echo(f"  #{result.anomaly_id} {result.anomaly_kind}: {result.anomaly_title} (the alert above)")
+    for other in result.other_anomalies:
+        echo(f"  {other}; not alerted by the demo")
     if result.slack_channel:
         echo(f"Posted {result.slack_sent} message(s) to Slack ({result.slack_channel}).")
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import orjson
@@ -18,8 +19,9 @@ from detector.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge, 
 from detector.intake.auth import public_key_from_request
 from detector.intake.decode import BodyTooLarge, CorruptBody, UnsupportedEncoding, decode_body
 from detector.intake.envelope import EnvelopeItem, MalformedEnvelope, parse_envelope
-from detector.intake.normalize import InvalidEvent, validate_event
+from detector.intake.normalize import InvalidEvent, parse_timestamp, validate_event
 from detector.intake.sessions import InvalidSession, parse_session_aggregates, parse_session_update
+from detector.times import iso_utc
 
 STORED_ITEM_TYPES = frozenset({"event", "session", "sessions"})
 """Item types kept for digest; every other type (transaction, attachment, client_report, ...) is
@@ -32,6 +34,8 @@ class IntakeLimits:
     max_decoded_bytes: int
     max_event_bytes: int
     max_items: int
+    max_event_age_seconds: float | None = None
+    """Events whose own timestamp is older than this are refused (relay's `max_secs_in_past`)."""
 
 
 @dataclass(frozen=True)
@@ -109,9 +113,18 @@ def _validate_event(payload: bytes, limits: IntakeLimits) -> tuple[str, bytes]:
         data["event_id"] = uuid.uuid4().hex
         payload = orjson.dumps(data)
     try:
-        return validate_event(data), payload
+        event_id = validate_event(data)
     except InvalidEvent as exc:
         raise InvalidInput(f"invalid event: {exc}") from exc
+    if limits.max_event_age_seconds is not None and data.get("timestamp") is not None:
+        when = parse_timestamp(data["timestamp"])  # valid: validate_event parsed it
+        age = (datetime.now(UTC) - when).total_seconds()
+        if age > limits.max_event_age_seconds:
+            raise InvalidInput(
+                f"event {event_id} is too old: its timestamp {iso_utc(when)} is {age / 86400:.1f} days ago, past "
+                f"the limit of {limits.max_event_age_seconds / 86400:g} days (DETECTOR_MAX_EVENT_AGE_DAYS)"
+            )
+    return event_id, payload
 
 
 def _validate_session(item: EnvelopeItem) -> None:

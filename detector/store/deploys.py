@@ -27,6 +27,7 @@ from detector.store.models import (
     ReleaseCommit,
     ReleaseProject,
 )
+from detector.times import iso_utc
 
 if TYPE_CHECKING:  # the records are plain values; the store never imports upwards at run time
     from detector.deploys.records import CommitRecord, FileRecord
@@ -495,7 +496,7 @@ def commit_as_dict(commit: Commit | Row[Any], files: list[dict[str, Any]]) -> di
         "sha": commit.sha,
         "message": commit.message,
         "author": {"name": commit.author_name, "email": commit.author_email},
-        "timestamp": commit.timestamp.isoformat() if commit.timestamp else None,
+        "timestamp": iso_utc(commit.timestamp),
         "repository": commit.repository,
         "enriched": commit.enriched,
         "files": files,
@@ -522,4 +523,4 @@ def deploy_as_dict(deploy: Deploy, commits: list[dict[str, Any]]) -> dict[str, A
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    return iso_utc(value)

@@ -7,12 +7,13 @@ import re
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from detector.errors import Conflict, InvalidInput, NotFound
-from detector.store.models import ApiToken, Project
+from detector.store.models import ApiToken, Project, RawItem, Release, ReleaseProject
+from detector.times import iso_utc
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 
@@ -56,6 +57,18 @@ def get_project_by_slug(session: Session, slug: str) -> Project:
     return project
 
 
+def delete_project(session: Session, project_id: int) -> None:
+    """Delete a project and everything recorded for it (the schema's foreign keys cascade from `projects`),
+    then those of its releases no other project links. The raw queue's rows go explicitly: on SQLite they
+    live in a file of their own, which no foreign key reaches."""
+    releases = list(session.scalars(select(ReleaseProject.release_id).where(ReleaseProject.project_id == project_id)))
+    session.execute(delete(RawItem).where(RawItem.project_id == project_id))
+    session.execute(delete(Project).where(Project.id == project_id))
+    if releases:
+        linked = exists().where(ReleaseProject.release_id == Release.id)
+        session.execute(delete(Release).where(Release.id.in_(releases), ~linked))
+
+
 def get_project_by_id(session: Session, project_id: int) -> Project:
     project = session.get(Project, project_id)
     if project is None:
@@ -79,7 +92,7 @@ def project_as_dict(project: Project, public_url: str) -> dict[str, object]:
         "dsn": dsn_for(project, public_url),
         "repo_path": project.repo_path,
         "rate_limit_per_minute": project.rate_limit_per_minute,
-        "created_at": project.created_at.isoformat(),
+        "created_at": iso_utc(project.created_at),
     }
 
 

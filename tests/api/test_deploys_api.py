@@ -189,7 +189,7 @@ def test_json_deploys_read_git_between_deploys_and_are_idempotent(
     fix = next(c for c in with_patch["commits"] if c["sha"] == history.main_fix)
     assert "+  return { items: [] };" in fix["files"][0]["patch"]
     assert set(detail) >= {"id", "release", "environment", "date_started", "date_finished", "deployed_at", "sha"}
-    assert detail["deployed_at"] == "2026-11-27T15:00:00+00:00"
+    assert detail["deployed_at"] == "2026-11-27T15:00:00Z"  # ISO 8601 UTC, as every time the API writes
 
 
 def test_json_deploys_take_explicit_commits_in_the_read_shape(
@@ -300,7 +300,7 @@ def test_every_github_fixture_payload_is_answered(
         deploy = client.get("/api/v1/projects/web/deploys", headers=auth).json()["items"][0]
         assert deploy["source"] == "github"
         assert deploy["sha"] == "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
-        assert deploy["deployed_at"] == "2019-05-15T15:20:55+00:00"
+        assert deploy["deployed_at"] == "2019-05-15T15:20:55Z"
     if event == "push":
         with factory() as session:
             commit = session.scalar(select(Commit))

@@ -41,7 +41,7 @@ def test_deploys_read_commits_files_merges_and_renames_from_the_repository(
     repo = str(history.path)
     first = deploy_json(run, "--release", "web@1", "--sha", history.v1, "--repo", repo, "--finished", "1795600100")
     assert [c["sha"] for c in first["commits"]] == [history.base, history.v1]
-    assert first["deployed_at"] == datetime.fromtimestamp(1795600100, tz=UTC).isoformat()
+    assert first["deployed_at"] == datetime.fromtimestamp(1795600100, tz=UTC).isoformat().replace("+00:00", "Z")
 
     second = deploy_json(run, "--release", "web@2", "--sha", "main", "--repo", repo, "--finished", "1795600400")
     assert second["created"] is True and second["sha"] == history.v2

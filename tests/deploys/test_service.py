@@ -54,7 +54,7 @@ def test_git_ranges_between_deploys_include_the_merge_and_the_rename(
     assert [c["sha"] for c in one["commits"]] == [history.base, history.v1]
     two = deploy_detail(factory, linked.id, second_id)
     assert two["sha"] == history.v2
-    assert two["deployed_at"] == T2.isoformat()
+    assert two["deployed_at"] == T2.isoformat().replace("+00:00", "Z")
     shas = [c["sha"] for c in two["commits"]]
     assert set(shas) == {history.feature, history.main_fix, history.merge, history.v2}
     assert shas[-1] == history.v2

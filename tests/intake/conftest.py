@@ -1,31 +1,14 @@
-"""Shared helpers for the intake tests: where the real-client fixtures live and how to read them."""
+"""Shared helpers for the intake tests: reading the real-client fixtures (`fixtures_dir` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from detector.intake.envelope import parse_envelope
-
-
-def fixtures_root() -> Path:
-    """The shared fixtures folder: ``$DETECTOR_FIXTURES`` or ``../shared/fixtures`` next to the checkout."""
-    env = os.environ.get("DETECTOR_FIXTURES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-
-
-@pytest.fixture(scope="session")
-def fixtures_dir() -> Path:
-    root = fixtures_root()
-    if not root.is_dir():
-        pytest.skip(f"shared fixtures not found at {root}")
-    return root
 
 
 @pytest.fixture(scope="session")
