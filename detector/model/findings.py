@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -38,3 +39,5 @@ class Finding:
     score: float
     """Largest statistic / threshold; >= 1 for every finding, higher is more anomalous."""
     key: str
+    details: dict[str, Any] = field(default_factory=dict, compare=True)
+    """Kind-specific state stored with the anomaly (a spike's excursion: ``details["spike"]``)."""
