@@ -6,6 +6,7 @@ the alerts to send. Run by the worker on a schedule and right after each deploy,
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,6 +21,8 @@ from detector.blame.model import ErrorContext, SuspectRanking
 from detector.blame.rank import rank_suspects
 from detector.blame.snapshot import GitSnapshot
 from detector.model import DetectorConfig, Finding, detect_anomalies, segments_over_represented
+from detector.model.sequential import MINUTES_PER_WEEK
+from detector.model.spikes import DETAILS_KEY, SpikeExcursion
 from detector.sources.git_repo import CommitInfo, FileChange, GitError, GitRepo
 from detector.store.anomalies import upsert_anomaly
 from detector.store.db import transaction
@@ -48,7 +51,7 @@ SEGMENT_COLUMNS = ("route", "browser", "os")
 @dataclass(frozen=True)
 class AnomalyChange:
     anomaly_id: int
-    change: str  # created, grew, updated
+    change: str  # created, grew, ended, updated
     kind: str
 
 
@@ -357,7 +360,8 @@ def run_detection(
         frames = load_frames(
             session, project_id=project_id, at=at, lookback=timedelta(days=config.lookback_days)
         )
-    findings = detect_anomalies(**frames, at=pd.Timestamp(at), config=config)
+        excursions = spike_excursions(session, project_id=project_id, at=at)
+    findings = detect_anomalies(**frames, at=pd.Timestamp(at), config=config, spike_excursions=excursions)
     changes: list[AnomalyChange] = []
     with transaction(factory) as session:
         project = session.get(Project, project_id)
@@ -377,6 +381,42 @@ def run_detection(
         if record_alerts is not None and changes:
             record_alerts(session, changes)
     return changes
+
+
+def spike_excursions(session: Session, *, project_id: int, at: datetime) -> list[SpikeExcursion]:
+    """The spike excursions the pass at `at` continues or keeps out of its baselines: every spike anomaly
+    of the project still running, and those that ended within the loaded `WINDOW`.
+
+    A spike anomaly stored before excursions were tracked (no `details["spike"]`) and detected within
+    the window is continued from its `first_seen` against its `baseline_rate` (dispersion 1): it keeps its
+    key instead of the pass opening a second anomaly for the same excursion."""
+    since = at - WINDOW
+    excursions: list[SpikeExcursion] = []
+    rows = session.execute(
+        select(Anomaly.key, Anomaly.signature_id, Anomaly.environment, Anomaly.details, Anomaly.first_seen,
+               Anomaly.crossed_at, Anomaly.detected_at, Anomaly.baseline_rate, Anomaly.score)
+        .where(Anomaly.project_id == project_id, Anomaly.kind == "spike", Anomaly.signature_id.is_not(None),
+               Anomaly.detected_at <= at)
+        .order_by(Anomaly.id)
+    ).all()
+    for key, signature_id, environment, details, first_seen, crossed_at, detected_at, baseline, score in rows:
+        state = (details or {}).get(DETAILS_KEY)
+        if state is not None:
+            excursion = SpikeExcursion.from_details(
+                key=key, signature_id=signature_id, environment=environment, details=state
+            )
+        elif detected_at >= since and baseline:
+            threshold = math.log(MINUTES_PER_WEEK)  # not stored: a false end once a stream-week
+            excursion = SpikeExcursion(
+                key=key, signature_id=signature_id, environment=environment, began=pd.Timestamp(first_seen),
+                crossed_at=pd.Timestamp(crossed_at or detected_at), baseline_rate=float(baseline),
+                dispersion=1.0, threshold=threshold,
+            )
+        else:
+            continue
+        if excursion.running or excursion.ended_at > pd.Timestamp(since):
+            excursions.append(excursion)
+    return excursions
 
 
 def _anomaly_values(finding: Finding) -> dict[str, Any]:

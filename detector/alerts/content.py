@@ -81,3 +81,5 @@ class AlertContent:
     segments: list[Segment] = field(default_factory=list)
     suspects: list[SuspectCommit] = field(default_factory=list)
     evidence_unavailable: list[str] = field(default_factory=list)
+    ended_at: datetime | None = None
+    """A spike's end: the first minute back at its usual rate (None while it runs, and for other kinds)."""
