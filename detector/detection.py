@@ -394,12 +394,12 @@ def spike_excursions(session: Session, *, project_id: int, at: datetime) -> list
     excursions: list[SpikeExcursion] = []
     rows = session.execute(
         select(Anomaly.key, Anomaly.signature_id, Anomaly.environment, Anomaly.details, Anomaly.first_seen,
-               Anomaly.crossed_at, Anomaly.detected_at, Anomaly.baseline_rate, Anomaly.score)
+               Anomaly.crossed_at, Anomaly.detected_at, Anomaly.baseline_rate)
         .where(Anomaly.project_id == project_id, Anomaly.kind == "spike", Anomaly.signature_id.is_not(None),
                Anomaly.detected_at <= at)
         .order_by(Anomaly.id)
     ).all()
-    for key, signature_id, environment, details, first_seen, crossed_at, detected_at, baseline, score in rows:
+    for key, signature_id, environment, details, first_seen, crossed_at, detected_at, baseline in rows:
         state = (details or {}).get(DETAILS_KEY)
         if state is not None:
             excursion = SpikeExcursion.from_details(

@@ -9,9 +9,9 @@ import numpy as np
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from detector.alerts.blocks import update_blocks
 from detector.detection import run_detection
 from detector.notify import alert_content_for, enqueue_alerts
-from detector.alerts.blocks import update_blocks
 from detector.store.anomalies import spike_ended_at
 from detector.store.db import transaction
 from detector.store.models import Anomaly, Notification, Project, SessionMinute, Signature, SignatureMinute

@@ -708,7 +708,7 @@ def _spike_findings(prepared: _Prepared, config: DetectorConfig,
         plans.append((environment, origin, pre, window))
     if n_streams == 0:
         return findings
-    step = _data_step_minutes(prepared)
+    step = config.spike_step_minutes or _data_step_minutes(prepared)
     threshold = cusum_threshold(alarms_per_week=config.budget("spike"), n_streams=n_streams, step_minutes=step)
     for environment, origin, pre, window in plans:
         known = [e for e in excursions if e.environment == environment]
@@ -765,7 +765,10 @@ def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environm
         code = int(np.searchsorted(prepared.sig_ids, sig))
         excluded_steps[code] = np.arange((max(began, pre_start) - pre_start) // step,
                                          (max(end, pre_start) - pre_start + step - 1) // step)
-    phi_by_code = _dispersion_by_code(prepared, pre, s_pre, pre_start, lookback, step, excluded_steps)
+    if config.spike_dispersion:
+        phi_by_code = _dispersion_by_code(prepared, pre, s_pre, pre_start, lookback, step, excluded_steps)
+    else:
+        phi_by_code = np.ones(len(prepared.sig_ids))
     phi = phi_by_code[np.searchsorted(prepared.sig_ids, stream.sig)] if len(stream.sig) else np.ones(0)
     usable = pre_exposure_by_row >= config.baseline_min_sessions
     # Quasi-Poisson: counts in units of phi are Poisson-like, so the CUSUM and the baseline's
