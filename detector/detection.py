@@ -416,7 +416,10 @@ def spike_excursions(session: Session, *, project_id: int, at: datetime) -> list
             continue
         if excursion.running or excursion.ended_at > pd.Timestamp(since):
             excursions.append(excursion)
-    return excursions
+    # One running excursion per stream: the latest (older rows of the same stream, e.g. several legacy
+    # anomalies of one long rise, are left as they are).
+    latest = {(e.signature_id, e.environment): e.key for e in excursions if e.running}
+    return [e for e in excursions if not e.running or latest[(e.signature_id, e.environment)] == e.key]
 
 
 def _anomaly_values(finding: Finding) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,7 +18,8 @@ from detector.store.db import transaction
 from detector.store.models import Anomaly, Notification, Project, SessionMinute, Signature, SignatureMinute
 
 START = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
-RISE = START + timedelta(hours=24)
+WARM_HOURS = 12
+RISE = START + timedelta(hours=WARM_HOURS)
 SESSIONS_PER_MINUTE = 100
 
 
@@ -48,14 +50,15 @@ def _store_counts(factory: sessionmaker[Session], project_id: int, rates: np.nda
         return signature.id
 
 
-def _passes(factory: sessionmaker[Session], project_id: int, begin: datetime, end: datetime) -> list[str]:
+def _passes(factory: sessionmaker[Session], project_id: int, begin: datetime, end: datetime,
+            every: timedelta = timedelta(minutes=1)) -> list[str]:
     changes = []
     at = begin
     while at <= end:
         for change in run_detection(factory, project_id=project_id, at=at,
                                     record_alerts=lambda s, c: enqueue_alerts(s, c, channel="bot")):
             changes.append(change.change)
-        at += timedelta(minutes=1)
+        at += every
     return changes
 
 
@@ -71,12 +74,14 @@ def _spikes(factory: sessionmaker[Session]) -> list[Anomaly]:
         return list(session.scalars(select(Anomaly).where(Anomaly.kind == "spike").order_by(Anomaly.id)))
 
 
+@pytest.mark.timeout(900)
 def test_a_twelve_hour_rise_is_one_anomaly_whose_thread_hears_of_its_end(
     factory: sessionmaker[Session], project: Project
 ) -> None:
-    hours = 24 + 12 + 2
+    hours = WARM_HOURS + 12 + 2
     minute = np.arange(hours * 60)
-    rates = np.where((minute >= 24 * 60) & (minute < 36 * 60), 0.04, 0.01)  # 1 % -> 4 % for 12 h
+    rise = (minute >= WARM_HOURS * 60) & (minute < (WARM_HOURS + 12) * 60)
+    rates = np.where(rise, 0.04, 0.01)  # 1 % -> 4 % for 12 h
     _store_counts(factory, project.id, rates, seed=3)
 
     # a pass a minute, well past the 6 h at which the CUSUM's window used to re-key the excursion
@@ -100,15 +105,17 @@ def test_a_twelve_hour_rise_is_one_anomaly_whose_thread_hears_of_its_end(
     assert f"Back to its usual rate since {ended:%H:%M} UTC" in text
 
 
+@pytest.mark.timeout(900)
 def test_a_second_later_excursion_is_a_second_anomaly(factory: sessionmaker[Session], project: Project) -> None:
-    hours = 24 + 10
+    hours = WARM_HOURS + 10
     minute = np.arange(hours * 60)
-    first = (minute >= 24 * 60) & (minute < 26 * 60)
-    second = (minute >= 30 * 60) & (minute < 32 * 60)
+    first = (minute >= WARM_HOURS * 60) & (minute < (WARM_HOURS + 2) * 60)
+    second = (minute >= (WARM_HOURS + 6) * 60) & (minute < (WARM_HOURS + 8) * 60)
     rates = np.where(first | second, 0.05, 0.01)
     _store_counts(factory, project.id, rates, seed=4)
 
-    changes = _passes(factory, project.id, RISE - timedelta(minutes=5), RISE + timedelta(hours=9))
+    changes = _passes(factory, project.id, RISE - timedelta(minutes=5), RISE + timedelta(hours=9),
+                      every=timedelta(minutes=3))
 
     spikes = _spikes(factory)
     assert changes.count("created") == 2 and len(spikes) == 2
