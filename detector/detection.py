@@ -6,6 +6,7 @@ the alerts to send. Run by the worker on a schedule and right after each deploy,
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,6 +23,8 @@ from detector.blame.snapshot import GitSnapshot
 from detector.model import DetectorConfig, Finding, detect_anomalies, segments_over_represented
 from detector.model.detect import GateLookup
 from detector.model.follow import Tracked, follow_up
+from detector.model.sequential import MINUTES_PER_WEEK
+from detector.model.spikes import DETAILS_KEY, SpikeExcursion
 from detector.sources.git_repo import CommitInfo, FileChange, GitError, GitRepo
 from detector.store.anomalies import (
     SIGNATURE_DEPLOY_KINDS,
@@ -59,7 +62,7 @@ SEGMENT_COLUMNS = ("route", "browser", "os")
 @dataclass(frozen=True)
 class AnomalyChange:
     anomaly_id: int
-    change: str  # created, grew, updated, followed (a later release's verdict on it)
+    change: str  # created, grew, ended (a spike back to its rate), updated, followed (a later release's verdict)
     kind: str
 
 
@@ -402,8 +405,13 @@ def run_detection(
             watch=timedelta(minutes=config.deploy_watch_minutes),
             baseline=timedelta(minutes=config.baseline_max_minutes),
         )
+        excursions = spike_excursions(session, project_id=project_id, at=at)
         findings = detect_anomalies(
-            **frames, at=pd.Timestamp(at), config=config, gate_met_at=gate_lookup(session, project_id, config)
+            **frames,
+            at=pd.Timestamp(at),
+            config=config,
+            gate_met_at=gate_lookup(session, project_id, config),
+            spike_excursions=excursions,
         )
     changes: list[AnomalyChange] = []
     # Signature findings first: a release-level rise of a deploy that also has one is that anomaly's.
@@ -537,6 +545,62 @@ def _follow_open_anomalies(
         ):
             changes.append(AnomalyChange(anomaly.id, "followed", anomaly.kind))
     return changes
+
+
+def spike_excursions(session: Session, *, project_id: int, at: datetime) -> list[SpikeExcursion]:
+    """The spike excursions the pass at `at` continues or keeps out of its baselines: every spike anomaly
+    of the project still running, and those that ended within the loaded `WINDOW`.
+
+    A spike anomaly stored before excursions were tracked (no `details["spike"]`) and detected within
+    the window is continued from its `first_seen` against its `baseline_rate` (dispersion 1): it keeps its
+    key instead of the pass opening a second anomaly for the same excursion."""
+    since = at - WINDOW
+    excursions: list[SpikeExcursion] = []
+    rows = session.execute(
+        select(
+            Anomaly.key,
+            Anomaly.signature_id,
+            Anomaly.environment,
+            Anomaly.details,
+            Anomaly.first_seen,
+            Anomaly.crossed_at,
+            Anomaly.detected_at,
+            Anomaly.baseline_rate,
+        )
+        .where(
+            Anomaly.project_id == project_id,
+            Anomaly.kind == "spike",
+            Anomaly.signature_id.is_not(None),
+            Anomaly.detected_at <= at,
+        )
+        .order_by(Anomaly.id)
+    ).all()
+    for key, signature_id, environment, details, first_seen, crossed_at, detected_at, baseline in rows:
+        state = (details or {}).get(DETAILS_KEY)
+        if state is not None:
+            excursion = SpikeExcursion.from_details(
+                key=key, signature_id=signature_id, environment=environment, details=state
+            )
+        elif detected_at >= since and baseline:
+            threshold = math.log(MINUTES_PER_WEEK)  # not stored: a false end once a stream-week
+            excursion = SpikeExcursion(
+                key=key,
+                signature_id=signature_id,
+                environment=environment,
+                began=pd.Timestamp(first_seen),
+                crossed_at=pd.Timestamp(crossed_at or detected_at),
+                baseline_rate=float(baseline),
+                dispersion=1.0,
+                threshold=threshold,
+            )
+        else:
+            continue
+        if excursion.running or excursion.ended_at > pd.Timestamp(since):
+            excursions.append(excursion)
+    # One running excursion per stream: the latest (older rows of the same stream, e.g. several legacy
+    # anomalies of one long rise, are left as they are).
+    latest = {(e.signature_id, e.environment): e.key for e in excursions if e.running}
+    return [e for e in excursions if not e.running or latest[(e.signature_id, e.environment)] == e.key]
 
 
 def _anomaly_values(finding: Finding) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from detector.alerts.slack import BotSender, SendResult, WebhookSender
 from detector.config import Settings
 from detector.detection import AnomalyChange
 from detector.metrics import Metrics
-from detector.store.anomalies import anomaly_url
+from detector.store.anomalies import anomaly_url, spike_ended_at
 from detector.store.db import transaction
 from detector.store.models import Anomaly, Deploy, Notification, Project, Signature
 
@@ -54,17 +54,18 @@ def channel_for(settings: Settings) -> str | None:
 
 
 def enqueue_alerts(session: Session, changes: Iterable[AnomalyChange], *, channel: str | None) -> int:
-    """Queue one message per new anomaly, and a thread update per anomaly that grew (bot only)."""
+    """Queue one message per new anomaly, and a thread update per anomaly that grew or whose spike ended
+    (bot only; an end only where the alert went out in that channel, so there is a thread to tell)."""
     if channel is None:
         return 0
     queued = 0
     now = datetime.now(UTC)
     for change in changes:
-        if change.change not in ("created", "grew", "followed"):
+        if change.change not in ("created", "grew", "ended", "followed"):
             continue
-        if change.change in ("grew", "followed") and channel != "bot":
+        if change.change in ("grew", "ended", "followed") and channel != "bot":
             continue  # an incoming webhook cannot reply in a thread; a new message per update is noise
-        if change.change in ("grew", "followed") and _is_muted(session, change.anomaly_id):
+        if change.change in ("grew", "ended", "followed") and _is_muted(session, change.anomaly_id):
             continue  # muting promised "no further updates"
         if change.kind == "release_error_rate" and _explained_by_signature(session, change.anomaly_id):
             continue  # the signature-level alert of the same deploy already says what broke
@@ -78,6 +79,8 @@ def enqueue_alerts(session: Session, changes: Iterable[AnomalyChange], *, channe
             )
             or 0
         )
+        if change.change == "ended" and revision == 0:
+            continue  # never alerted here: no thread to tell
         session.add(
             Notification(
                 anomaly_id=change.anomaly_id,
@@ -206,6 +209,7 @@ def alert_content_for(session: Session, anomaly_id: int, public_url: str) -> Ale
         ],
         evidence_unavailable=list(anomaly.evidence_unavailable or []),
         follow_up=_latest_follow_up(anomaly),
+        ended_at=spike_ended_at(anomaly),
     )
 
 

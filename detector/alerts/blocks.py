@@ -89,12 +89,17 @@ def update_blocks(content: AlertContent, *, previous: AlertContent | None = None
         lines = [f":eyes: *Acknowledged:* {title}", f"Impact so far: {_impact(content)}"]
     elif content.state == "muted":
         lines = [f":no_bell: *Muted:* {title}", "No further updates will be posted for this anomaly."]
+    elif content.ended_at is not None:
+        lines = [f":white_check_mark: *Back to normal:* {title}",
+                 f"Back to its usual rate since {_clock(content.ended_at)}. Impact: {_impact(content)}"]
     elif previous is not None:
         lines = [f":chart_with_upwards_trend: *Grown:* {title}", _growth(previous, content)]
     else:
         lines = [f":chart_with_upwards_trend: *Still open:* {title}", f"Impact: {_impact(content)}"]
     blocks = [_section(lines), _section([_links_line(content)]), _context([_footer(content)])]
     word = {"open": "Update"}.get(content.state, content.state.capitalize())
+    if content.state == "open" and content.ended_at is not None:
+        word = f"Back to its usual rate since {_clock(content.ended_at)}"
     text = f"{word}: {_escape(_title(content))}. {_impact(content)}"
     return {"text": _fit_escaped(text, FALLBACK_TEXT_MAX), "blocks": blocks}
 
@@ -240,6 +245,12 @@ def _footer(content: AlertContent) -> str:
         f"Anomaly {_code(str(content.anomaly_id), 60)} · detected {_time(content.detected_at)}"
         f" · state *{content.state}* · deploy-detector"
     )
+
+
+def _clock(moment: datetime) -> str:
+    """HH:MM UTC (a thread reply sits under its alert, which gives the date)."""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%H:%M UTC")
 
 
 def _fallback_text(content: AlertContent) -> str:

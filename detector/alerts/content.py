@@ -94,3 +94,5 @@ class AlertContent:
     evidence_unavailable: list[str] = field(default_factory=list)
     follow_up: ReleaseFollowUp | None = None
     """The latest later release's verdict, for a thread reply saying so."""
+    ended_at: datetime | None = None
+    """A spike's end: the first minute back at its usual rate (None while it runs, and for other kinds)."""

@@ -79,6 +79,14 @@ class DetectorConfig:
     spike_window_minutes: int = 6 * 60
     """The spike CUSUM starts at most this long before ``at``; its baseline is the lookback before."""
 
+    spike_dispersion: bool = True
+    """Estimate each stream's overdispersion from its baseline and test in its units (quasi-Poisson);
+    False tests every stream as Poisson (the detector before real, bursty counts were measured)."""
+
+    spike_step_minutes: int | None = None
+    """Length of one step of the spike CUSUM's false-alarm budget; None reads it off the data (the usual
+    gap between minutes with session counts: 1 for per-minute counts, 60 for hourly series)."""
+
     spike_quiet_minutes: int = 60
     """After a deploy, spike monitoring of that environment restarts this much later (the deploy's own
     tests own that period, and a rise then is attributed to the deploy, not reported as a spike)."""
@@ -130,6 +138,8 @@ class DetectorConfig:
             raise ValueError("onset_evidence_factor must be at least 1")
         if self.baseline_max_minutes <= 0:
             raise ValueError("baseline_max_minutes must be positive")
+        if self.spike_step_minutes is not None and self.spike_step_minutes < 1:
+            raise ValueError("spike_step_minutes must be at least 1")
         if self.spike_baseline_z < 0:
             raise ValueError("spike_baseline_z must not be negative")
         if min(self.lookback_days, self.deploy_watch_minutes, self.spike_window_minutes) <= 0:

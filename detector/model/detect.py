@@ -15,7 +15,7 @@ Only data up to ``at`` is used, so a pass gives the same findings live and in a 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -35,8 +35,10 @@ from detector.model.sequential import (
     mixture_log_evidence,
     mixture_log_evidence_from_increments,
     mixture_log_evidence_vs_estimate,
+    quasi_poisson_dispersion,
     sparse_poisson_cusum,
 )
+from detector.model.spikes import DETAILS_KEY, SpikeExcursion
 
 SIG_COUNT_COLUMNS = ("signature_id", "release", "environment", "minute", "events", "users", "sessions")
 SESSION_COUNT_COLUMNS = ("release", "environment", "minute", "started", "errored", "crashed")
@@ -308,7 +310,8 @@ def _factorize_sorted(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures: pd.DataFrame,
                      deploys: pd.DataFrame, at: pd.Timestamp,
                      config: DetectorConfig | None = None,
-                     gate_met_at: GateLookup | None = None) -> list[Finding]:
+                     gate_met_at: GateLookup | None = None,
+                     spike_excursions: Sequence[SpikeExcursion] = ()) -> list[Finding]:
     """Findings of one detection pass at ``at`` over one project's frames.
 
     Frames and columns are those of the module's callers' contract: ``sig_counts`` should reach back
@@ -317,6 +320,9 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
     ``signatures.last_seen_before`` -- its latest minute before the supplied counts begin -- in a
     deploy's lookback is not called new). Rows after ``at``'s minute are ignored. Findings are sorted by
     ``crossed_at`` then ``key``; each key names one anomaly across passes.
+
+    ``spike_excursions`` are the spike excursions earlier passes reported (open, or ended within the
+    data): an open one is continued under its key, or reported ended; see :mod:`detector.model.spikes`.
     """
     config = config or DetectorConfig()
     prepared = _prepare(sig_counts, session_counts, signatures, deploys, at, config)
@@ -336,8 +342,9 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
     # for the whole watch: below it, an hour later the spike CUSUM (whose baseline then holds the
     # signature's first hour) would report it as a spike with no deploy to blame.
     claimed = {(f.signature_id, f.environment) for f in findings if f.signature_id is not None} | watched
-    spikes = _spike_findings(prepared, config)
-    findings.extend(f for f in spikes if (f.signature_id, f.environment) not in claimed)
+    spikes = _spike_findings(prepared, config, spike_excursions)
+    continued = {e.key for e in spike_excursions}
+    findings.extend(f for f in spikes if (f.signature_id, f.environment) not in claimed or f.key in continued)
     return sorted(findings, key=lambda f: (f.crossed_at, f.key))
 
 
@@ -833,8 +840,25 @@ def _attributed(context: _DeployContext, findings: list[Finding]) -> list[Findin
     return kept
 
 
-def _spike_findings(prepared: _Prepared, config: DetectorConfig) -> list[Finding]:
+def _data_step_minutes(prepared: _Prepared) -> int:
+    """The data's resolution in minutes: the usual gap between minutes with session counts (1 for the
+    worker's per-minute counts; 60 for hourly series). A CUSUM only moves at those minutes."""
+    minutes = np.unique(prepared.s_minute)
+    if len(minutes) < 3:
+        return 1
+    return max(1, int(np.median(np.diff(minutes))))
+
+
+def _spike_findings(prepared: _Prepared, config: DetectorConfig,
+                    excursions: Sequence[SpikeExcursion] = ()) -> list[Finding]:
     lookback = round(config.lookback_days * 24 * 60)
+    findings: list[Finding] = []
+    # An open excursion goes on against its own frozen baseline, whatever the window or deploys.
+    for excursion in excursions:
+        if excursion.running:
+            finding = _continued_spike(prepared, config, excursion)
+            if finding is not None:
+                findings.append(finding)
     origins: dict[str, int] = {}
     for code in pd.unique(prepared.env).tolist():
         environment = prepared.name(code)
@@ -853,20 +877,37 @@ def _spike_findings(prepared: _Prepared, config: DetectorConfig) -> list[Finding
         n_streams += len(pd.unique(prepared.sig[in_env & (prepared.minute >= origin - lookback)]))
         plans.append((environment, origin, pre, window))
     if n_streams == 0:
-        return []
-    threshold = cusum_threshold(alarms_per_week=config.budget("spike"), n_streams=n_streams)
-    findings: list[Finding] = []
+        return findings
+    step = config.spike_step_minutes or _data_step_minutes(prepared)
+    threshold = cusum_threshold(alarms_per_week=config.budget("spike"), n_streams=n_streams, step_minutes=step)
     for environment, origin, pre, window in plans:
-        findings.extend(_spike_findings_in_env(prepared, config, environment, origin, pre, window, threshold))
+        known = [e for e in excursions if e.environment == environment]
+        findings.extend(_spike_findings_in_env(prepared, config, environment, origin, pre, window, threshold,
+                                               known, step))
     return findings
 
 
 def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environment: str, origin: int,
-                           pre: np.ndarray, window: np.ndarray, threshold: float) -> list[Finding]:
+                           pre: np.ndarray, window: np.ndarray, threshold: float,
+                           excursions: Sequence[SpikeExcursion] = (), step: int = 1) -> list[Finding]:
     lookback = round(config.lookback_days * 24 * 60)
     s_env = prepared.s_env == prepared.code(environment)
     s_pre = s_env & (prepared.s_minute >= origin - lookback) & (prepared.s_minute < origin)
     pre_exposure = float(prepared.s_started[s_pre].sum())
+    # Streams with an open excursion are continued elsewhere; after an ended one a stream restarts at its
+    # end, with the excursion left out of its baseline and dispersion.
+    running = {e.signature_id for e in excursions if e.running}
+    ended: dict[int, tuple[int, int]] = {}
+    for e in excursions:
+        if not e.running and e.signature_id not in running:
+            span = (_minute(e.began), _minute(e.ended_at))
+            if e.signature_id not in ended or span[1] > ended[e.signature_id][1]:
+                ended[e.signature_id] = span
+    window = window & ~np.isin(prepared.sig, list(running))
+    restart = np.full(len(prepared.sig), origin, dtype=np.int64)
+    for sig, (_began, end) in ended.items():
+        restart[prepared.sig == sig] = max(origin, end)
+    window &= prepared.minute >= restart
     if pre_exposure < config.baseline_min_sessions or not window.any():
         return []
     length = prepared.at_minute - origin + 1
@@ -878,15 +919,40 @@ def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environm
     start = stream.start
     pre_sessions = _sessions_by_sig(prepared, pre)
     pre_by_row = _lookup(pre_sessions, stream.sig)
-    rate0 = _upper_rate(pre_by_row + 1.0, pre_exposure, config.spike_baseline_z)
+    pre_exposure_by_row = np.full(len(stream.sig), pre_exposure)
+    base = np.zeros(len(stream.sig))
+    excluded_steps: dict[int, np.ndarray] = {}
+    pre_start = origin - lookback
+    for sig, (began, end) in ended.items():
+        rows = stream.sig == sig
+        if not rows.any():
+            continue
+        in_span = pre & (prepared.sig == sig) & (prepared.minute >= began) & (prepared.minute < end)
+        s_span = s_pre & (prepared.s_minute >= began) & (prepared.s_minute < end)
+        pre_by_row[rows] -= float(prepared.sessions[in_span].sum())
+        pre_exposure_by_row[rows] -= float(prepared.s_started[s_span].sum())
+        base[rows] = cum_before[min(max(end, origin), prepared.at_minute + 1) - origin]
+        code = int(np.searchsorted(prepared.sig_ids, sig))
+        excluded_steps[code] = np.arange((max(began, pre_start) - pre_start) // step,
+                                         (max(end, pre_start) - pre_start + step - 1) // step)
+    if config.spike_dispersion:
+        phi_by_code = _dispersion_by_code(prepared, pre, s_pre, pre_start, lookback, step, excluded_steps)
+    else:
+        phi_by_code = np.ones(len(prepared.sig_ids))
+    phi = phi_by_code[np.searchsorted(prepared.sig_ids, stream.sig)] if len(stream.sig) else np.ones(0)
+    usable = pre_exposure_by_row >= config.baseline_min_sessions
+    # Quasi-Poisson: counts in units of phi are Poisson-like, so the CUSUM and the baseline's
+    # confidence bound see phi times fewer, more variable counts.
+    rate0 = _upper_rate((np.maximum(pre_by_row, 0.0) + 1.0) / phi, np.maximum(pre_exposure_by_row, 1.0) / phi,
+                        config.spike_baseline_z)
     offset = stream.minute - origin
     cum_sessions = grouped_cumsum(stream.sessions, start)
     # Exposure is never less than the affected sessions themselves (late session data).
-    exposure_through = np.maximum(cum[offset], cum_sessions)
-    exposure_before = np.minimum(cum_before[offset], exposure_through)
+    exposure_through = np.maximum(cum[offset] - base, cum_sessions)
+    exposure_before = np.minimum(cum_before[offset] - base, exposure_through)
     ratio = config.spike_rate_ratio
-    cusum = sparse_poisson_cusum(stream.sessions, rate0 * exposure_before, rate0 * exposure_through,
-                                 start, ratio)
+    cusum = sparse_poisson_cusum(stream.sessions / phi, rate0 * exposure_before / phi,
+                                 rate0 * exposure_through / phi, start, ratio)
 
     noisy = np.isin(stream.sig, list(prepared.noisy_ids))
     thresholds = threshold + np.where(noisy, math.log(config.noisy_evidence_factor), 0.0)
@@ -898,21 +964,109 @@ def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environm
     last_rows = np.append(start_rows[1:] - 1, len(start) - 1)
     group = np.cumsum(start) - 1
     # Only the stream's last excursion can still be running at ``at``: is it above 0 at ``at``?
-    llr_end = (cum_sessions[last_rows] * math.log(ratio)
-               - (ratio - 1.0) * rate0[last_rows] * np.maximum(cum[-1], cum_sessions[last_rows]))
-    running = llr_end - np.minimum(cusum.running_min[last_rows], llr_end) > 0
-    current = (excursion == excursion[last_rows][group]) & running[group]
-    hits = _first_true_per_group(stream.sig, current & (cusum.statistic >= thresholds) & gates)
+    llr_end = ((cum_sessions[last_rows] * math.log(ratio)
+                - (ratio - 1.0) * rate0[last_rows] * np.maximum(cum[-1] - base[last_rows], cum_sessions[last_rows]))
+               / phi[last_rows])
+    running_now = llr_end - np.minimum(cusum.running_min[last_rows], llr_end) > 0
+    current = (excursion == excursion[last_rows][group]) & running_now[group]
+    hits = _first_true_per_group(stream.sig, current & (cusum.statistic >= thresholds) & gates & usable)
     best = _max_per_group(stream.sig[current], cusum.statistic[current] / thresholds[current])
     findings = []
     for sig, hit in hits.items():
         rows = np.flatnonzero(current & (stream.sig == sig))
-        findings.append(_spike_finding(prepared, environment, stream, rows, hit, best[sig],
-                                       float(rate0[hit]), cum, origin))
+        finding = _spike_finding(prepared, environment, stream, rows, hit, best[sig], float(rate0[hit]), cum, origin)
+        state = SpikeExcursion(key=finding.key, signature_id=sig, environment=environment,
+                               began=minute_timestamp(int(stream.minute[rows[0]])), crossed_at=finding.crossed_at,
+                               baseline_rate=float(rate0[hit]), dispersion=float(phi[hit]),
+                               threshold=float(thresholds[hit]))
+        findings.append(replace(finding, details={DETAILS_KEY: state.as_details()}))
     return findings
 
 
-def _upper_rate(events: np.ndarray, exposure: float, z: float) -> np.ndarray:
+def _minute(value: pd.Timestamp | None) -> int:
+    return int(minute_index(pd.DatetimeIndex([value]))[0])
+
+
+def _dispersion_by_code(prepared: _Prepared, pre: np.ndarray, s_pre: np.ndarray, pre_start: int, lookback: int,
+                        step: int, excluded: dict[int, np.ndarray]) -> np.ndarray:
+    """Each signature's overdispersion ``phi`` (by code) from its baseline rows (see
+    :func:`detector.model.sequential.quasi_poisson_dispersion`), steps of ``step`` minutes."""
+    n_steps = max(1, -(-lookback // step))
+    step_exposure = np.bincount((prepared.s_minute[s_pre] - pre_start) // step,
+                                weights=prepared.s_started[s_pre], minlength=n_steps)[:n_steps]
+    return quasi_poisson_dispersion(prepared.sig_code[pre], (prepared.minute[pre] - pre_start) // step,
+                                    prepared.sessions[pre], step_exposure, len(prepared.sig_ids), excluded=excluded)
+
+
+def _continued_spike(prepared: _Prepared, config: DetectorConfig, excursion: SpikeExcursion) -> Finding | None:
+    """The open ``excursion`` at ``at``: still running (updated counts), or ended (``ended_at`` set).
+
+    Its CUSUM goes on from its first minute against its frozen baseline and dispersion. It has ended
+    once the cumulative log-likelihood ratio has fallen ``threshold`` below its peak: the mirror-image
+    CUSUM of "back at the baseline" against "still ``spike_rate_ratio`` times it" crossed (a false end
+    while the rate is still raised is as rare as a false alarm). It ended at the minute after the peak.
+    """
+    began = _minute(excursion.began)
+    length = prepared.at_minute - began + 1
+    if length <= 0:
+        return None
+    environment, sig = excursion.environment, excursion.signature_id
+    s_env = (prepared.s_env == prepared.code(environment)) & (prepared.s_minute >= began)
+    cum = np.cumsum(_per_minute(prepared.s_minute[s_env], prepared.s_started[s_env], began, length))
+    if len(cum) == 0 or cum[-1] <= 0:
+        return None  # nothing known about the environment since: nothing to say
+    cum_before = np.concatenate(([0.0], cum))
+    rows_mask = ((prepared.sig == sig) & (prepared.env == prepared.code(environment))
+                 & (prepared.minute >= began))
+    stream = _stream(prepared, rows_mask)
+    ratio, phi, rate = config.spike_rate_ratio, excursion.dispersion, excursion.baseline_rate
+    log_k = math.log(ratio)
+    offset = stream.minute - began
+    cum_sessions = np.cumsum(stream.sessions)
+    exposure_through = np.maximum(cum[offset], cum_sessions)
+    exposure_before = np.minimum(cum_before[offset], exposure_through)
+    llr_through = (cum_sessions * log_k - (ratio - 1.0) * rate * exposure_through) / phi
+    llr_before = ((cum_sessions - stream.sessions) * log_k - (ratio - 1.0) * rate * exposure_before) / phi
+    total = float(cum_sessions[-1]) if len(cum_sessions) else 0.0
+    llr_at = (total * log_k - (ratio - 1.0) * rate * max(float(cum[-1]), total)) / phi
+    peak = np.maximum.accumulate(np.concatenate(([0.0], llr_through)))
+    # The LLR falls between rows, so its troughs are just before each row and at ``at``.
+    drawdown = np.append(peak[:-1] - llr_before, peak[-1] - llr_at)
+    fallen = np.flatnonzero(drawdown >= excursion.threshold)
+    end_row = int(fallen[0]) if len(fallen) else None
+    last = len(stream.sig) if end_row is None else end_row
+    if last > 0:
+        peak_row = int(np.argmax(llr_through[:last]))
+        if llr_through[peak_row] <= 0:
+            peak_row = -1
+    else:
+        peak_row = -1
+    through = last if end_row is None else peak_row + 1
+    rows = np.arange(through)
+    statistic = llr_through - np.minimum(np.minimum.accumulate(np.minimum(llr_before, 0.0)), llr_through)
+    score = float(statistic[:last].max() / excursion.threshold) if last > 0 else 0.0
+    ended_at = None
+    if end_row is not None:
+        ended_at = (minute_timestamp(int(stream.minute[peak_row]) + 1) if peak_row >= 0
+                    else excursion.began)
+    state = replace(excursion, ended_at=ended_at)
+    if len(rows):
+        finding = _spike_finding(prepared, environment, stream, rows, int(rows[0]), score, rate, cum, began)
+        end_offset = (int(stream.minute[rows[-1]]) - began) if ended_at is not None else length - 1
+        exposure = float(cum[end_offset])
+        sessions = float(stream.sessions[rows].sum())
+        return replace(finding, key=excursion.key, crossed_at=excursion.crossed_at,
+                       rate=sessions / max(exposure, sessions, 1.0), details={DETAILS_KEY: state.as_details()})
+    if ended_at is None:
+        return None
+    return Finding(
+        kind="spike", signature_id=sig, title=prepared.titles.get(sig, ""), release="", environment=environment,
+        deploy_id=None, first_seen=excursion.began, detected_at=prepared.at, crossed_at=excursion.crossed_at,
+        events=0, users=0, sessions_affected=0, rate=0.0, baseline_rate=rate, score=score, key=excursion.key,
+        details={DETAILS_KEY: state.as_details()})
+
+
+def _upper_rate(events: np.ndarray, exposure: float | np.ndarray, z: float) -> np.ndarray:
     """Upper confidence bound (Wilson-type score interval for a Poisson count) of ``events / exposure``."""
     return (events + z * z / 2.0 + z * np.sqrt(events + z * z / 4.0)) / exposure
 

@@ -39,5 +39,6 @@ class Finding:
     score: float
     """Largest statistic / threshold; >= 1 for every finding, higher is more anomalous."""
     key: str
-    details: dict[str, Any] = field(default_factory=dict, compare=False)
-    """What else the alert should say (e.g. a rise's onset when no deploy is to blame)."""
+    details: dict[str, Any] = field(default_factory=dict, compare=True)
+    """Kind-specific state stored with the anomaly (a spike's excursion: ``details["spike"]``; a rise's
+    onset when no deploy is to blame: ``details["onset"]``)."""

@@ -246,3 +246,86 @@ def binomial_glr_bound(cum_counts: np.ndarray, cum_exposure: np.ndarray, baselin
         kl = (np.where(p > 0, p * np.log(p / p0), 0.0)
               + np.where(p < 1, (1 - p) * np.log((1 - p) / (1 - p0)), 0.0))
     return np.where((p > p0) & (trials > 0), trials * kl, 0.0)
+
+
+DISPERSION_SCALES = (1, 4, 16, 64)
+"""Block lengths (in steps of the data) at which a stream's dispersion is measured."""
+
+
+def pearson_dispersion(codes: np.ndarray, blocks: np.ndarray, counts: np.ndarray, block_exposure: np.ndarray,
+                       n_codes: int, *, excluded: dict[int, np.ndarray] | None = None,
+                       alpha: float = 0.01, min_blocks: int = 8, min_expected: float = 2.0) -> np.ndarray:
+    """Overdispersion ``phi`` (>= 1) per stream at one block length: Pearson's ``chi^2 / df`` of the block
+    counts against a constant rate times exposure, kept only where it is significant.
+
+    ``codes``/``blocks``/``counts`` are sparse rows (stream code, block index, count; several rows of one
+    (stream, block) are summed); ``block_exposure[j]`` is block ``j``'s exposure (blocks without exposure
+    do not count). ``excluded[code]`` lists blocks left out for that stream (its past excursions). Only
+    counts (events) are needed, not zeros: with ``r = X / E``, ``sum_j (X_j - r E_j)^2 / (r E_j) =
+    sum_j X_j^2 / (r E_j) - X``. Under a Poisson null the sum is ~ chi^2 with ``blocks - 1`` degrees of
+    freedom; ``phi`` is 1 unless it exceeds the ``1 - alpha`` quantile, and unless the stream has
+    ``min_blocks`` blocks of at least ``min_expected`` expected counts on average (the chi^2
+    approximation is poor for sparser blocks; a longer block length measures those streams).
+    """
+    from scipy.stats import chi2
+
+    exposure = np.asarray(block_exposure, float)
+    valid = exposure > 0
+    n_valid = int(valid.sum())
+    total_exposure = float(exposure[valid].sum())
+    phi = np.ones(n_codes)
+    if n_valid < min_blocks or len(codes) == 0:
+        return phi
+    codes = np.asarray(codes, np.int64)
+    blocks = np.asarray(blocks, np.int64)
+    keep = valid[blocks]
+    n_stream_blocks = np.full(n_codes, float(n_valid))
+    stream_exposure = np.full(n_codes, total_exposure)
+    for code, dropped in (excluded or {}).items():
+        dropped = np.unique(np.asarray(dropped, np.int64))
+        dropped = dropped[(dropped >= 0) & (dropped < len(exposure))]
+        dropped = dropped[valid[dropped]]
+        n_stream_blocks[code] -= len(dropped)
+        stream_exposure[code] -= float(exposure[dropped].sum())
+        keep &= ~((codes == code) & np.isin(blocks, dropped))
+    codes, blocks, values = codes[keep], blocks[keep], np.asarray(counts, float)[keep]
+    if len(codes) == 0:
+        return phi
+    pair = codes * len(exposure) + blocks
+    unique_pair, inverse = np.unique(pair, return_inverse=True)
+    block_counts = np.bincount(inverse, weights=values)
+    pair_code, pair_block = unique_pair // len(exposure), unique_pair % len(exposure)
+    totals = np.bincount(pair_code, weights=block_counts, minlength=n_codes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = totals / stream_exposure
+        squares = np.bincount(pair_code, weights=block_counts**2 / exposure[pair_block], minlength=n_codes)
+        statistic = squares / rate - totals
+        df = n_stream_blocks - 1.0
+        enough = (n_stream_blocks >= min_blocks) & (totals > 0) & (totals / n_stream_blocks >= min_expected)
+        significant = enough & (statistic > chi2.ppf(1.0 - alpha, np.maximum(df, 1.0)))
+        phi = np.where(significant, np.maximum(statistic / df, 1.0), 1.0)
+    return phi
+
+
+def quasi_poisson_dispersion(codes: np.ndarray, steps: np.ndarray, counts: np.ndarray, step_exposure: np.ndarray,
+                             n_codes: int, *, excluded: dict[int, np.ndarray] | None = None,
+                             scales: tuple[int, ...] = DISPERSION_SCALES, alpha: float = 0.01) -> np.ndarray:
+    """Each stream's overdispersion: the largest significant :func:`pearson_dispersion` over block lengths
+    ``scales`` (in steps; ``steps`` are the rows' step indices, ``step_exposure`` the exposure per step).
+
+    A CUSUM adds evidence over many steps, so what matters is the variance of counts summed over its
+    detection delay: slow swings of a stream's rate (time of day, audience) do not show step by step but
+    do over an hour. ``excluded[code]`` holds steps left out for that stream.
+    """
+    exposure = np.asarray(step_exposure, float)
+    phi = np.ones(n_codes)
+    for scale in scales:
+        n_blocks = -(-len(exposure) // scale)
+        padded = np.zeros(n_blocks * scale)
+        padded[: len(exposure)] = exposure
+        block_exposure = padded.reshape(n_blocks, scale).sum(axis=1)
+        dropped = None if not excluded else {c: np.unique(np.asarray(s, np.int64) // scale)
+                                             for c, s in excluded.items()}
+        phi = np.maximum(phi, pearson_dispersion(codes, np.asarray(steps, np.int64) // scale, counts,
+                                                 block_exposure, n_codes, excluded=dropped, alpha=alpha))
+    return phi

@@ -22,7 +22,10 @@ GROWTH_FACTOR = 1.5
 
 
 def upsert_anomaly(session: Session, *, project_id: int, values: dict[str, Any]) -> tuple[Anomaly, str]:
-    """Insert or update the anomaly with `values["key"]`; says what happened: created, grew, updated or same."""
+    """Insert or update the anomaly with `values["key"]`; says what happened: created, grew, ended, updated.
+
+    "ended": a spike whose excursion this update marks as over (`details["spike"]["ended_at"]` newly
+    set); it is said once, the pass that saw the end."""
     existing = session.scalar(
         select(Anomaly).where(Anomaly.project_id == project_id, Anomaly.key == values["key"]).with_for_update()
     )
@@ -33,6 +36,7 @@ def upsert_anomaly(session: Session, *, project_id: int, values: dict[str, Any])
         session.flush()
         return anomaly, "created"
     previous_sessions = existing.sessions_affected
+    was_ended = _spike_ended(existing.details)
     for field in (
         "events",
         "users",
@@ -51,6 +55,8 @@ def upsert_anomaly(session: Session, *, project_id: int, values: dict[str, Any])
     existing.updated_at = now
     if existing.state == "resolved":
         return existing, "updated"
+    if not was_ended and _spike_ended(existing.details):
+        return existing, "ended"
     if existing.sessions_affected >= max(previous_sessions * GROWTH_FACTOR, previous_sessions + 5):
         return existing, "grew"
     return existing, "updated"
@@ -182,6 +188,20 @@ def record_follow_up(
     if news:
         anomaly.updated_at = datetime.now(UTC)
     return news
+
+
+def _spike_ended(details: dict[str, Any] | None) -> bool:
+    spike = (details or {}).get("spike") or {}
+    return spike.get("ended_at") is not None
+
+
+def spike_ended_at(anomaly: Anomaly) -> datetime | None:
+    """When a spike anomaly's excursion ended (back at its usual rate), or None while it runs."""
+    spike = (anomaly.details or {}).get("spike") or {}
+    ended = spike.get("ended_at")
+    if ended is None:
+        return None
+    return datetime.fromisoformat(str(ended).replace("Z", "+00:00"))
 
 
 def list_anomalies(

@@ -29,8 +29,8 @@ def test_score_series_uses_exposure_not_raw_counts():
     without = score_series(errors)
     assert not with_exposure["alarm"].any()
     assert without["alarm"].any()
-    assert list(with_exposure.columns) == ["count", "exposure", "rate", "baseline", "statistic", "threshold",
-                                           "alarm"]
+    assert list(with_exposure.columns) == ["count", "exposure", "rate", "baseline", "dispersion", "statistic",
+                                           "threshold", "alarm"]
 
 
 def test_oracle_detection_delay_and_tuning():
