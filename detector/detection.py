@@ -35,6 +35,12 @@ from detector.store.models import (
     Signature,
     SignatureMinute,
 )
+from detector.store.segments import (
+    SEGMENT_SESSION_COLUMNS,
+    SEGMENT_SIGNATURE_COLUMNS,
+    segment_session_rows,
+    signature_segment_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +76,7 @@ def _frame(rows: list[Any], columns: list[str], categorical: tuple[str, ...] = (
 def load_frames(
     session: Session, *, project_id: int, at: datetime, lookback: timedelta
 ) -> dict[str, pd.DataFrame]:
-    """The four frames `detect_anomalies` takes, holding only what was known at `at`.
+    """The frames `detect_anomalies` takes, holding only what was known at `at`.
 
     Minute counts cover the last 24 h (`WINDOW`: every watched deploy, its rollout and recent
     baselines). Before that, only each active signature's latest minute within `lookback` is loaded
@@ -126,12 +132,44 @@ def load_frames(
         )
     ).all()
     deploys = _frame(list(deploy_rows), ["deploy_id", "release", "environment", "deployed_at"])
+    # Segment counts of the signatures a deploy of the window may be blamed for (seen on its release
+    # after it): the events of those only are read, so a pass costs what its candidates cost.
+    candidates, environments = _deploy_candidates(sig_counts, deploys, start)
+    segment_sessions = _frame(
+        segment_session_rows(session, project_id=project_id, start=start, end=end),
+        list(SEGMENT_SESSION_COLUMNS),
+        categorical=("release", "environment", "segment"),
+    )
+    segment_sig_counts = _frame(
+        signature_segment_rows(
+            session, project_id=project_id, signature_ids=candidates, environments=environments, start=start, end=end
+        ),
+        list(SEGMENT_SIGNATURE_COLUMNS),
+        categorical=("release", "environment", "segment"),
+    )
     return {
         "sig_counts": sig_counts,
         "session_counts": session_counts,
         "signatures": signatures,
         "deploys": deploys,
+        "segment_sessions": segment_sessions,
+        "segment_sig_counts": segment_sig_counts,
     }
+
+
+def _deploy_candidates(sig_counts: pd.DataFrame, deploys: pd.DataFrame, start: datetime) -> tuple[list[int], list[str]]:
+    """Signatures counted on a release deployed since `start`, at or after its deploy's minute, and the
+    environments of those deploys."""
+    recent = deploys[deploys["deployed_at"] >= pd.Timestamp(start)] if len(deploys) else deploys
+    if not len(recent) or not len(sig_counts):
+        return [], []
+    first = recent.groupby(["release", "environment"], as_index=False)["deployed_at"].min()
+    counts = sig_counts[["signature_id", "release", "environment", "minute"]].astype(
+        {"release": str, "environment": str}
+    )
+    joined = counts.merge(first.astype({"release": str, "environment": str}), on=["release", "environment"])
+    after = joined[joined["minute"] >= joined["deployed_at"].dt.floor("min")]
+    return sorted(int(s) for s in after["signature_id"].unique()), sorted(first["environment"].astype(str).unique())
 
 
 def _signature_frame(
