@@ -359,6 +359,7 @@ def _finding(
         key=f"{kind}:{sig_id}:{deploy.deploy_id}",
         details={
             "segment": segment,
+            "summary": f"{segment} only: {_percent(affected / segment_sessions)} of its sessions",
             "segment_rate": round(affected / segment_sessions, 6) if segment_sessions > 0 else None,
             "segment_baseline_rate": baseline_rate,
             "segment_sessions": int(segment_sessions),
@@ -368,3 +369,8 @@ def _finding(
             "segments_tested": n_segments,
         },
     )
+
+
+def _percent(rate: float) -> str:
+    """As the alerts write rates: one decimal."""
+    return f"{rate * 100:.1f}%"
