@@ -81,7 +81,11 @@ def load_frames(
     Minute counts cover the last 24 h (`WINDOW`: every watched deploy, its rollout and recent
     baselines). Before that, only each active signature's latest minute within `lookback` is loaded
     (`signatures.last_seen_before`), so a signature seen days before a deploy, but not in the window,
-    is not called new; loading the lookback's minutes themselves would multiply a pass's rows by ~15."""
+    is not called new; loading the lookback's minutes themselves would multiply a pass's rows by ~15.
+
+    The segment frames (`segment_sessions`, `segment_sig_counts`: see `detector.model.segment_tests`)
+    cover the same window; the second holds only the signatures counted on a deployed release after its
+    deploy, read exactly from the stored events."""
     start = floor_minute(at - WINDOW)
     end = floor_minute(at)
     sig_rows = session.execute(
