@@ -36,15 +36,26 @@ def _delay(findings: list, sig: int) -> float:
 def browser_only_delays(spm: float, seeds: int, config: DetectorConfig) -> dict[str, float]:
     floor = config.new_signature_floor_rate
     share = BROWSER_MIX["Safari 14"] / sum(BROWSER_MIX.values())
-    oracle = OracleCusum.tuned(rate_before=floor, rate_after=0.04,
-                               exposure_per_minute=np.full(1440, spm * share),
-                               alarms_per_week=config.budget("new_signature") / len(BROWSER_MIX))
+    oracle = OracleCusum.tuned(
+        rate_before=floor,
+        rate_after=0.04,
+        exposure_per_minute=np.full(1440, spm * share),
+        alarms_per_week=config.budget("new_signature") / len(BROWSER_MIX),
+    )
     segment, overall, oracle_delays = [], [], []
     for seed in range(seeds):
-        signatures = [SegmentSignature(1, rate=0.002),
-                      SegmentSignature(99, new=True, segment_rates={"Safari 14": 0.04})]
-        frames = simulate_segment_deploy(np.random.default_rng(seed), sessions_per_minute=spm, minutes_before=240,
-                                         minutes_after=WATCH, signatures=signatures, deployed_at=DEPLOY)
+        signatures = [
+            SegmentSignature(1, rate=0.002),
+            SegmentSignature(99, new=True, segment_rates={"Safari 14": 0.04}),
+        ]
+        frames = simulate_segment_deploy(
+            np.random.default_rng(seed),
+            sessions_per_minute=spm,
+            minutes_before=240,
+            minutes_after=WATCH,
+            signatures=signatures,
+            deployed_at=DEPLOY,
+        )
         at = DEPLOY + pd.Timedelta(minutes=WATCH - 1)
         segment.append(_delay(detect_anomalies(**frames, at=at, config=config), 99))
         plain = {k: v for k, v in frames.items() if not k.startswith("segment_")}
@@ -60,10 +71,15 @@ def browser_only_delays(spm: float, seeds: int, config: DetectorConfig) -> dict[
     def median(values: list[float]) -> float:
         return float(np.median(values))
 
-    return {"sessions_per_minute": spm, "segment_median_min": median(segment),
-            "segment_found": float(np.isfinite(segment).mean()), "overall_median_min": median(overall),
-            "overall_found": float(np.isfinite(overall).mean()), "oracle_median_min": median(oracle_delays),
-            "segment_over_oracle": round(median(segment) / median(oracle_delays), 2)}
+    return {
+        "sessions_per_minute": spm,
+        "segment_median_min": median(segment),
+        "segment_found": float(np.isfinite(segment).mean()),
+        "overall_median_min": median(overall),
+        "overall_found": float(np.isfinite(overall).mean()),
+        "oracle_median_min": median(oracle_delays),
+        "segment_over_oracle": round(median(segment) / median(oracle_delays), 2),
+    }
 
 
 def null_alarms(deploys: int, config: DetectorConfig, *, confined: bool) -> dict[str, float]:
@@ -73,18 +89,29 @@ def null_alarms(deploys: int, config: DetectorConfig, *, confined: bool) -> dict
     for k in range(deploys):
         segment = list(BROWSER_MIX)[k % len(BROWSER_MIX)]
         if confined:
-            signatures = [SegmentSignature(99, new=True, segment_rates={segment: floor}),
-                          SegmentSignature(7, segment_rates={segment: 0.01})]
+            signatures = [
+                SegmentSignature(99, new=True, segment_rates={segment: floor}),
+                SegmentSignature(7, segment_rates={segment: 0.01}),
+            ]
         else:
             signatures = [SegmentSignature(99, new=True, rate=floor), SegmentSignature(7, rate=0.01)]
-        frames = simulate_segment_deploy(rng, sessions_per_minute=float(rng.choice([20, 60, 200])),
-                                         minutes_before=180, minutes_after=WATCH, signatures=signatures,
-                                         deployed_at=DEPLOY)
+        frames = simulate_segment_deploy(
+            rng,
+            sessions_per_minute=float(rng.choice([20, 60, 200])),
+            minutes_before=180,
+            minutes_after=WATCH,
+            signatures=signatures,
+            deployed_at=DEPLOY,
+        )
         findings = detect_anomalies(**frames, at=DEPLOY + pd.Timedelta(minutes=WATCH - 1), config=config)
         alarms += len(findings)
         segment_alarms += sum("segment" in f.details for f in findings)
-    return {"confined": confined, "deploys": deploys, "segment_alarms_per_deploy": segment_alarms / deploys,
-            "alarms_per_deploy": alarms / deploys}
+    return {
+        "confined": confined,
+        "deploys": deploys,
+        "segment_alarms_per_deploy": segment_alarms / deploys,
+        "alarms_per_deploy": alarms / deploys,
+    }
 
 
 def main() -> None:
