@@ -38,6 +38,6 @@ class Finding:
     score: float
     """Largest statistic / threshold; >= 1 for every finding, higher is more anomalous."""
     key: str
-    details: dict[str, object] = field(default_factory=dict)
+    details: dict[str, object] = field(default_factory=dict, hash=False)
     """Kind-specific facts for the alert and the API, e.g. the segment a segment test found it in
     (``segment``, ``segment_rate``: ``"Safari 14"``, 0.04)."""
