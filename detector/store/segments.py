@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -55,34 +56,45 @@ def signature_segment_rows(
     counts them) first affected in that minute within [start, end], so that their sums over minutes are
     exact distinct counts (one user's loop over many minutes counts once).
 
-    Events without a browser are left out (their sessions have no segment either). Reads the events of
-    those signatures in the window through the (signature_id, minute) identity indexes."""
+    Events without a browser are left out (their sessions have no segment either). One read of those
+    signatures' events in the window (through the (signature_id, minute) identity indexes); the
+    first-affected minutes are found in memory, which is cheaper than three grouped queries."""
     ids = sorted({int(s) for s in signature_ids})
     if not ids or not environments:
         return []
-    totals: dict[tuple[Any, ...], list[int]] = {}
+    connection = session.connection()
+    found: list[Any] = []
     for offset in range(0, len(ids), _CHUNK):
         chunk = ids[offset : offset + _CHUNK]
-        where = (
-            Event.project_id == project_id,
-            Event.signature_id.in_(chunk),
-            Event.environment.in_(sorted(set(environments))),
-            Event.minute >= start,
-            Event.minute <= end,
-            Event.browser.is_not(None),
+        found.extend(
+            connection.execute(
+                select(
+                    Event.signature_id, Event.release, Event.environment, Event.browser, Event.minute, _USER, _SESSION
+                ).where(
+                    Event.project_id == project_id,
+                    Event.signature_id.in_(chunk),
+                    Event.environment.in_(sorted(set(environments))),
+                    Event.minute >= start,
+                    Event.minute <= end,
+                    Event.browser.is_not(None),
+                )
+            ).all()
         )
-        keys = (Event.signature_id, Event.release, Event.environment, Event.browser)
-        for *key, minute, events in session.execute(
-            select(*keys, Event.minute, func.count()).where(*where).group_by(*keys, Event.minute)
-        ):
-            totals.setdefault((*key, minute), [0, 0, 0])[0] = int(events)
-        for position, identity in ((1, _USER), (2, _SESSION)):
-            first = (
-                select(*keys, func.min(Event.minute).label("first_minute")).where(*where).group_by(*keys, identity)
-            ).subquery()
-            columns = (first.c.signature_id, first.c.release, first.c.environment, first.c.browser)
-            for *key, minute, count in session.execute(
-                select(*columns, first.c.first_minute, func.count()).group_by(*columns, first.c.first_minute)
-            ):
-                totals.setdefault((*key, minute), [0, 0, 0])[position] = int(count)
-    return [(*key, *values) for key, values in totals.items()]
+    if not found:
+        return []
+    keys = ["signature_id", "release", "environment", "segment", "minute"]
+    events = pd.DataFrame(found, columns=[*keys, "user", "session"])
+    # datetime64 and categories, not Python objects: grouping 10^5 rows of objects takes seconds
+    events["minute"] = pd.to_datetime(events["minute"], utc=True)
+    for column in ("release", "environment", "segment", "user", "session"):
+        events[column] = events[column].astype("category")
+    events = events.sort_values("minute", kind="stable")
+    totals = events.groupby(keys, sort=False, observed=True).size().rename("events").to_frame()
+    for identity, column in (("user", "users"), ("session", "sessions")):
+        first = events.drop_duplicates([*keys[:4], identity])  # sorted by minute: each identity's first minute
+        per_minute = first.groupby(keys, sort=False, observed=True).size()
+        totals[column] = per_minute.reindex(totals.index, fill_value=0)
+    return [
+        (sig, release, env, segment, minute.to_pydatetime(), int(e), int(u), int(n))
+        for (sig, release, env, segment, minute), e, u, n in totals.itertuples(name=None)
+    ]
