@@ -49,6 +49,12 @@ from detector.store.models import (
     Signature,
     SignatureMinute,
 )
+from detector.store.segments import (
+    SEGMENT_SESSION_COLUMNS,
+    SEGMENT_SIGNATURE_COLUMNS,
+    segment_session_rows,
+    signature_segment_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +96,18 @@ def load_frames(
     watch: timedelta = WINDOW,
     baseline: timedelta = timedelta(hours=6),
 ) -> dict[str, pd.DataFrame]:
-    """The four frames `detect_anomalies` takes, holding only what was known at `at`.
+    """The frames `detect_anomalies` takes, holding only what was known at `at`.
 
     Minute counts cover the last 24 h (`WINDOW`), and reach back `baseline` before the oldest deploy
     still watched (`watch`), so a deploy's baseline is the same at the last pass of its watch as at the
     first (a baseline that aged out of the loaded window made regressions out of nothing). Before that,
     only each active signature's latest minute within `lookback` is loaded
     (`signatures.last_seen_before`), so a signature seen days before a deploy, but not in the window,
-    is not called new; loading the lookback's minutes themselves would multiply a pass's rows by ~15."""
+    is not called new; loading the lookback's minutes themselves would multiply a pass's rows by ~15.
+
+    The segment frames (`segment_sessions`, `segment_sig_counts`: see `detector.model.segment_tests`)
+    cover the same window; the second holds only the signatures counted on a deployed release after its
+    deploy, read exactly from the stored events."""
     deploy_rows = session.execute(
         select(Deploy.id, Deploy.release, Deploy.environment, Deploy.deployed_at).where(
             Deploy.project_id == project_id, Deploy.deployed_at <= at
@@ -147,12 +157,44 @@ def load_frames(
 
     active = sorted({int(s) for s in sig_counts["signature_id"].unique()}) if len(sig_counts) else []
     signatures = _signature_frame(session, project_id=project_id, ids=active, window_start=start, lookback=lookback)
+    # Segment counts of the signatures a deploy of the window may be blamed for (seen on its release
+    # after it): the events of those only are read, so a pass costs what its candidates cost.
+    candidates, environments = _deploy_candidates(sig_counts, deploys, start)
+    segment_sessions = _frame(
+        segment_session_rows(session, project_id=project_id, start=start, end=end),
+        list(SEGMENT_SESSION_COLUMNS),
+        categorical=("release", "environment", "segment"),
+    )
+    segment_sig_counts = _frame(
+        signature_segment_rows(
+            session, project_id=project_id, signature_ids=candidates, environments=environments, start=start, end=end
+        ),
+        list(SEGMENT_SIGNATURE_COLUMNS),
+        categorical=("release", "environment", "segment"),
+    )
     return {
         "sig_counts": sig_counts,
         "session_counts": session_counts,
         "signatures": signatures,
         "deploys": deploys,
+        "segment_sessions": segment_sessions,
+        "segment_sig_counts": segment_sig_counts,
     }
+
+
+def _deploy_candidates(sig_counts: pd.DataFrame, deploys: pd.DataFrame, start: datetime) -> tuple[list[int], list[str]]:
+    """Signatures counted on a release deployed since `start`, at or after its deploy's minute, and the
+    environments of those deploys."""
+    recent = deploys[deploys["deployed_at"] >= pd.Timestamp(start)] if len(deploys) else deploys
+    if not len(recent) or not len(sig_counts):
+        return [], []
+    first = recent.groupby(["release", "environment"], as_index=False)["deployed_at"].min()
+    counts = sig_counts[["signature_id", "release", "environment", "minute"]].astype(
+        {"release": str, "environment": str}
+    )
+    joined = counts.merge(first.astype({"release": str, "environment": str}), on=["release", "environment"])
+    after = joined[joined["minute"] >= joined["deployed_at"].dt.floor("min")]
+    return sorted(int(s) for s in after["signature_id"].unique()), sorted(first["environment"].astype(str).unique())
 
 
 def _signature_frame(

@@ -28,7 +28,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.alerts.blocks import alert_blocks, follow_up_blocks, update_blocks
-from detector.alerts.content import AlertContent, ReleaseFollowUp
+from detector.alerts.content import AlertContent, ReleaseFollowUp, TestedSegment
 from detector.alerts.slack import BotSender, SendResult, WebhookSender
 from detector.config import Settings
 from detector.detection import AnomalyChange
@@ -164,6 +164,21 @@ def _explained_by_signature(session: Session, anomaly_id: int) -> bool:
     ) > 0
 
 
+def tested_segment(details: dict[str, Any]) -> TestedSegment | None:
+    """The segment a segment test found the anomaly in, from its `details` (None if it has none)."""
+    if not details.get("segment") or details.get("segment_rate") is None:
+        return None
+    tested: TestedSegment = {
+        "segment": str(details["segment"]),
+        "rate": float(details["segment_rate"]),
+        "sessions": int(details.get("segment_sessions") or 0),
+        "sessions_affected": int(details.get("segment_sessions_affected") or 0),
+    }
+    if details.get("segment_baseline_rate") is not None:
+        tested["baseline_rate"] = float(details["segment_baseline_rate"])
+    return tested
+
+
 def alert_content_for(session: Session, anomaly_id: int, public_url: str) -> AlertContent:
     """Everything the Slack message shows, read from the anomaly, its signature and its deploy."""
     anomaly = session.get(Anomaly, anomaly_id)
@@ -197,6 +212,7 @@ def alert_content_for(session: Session, anomaly_id: int, public_url: str) -> Ale
         baseline_rate=anomaly.baseline_rate,
         links={"api_url": anomaly_url(public_url, project.slug, anomaly.id)},
         segments=list(anomaly.segments or []),
+        tested_segment=tested_segment(anomaly.details or {}),
         suspects=[
             {
                 "sha": s["sha"],

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from detector.alerts.content import AlertContent, Segment, SuspectCommit
+from detector.alerts.content import AlertContent, Segment, SuspectCommit, TestedSegment
 
 MAX_BLOCKS = 50
 HEADER_TEXT_MAX = 150
@@ -146,6 +146,8 @@ def _summary_lines(content: AlertContent) -> list[str]:
 
 def _impact(content: AlertContent) -> str:
     parts = [f"{_count(content.sessions_affected, 'session')} and {_count(content.users, 'user')} affected"]
+    if content.tested_segment is not None:
+        parts.append(_tested_segment(content.tested_segment))
     if content.rate is not None:
         rate = f"{_percent(content.rate)} of sessions"
         if content.baseline_rate is not None:
@@ -153,6 +155,15 @@ def _impact(content: AlertContent) -> str:
         parts.append(rate)
     parts.append(_count(content.events, "event"))
     return " · ".join(parts)
+
+
+def _tested_segment(tested: TestedSegment) -> str:
+    """ "Safari 14 only: 4.0% of its sessions (46 of 1,142)"."""
+    name = _mrkdwn(_one_line(tested["segment"]), 120)
+    return (
+        f"{name} only: {_percent(tested['rate'])} of its sessions "
+        f"({tested['sessions_affected']:,} of {tested['sessions']:,})"
+    )
 
 
 def _growth(previous: AlertContent, current: AlertContent) -> str:
@@ -260,6 +271,9 @@ def _fallback_text(content: AlertContent) -> str:
         f"{label}: {_escape(_title(content))} ({_escape(where)}), "
         f"{_count(content.sessions_affected, 'session')} affected"
     )
+    if content.tested_segment is not None:
+        tested = content.tested_segment
+        text += f", {_escape(_one_line(tested['segment']))} only: {_percent(tested['rate'])} of its sessions"
     return _fit_escaped(text, FALLBACK_TEXT_MAX)
 
 

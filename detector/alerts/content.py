@@ -35,6 +35,18 @@ class Segment(TypedDict):
     share: float
 
 
+class TestedSegment(TypedDict):
+    """The browser segment a segment test found the anomaly in ("Safari 14 only: 4.0% of its sessions").
+
+    `rate` is the affected share (0..1) of the segment's sessions since the deploy, out of `sessions`."""
+
+    segment: str
+    rate: float
+    sessions: int
+    sessions_affected: int
+    baseline_rate: NotRequired[float]
+
+
 class SuspectCommit(TypedDict):
     """A ranked suspect commit; `evidence` holds whole sentences explaining the score."""
 
@@ -67,9 +79,10 @@ class ReleaseFollowUp(TypedDict):
 class AlertContent:
     """Everything one alert shows.
 
-    Rates are fractions of sessions in 0..1 (`0.021` is shown as "2.1%"); None means "not known" and
-    the line is left out. `minutes_after_deploy` is how long after `deploy.deployed_at` the anomaly
-    was detected. Suspects are shown in descending `score` order.
+        Rates are fractions of sessions in 0..1 (`0.021` is shown as "2.1%"); None means "not known" and
+        the line is left out. `tested_segment` is set when the anomaly was found in one browser segment's own
+    sessions. `minutes_after_deploy` is how long after `deploy.deployed_at` the anomaly
+        was detected. Suspects are shown in descending `score` order.
     """
 
     anomaly_id: int | str
@@ -90,6 +103,7 @@ class AlertContent:
     baseline_rate: float | None
     links: AlertLinks
     segments: list[Segment] = field(default_factory=list)
+    tested_segment: TestedSegment | None = None
     suspects: list[SuspectCommit] = field(default_factory=list)
     evidence_unavailable: list[str] = field(default_factory=list)
     follow_up: ReleaseFollowUp | None = None

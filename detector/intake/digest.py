@@ -106,6 +106,7 @@ def _session_row(update: SessionUpdate) -> dict[str, object]:
         "errors": update.errors,
         "errored": update.is_errored,
         "crashed": update.is_crashed,
+        "segment": (update.segment or None) and update.segment[:64],
     }
 
 
@@ -248,7 +249,13 @@ def _digest_project_items(
 def _merge_updates(a: SessionUpdate, b: SessionUpdate) -> SessionUpdate:
     """Two updates of one session in one batch: later status, larger error count, earliest start."""
     later = b if b.timestamp >= a.timestamp else a
-    return replace(later, errors=max(a.errors, b.errors), started=min(a.started, b.started), init=a.init or b.init)
+    return replace(
+        later,
+        errors=max(a.errors, b.errors),
+        started=min(a.started, b.started),
+        init=a.init or b.init,
+        user_agent=later.user_agent or a.user_agent or b.user_agent,
+    )
 
 
 def _anonymous_aggregate(update: SessionUpdate) -> SessionAggregate:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from detector.intake.normalize import InvalidEvent, parse_timestamp
+from detector.intake.normalize import InvalidEvent, parse_timestamp, parse_user_agent
 
 __all__ = [
     "SESSION_STATUSES",
@@ -54,11 +54,19 @@ class SessionUpdate:
     release: str
     environment: str
     duration: float | None = None
+    user_agent: str | None = None
+    """``attrs.user_agent`` (what @sentry/browser sends): gives the session's browser segment."""
 
     @property
     def is_terminal(self) -> bool:
         """True once the session has ended; no further update of it should follow."""
         return self.status in _TERMINAL
+
+    @property
+    def segment(self) -> str | None:
+        """Browser family and major version (``"Safari 14"``) from the user agent, named as events'
+        ``browser`` is (`parse_user_agent`), so a signature's sessions and the segment's match."""
+        return parse_user_agent(self.user_agent)[0] if self.user_agent else None
 
     @property
     def is_crashed(self) -> bool:
@@ -110,6 +118,15 @@ def _load(payload: bytes | str | dict[str, Any], what: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise InvalidSession(f"{what} payload must be a JSON object, got {type(payload).__name__}")
     return payload
+
+
+def _user_agent(data: dict[str, Any]) -> str | None:
+    """``attrs.user_agent`` if it is a non-empty string (relay accepts sessions without one)."""
+    attrs = data.get("attrs")
+    value = attrs.get("user_agent") if isinstance(attrs, dict) else None
+    if not isinstance(value, str):
+        return None
+    return value.strip()[:512] or None
 
 
 def _attrs(data: dict[str, Any]) -> tuple[str, str]:
@@ -186,6 +203,7 @@ def parse_session_update(
         release=release,
         environment=environment,
         duration=float(duration) if isinstance(duration, int | float) and not isinstance(duration, bool) else None,
+        user_agent=_user_agent(data),
     )
 
 

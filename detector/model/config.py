@@ -119,6 +119,18 @@ class DetectorConfig:
     """Extra evidence (likelihood-ratio factor) required from signatures with a noise class that is not
     suppressed, or without in-app frames (third-party scripts)."""
 
+    segment_min_share: float = 0.01
+    """Segment tests: a browser segment is tested when it holds at least this share of the release's
+    sessions since the deploy (smaller ones are too small to page for)."""
+
+    segment_min_concentration: float = 0.75
+    """Segment tests: a signature is reported from a segment ("Safari 14 only") when that segment holds at
+    least this share of its affected sessions since the deploy, when its test crosses and at the pass."""
+
+    segment_min_lift: float = 2.0
+    """Segment tests: ... and at least this many times the segment's share of the release's sessions (a
+    segment holding most of the traffic holds most of any error, which does not make it that segment's)."""
+
     def __post_init__(self) -> None:
         if self.alarms_per_week <= 0:
             raise ValueError("alarms_per_week must be positive")
@@ -140,6 +152,8 @@ class DetectorConfig:
             raise ValueError("baseline_max_minutes must be positive")
         if self.spike_step_minutes is not None and self.spike_step_minutes < 1:
             raise ValueError("spike_step_minutes must be at least 1")
+        if not 0 < self.segment_min_share <= 1 or not 0 < self.segment_min_concentration <= 1:
+            raise ValueError("segment_min_share and segment_min_concentration must be in (0, 1]")
         if self.spike_baseline_z < 0:
             raise ValueError("spike_baseline_z must not be negative")
         if min(self.lookback_days, self.deploy_watch_minutes, self.spike_window_minutes) <= 0:

@@ -24,6 +24,12 @@ import pandas as pd
 from detector.model.attribution import Attribution, attribute_rise
 from detector.model.config import DetectorConfig
 from detector.model.findings import Finding
+from detector.model.segment_tests import (
+    SegmentCounts,
+    SegmentDeploy,
+    prepare_segment_counts,
+    with_segment_findings,
+)
 from detector.model.sequential import (
     binomial_glr_bound,
     conditional_log_lr_increments,
@@ -311,7 +317,9 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
                      deploys: pd.DataFrame, at: pd.Timestamp,
                      config: DetectorConfig | None = None,
                      gate_met_at: GateLookup | None = None,
-                     spike_excursions: Sequence[SpikeExcursion] = ()) -> list[Finding]:
+                     spike_excursions: Sequence[SpikeExcursion] = (), *,
+                     segment_sessions: pd.DataFrame | None = None,
+                     segment_sig_counts: pd.DataFrame | None = None) -> list[Finding]:
     """Findings of one detection pass at ``at`` over one project's frames.
 
     Frames and columns are those of the module's callers' contract: ``sig_counts`` should reach back
@@ -323,9 +331,15 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
 
     ``spike_excursions`` are the spike excursions earlier passes reported (open, or ended within the
     data): an open one is continued under its key, or reported ended; see :mod:`detector.model.spikes`.
+
+    With both segment frames (see :mod:`detector.model.segment_tests`), a deploy's signatures are also
+    tested in each browser segment; without them the findings are exactly those of the overall tests.
     """
     config = config or DetectorConfig()
     prepared = _prepare(sig_counts, session_counts, signatures, deploys, at, config)
+    segments = None
+    if segment_sessions is not None and segment_sig_counts is not None:
+        segments = prepare_segment_counts(segment_sessions, segment_sig_counts, signatures, prepared.at_minute, config)
     per_week = _deploys_per_week(prepared, config)
     window_start = prepared.at - pd.Timedelta(minutes=config.deploy_watch_minutes)
     active = prepared.deploys[prepared.deploys["deployed_at"] > window_start]
@@ -337,7 +351,7 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
     for deploy in active.itertuples(index=False):
         if prepared.code(str(deploy.release)) < 0:
             continue  # nothing was counted for that release yet: nothing to test
-        findings.extend(_deploy_findings(prepared, deploy, per_week, config, watched, gate_met_at))
+        findings.extend(_deploy_findings(prepared, deploy, per_week, config, watched, gate_met_at, segments))
     # A signature a watched deploy brought (new or dormant) is its deploy's to judge against the floor
     # for the whole watch: below it, an hour later the spike CUSUM (whose baseline then holds the
     # signature's first hour) would report it as a spike with no deploy to blame.
@@ -349,7 +363,8 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
 
 
 def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, config: DetectorConfig,
-                     watched: set[tuple[int, str]], gate_met_at: GateLookup | None = None) -> list[Finding]:
+                     watched: set[tuple[int, str]], gate_met_at: GateLookup | None = None,
+                     segments: SegmentCounts | None = None) -> list[Finding]:
     """The deploy's findings; adds to ``watched`` the (signature, environment) pairs it tests against the
     new-signature floor.
 
@@ -420,9 +435,31 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, confi
     if base_exposure >= config.baseline_min_sessions:
         findings += _regression_findings(context, new_stream, _stream(prepared, post & ~in_lineage),
                                          base_sessions, base_exposure, set(pre_sessions) - candidates_new)
+    if segments is not None:
+        findings = with_segment_findings(findings, segments, _segment_deploy(context, candidates_new, dormant,
+                                                                             set(pre_sessions) - candidates_new),
+                                         config)
     findings = _attributed(context, findings)
     findings += _release_error_rate_findings(context, s_base)
     return findings
+
+
+def _segment_deploy(context: _DeployContext, new: set[int], dormant: frozenset[int],
+                    known: set[int]) -> SegmentDeploy:
+    """The deploy as the segment tests see it (the same candidates as the overall tests)."""
+    prepared = context.prepared
+    deploys = prepared.deploys
+    earlier = deploys[(deploys["environment"] == context.environment) & (deploys["minute"] < context.origin)
+                      & (deploys["release"].astype(str) != context.release)]
+    return SegmentDeploy(
+        environment=context.environment, release=context.release, deploy_id=context.deploy_id,
+        origin=context.origin, at=prepared.at, at_minute=prepared.at_minute, lookback=context.lookback,
+        per_week=context.per_week, new_ids=frozenset(new | dormant), dormant_ids=frozenset(dormant),
+        known_ids=frozenset(known),
+        previous_release=str(earlier["release"].iloc[-1]) if len(earlier) else None,
+        release_sessions=float(context.cum_new[-1]) if len(context.cum_new) else 0.0,
+        titles=prepared.titles, first_seen=prepared.first_seen,
+    )
 
 
 def _lineage_codes(prepared: _Prepared, environment: str, origin: int, release: str) -> np.ndarray:

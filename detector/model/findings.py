@@ -40,5 +40,6 @@ class Finding:
     """Largest statistic / threshold; >= 1 for every finding, higher is more anomalous."""
     key: str
     details: dict[str, Any] = field(default_factory=dict, compare=True)
-    """Kind-specific state stored with the anomaly (a spike's excursion: ``details["spike"]``; a rise's
-    onset when no deploy is to blame: ``details["onset"]``)."""
+    """Kind-specific facts stored with the anomaly: a spike's excursion (``details["spike"]``), a rise's
+    onset when no deploy is to blame (``onset``), the segment a segment test found it in (``segment``,
+    ``segment_rate``: ``"Safari 14"``, 0.04)."""

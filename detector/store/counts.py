@@ -39,6 +39,7 @@ from detector.store.models import (
     Event,
     SessionAggregate,
     SessionMinute,
+    SessionSegmentMinute,
     SessionState,
     Signature,
     SignatureEnvironment,
@@ -794,6 +795,8 @@ def upsert_session_states(session: Session, project_id: int, rows: Sequence[dict
             state.errors = max(state.errors, row["errors"])
             state.errored = state.errored or row["errored"]
             state.crashed = state.crashed or row["crashed"]
+            if state.segment is None and row.get("segment"):
+                state.segment = row["segment"]
             if row["started"] < state.started:
                 state.started, state.started_minute = row["started"], row["started_minute"]
         touched.append((state.release, state.environment, state.started_minute))
@@ -818,16 +821,19 @@ def add_session_aggregates(session: Session, project_id: int, rows: Sequence[dic
 
 
 def recompute_session_minutes(session: Session, project_id: int, keys: Iterable[SessionMinuteKey]) -> None:
-    """Set started/errored/crashed of each (release, environment, minute) from session rows and aggregates."""
+    """Set started/errored/crashed of each (release, environment, minute) from session rows and aggregates,
+    and its per-segment sessions (`SessionSegmentMinute`) from the session rows that have a segment."""
     key_list = sorted(set(keys))
     for start in range(0, len(key_list), 200):
         chunk = key_list[start : start + 200]
         totals: dict[SessionMinuteKey, list[int]] = {key: [0, 0, 0] for key in chunk}
+        by_segment: dict[tuple[str, str, datetime, str], list[int]] = {}
         states = session.execute(
             select(
                 SessionState.release,
                 SessionState.environment,
                 SessionState.started_minute,
+                SessionState.segment,
                 func.count(),
                 func.sum(case((SessionState.errored, 1), else_=0)),
                 func.sum(case((SessionState.crashed, 1), else_=0)),
@@ -836,7 +842,9 @@ def recompute_session_minutes(session: Session, project_id: int, keys: Iterable[
                 SessionState.project_id == project_id,
                 tuple_(SessionState.release, SessionState.environment, SessionState.started_minute).in_(chunk),
             )
-            .group_by(SessionState.release, SessionState.environment, SessionState.started_minute)
+            .group_by(
+                SessionState.release, SessionState.environment, SessionState.started_minute, SessionState.segment
+            )
         ).all()
         aggregates = session.execute(
             select(
@@ -851,7 +859,14 @@ def recompute_session_minutes(session: Session, project_id: int, keys: Iterable[
                 tuple_(SessionAggregate.release, SessionAggregate.environment, SessionAggregate.minute).in_(chunk),
             )
         ).all()
-        for rel, env, minute, started, errored, crashed in [*states, *aggregates]:
+        for rel, env, minute, segment, started, errored, crashed in states:
+            if segment is not None:
+                by_segment[(rel, env, minute, segment)] = [int(started or 0), int(errored or 0)]
+            total = totals[(rel, env, minute)]
+            total[0] += int(started or 0)
+            total[1] += int(errored or 0)
+            total[2] += int(crashed or 0)
+        for rel, env, minute, started, errored, crashed in aggregates:
             total = totals[(rel, env, minute)]
             total[0] += int(started or 0)
             total[1] += int(errored or 0)
@@ -878,6 +893,54 @@ def recompute_session_minutes(session: Session, project_id: int, keys: Iterable[
             },
         )
         session.execute(stmt, values)
+        _replace_segment_minutes(session, project_id, chunk, by_segment)
+
+
+def _replace_segment_minutes(
+    session: Session,
+    project_id: int,
+    keys: Sequence[SessionMinuteKey],
+    by_segment: dict[tuple[str, str, datetime, str], list[int]],
+) -> None:
+    """The segment rows of `keys` become exactly `by_segment`: a session whose start moved to an earlier
+    minute leaves its old minute's segment, so rows are replaced rather than upserted."""
+    table = SessionSegmentMinute.__table__
+    existing = session.execute(
+        select(table.c.release, table.c.environment, table.c.minute, table.c.segment).where(
+            table.c.project_id == project_id,
+            tuple_(table.c.release, table.c.environment, table.c.minute).in_(keys),
+        )
+    ).all()
+    gone = [tuple(row) for row in existing if tuple(row) not in by_segment]
+    if gone:
+        session.execute(
+            delete(table).where(
+                table.c.project_id == project_id,
+                tuple_(table.c.release, table.c.environment, table.c.minute, table.c.segment).in_(gone),
+            )
+        )
+    if not by_segment:
+        return
+    stmt = upsert_insert(session, SessionSegmentMinute)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["project_id", "release", "environment", "minute", "segment"],
+        set_={"started": stmt.excluded.started, "errored": stmt.excluded.errored},
+    )
+    session.execute(
+        stmt,
+        [
+            {
+                "project_id": project_id,
+                "release": rel,
+                "environment": env,
+                "minute": minute,
+                "segment": segment,
+                "started": counts[0],
+                "errored": counts[1],
+            }
+            for (rel, env, minute, segment), counts in by_segment.items()
+        ],
+    )
 
 
 def delete_events_before(session: Session, cutoff: datetime) -> int:

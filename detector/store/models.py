@@ -275,6 +275,8 @@ class SessionState(Base):
     errors: Mapped[int] = mapped_column(Integer, default=0)
     errored: Mapped[bool] = mapped_column(Boolean, default=False)
     crashed: Mapped[bool] = mapped_column(Boolean, default=False)
+    segment: Mapped[str | None] = mapped_column(String(64))
+    """Browser family and major version from `attrs.user_agent` (None without a user agent)."""
 
 
 class SessionAggregate(Base):
@@ -303,6 +305,21 @@ class SessionMinute(Base):
     started: Mapped[int] = mapped_column(Integer, default=0)
     errored: Mapped[int] = mapped_column(Integer, default=0)
     crashed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SessionSegmentMinute(Base):
+    """Per-minute sessions per (release, environment, browser segment), from the session states that have
+    a user agent (aggregates carry none): the denominator of the segment tests."""
+
+    __tablename__ = "session_segment_minutes"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    release: Mapped[str] = mapped_column(String(250), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    segment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started: Mapped[int] = mapped_column(Integer, default=0)
+    errored: Mapped[int] = mapped_column(Integer, default=0)
 
 
 # --- releases, deploys, commits, source maps ----------------------------------------------------

@@ -230,3 +230,20 @@ def test_tiny_rates_and_long_delays_read_naturally() -> None:
     assert "<0.1% of sessions ·" in text
     assert "1 user affected" in text
     assert "caught 3.1 h after the deploy" in text
+
+
+def test_a_segment_finding_says_its_browser_and_its_share_of_that_browsers_sessions() -> None:
+    from dataclasses import replace
+
+    content = replace(
+        seed_incident_content(),
+        tested_segment={"segment": "Safari 14", "rate": 0.04, "sessions": 1142, "sessions_affected": 46},
+    )
+    message = alert_blocks(content)
+    assert_valid(message)
+    assert "Safari 14 only: 4.0% of its sessions (46 of 1,142)" in all_text(message)
+    assert "Safari 14 only: 4.0% of its sessions" in message["text"]
+    assert "Safari 14 only" not in all_text(alert_blocks(seed_incident_content()))
+    update = update_blocks(content)
+    assert validate_message(update) is None
+    assert "Safari 14 only: 4.0% of its sessions" in update["text"]
