@@ -646,10 +646,11 @@ class Verdict:
 
 
 def _outage_overlaps(scenario: Scenario, start: int, end: int) -> Incident | None:
+    """An outage active at some minute of ``[start, end]`` (sessions started after it saw none of it)."""
     for incident in scenario.incidents:
         if incident.is_outage:
             assert incident.start_minute is not None and incident.end_minute is not None
-            if incident.start_minute <= end and start < incident.end_minute + 60:
+            if incident.start_minute <= end and start < incident.end_minute:
                 return incident
     return None
 
