@@ -398,6 +398,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for v in r.verdicts
             if v.verdict != "true"
         ],
+        "incident_rows": [
+            {
+                "scenario": r.scenario.name,
+                "incident": i.incident.id,
+                "kind": i.incident.kind,
+                "sessions_per_minute": round(i.level, 1),
+                "oracle": i.oracle_delay,
+                "ours": i.detected_after,
+                "found_as": i.kind_found,
+            }
+            for r in results
+            for i in r.incidents
+        ],
+        # every alert as read from the API, so a changed scoring rule can be re-applied without a re-run
+        "alerts": [
+            {"scenario": f"{r.scenario.name}:{r.scenario.seed}", **vars(v.alert), "class": v.verdict}
+            for r in results
+            for v in r.verdicts
+        ],
     }
     print(json.dumps(summary, default=str))
     return summary
