@@ -171,8 +171,9 @@ class Scenario:
         return float(self.low + (self.high - self.low) * wave)
 
     def clock(self, minute: int) -> str:
+        """Clock time of ``minute``, with the day of the timeline (day 1 is the day it starts)."""
         total = int(self.start_hour * 60 + minute)
-        return f"{(total // 60) % 24:02d}:{total % 60:02d}"
+        return f"d{total // 1440 + 1} {(total // 60) % 24:02d}:{total % 60:02d}"
 
     @property
     def deployed(self) -> list[Release]:
