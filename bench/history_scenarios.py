@@ -150,6 +150,13 @@ class Incident:
         return self.start_minute <= minute < self.end_minute
 
 
+def _diurnal(preset: dict[str, Any], minute: int) -> float:
+    """Expected sessions started in ``minute``: ``low`` at 04:00, ``high`` at 16:00 (a cosine between)."""
+    hour = (float(preset["start_hour"]) + minute / 60.0) % 24.0
+    wave = (1.0 + np.cos(2 * np.pi * (hour - 16.0) / 24.0)) / 2.0
+    return float(preset["low"] + (float(preset["high"]) - float(preset["low"])) * wave)
+
+
 @dataclass
 class Scenario:
     name: str
@@ -166,9 +173,7 @@ class Scenario:
     cadence_minutes: float = 144.0  # mean minutes between deploys (the earlier history's cadence)
 
     def sessions_per_minute(self, minute: int) -> float:
-        hour = (self.start_hour + minute / 60.0) % 24.0
-        wave = (1.0 + np.cos(2 * np.pi * (hour - 16.0) / 24.0)) / 2.0
-        return float(self.low + (self.high - self.low) * wave)
+        return _diurnal({"low": self.low, "high": self.high, "start_hour": self.start_hour}, minute)
 
     def clock(self, minute: int) -> str:
         """Clock time of ``minute``, with the day of the timeline (day 1 is the day it starts)."""
@@ -287,6 +292,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "browser_bugs": 1,
         "outages": 1,
         "tail": 120,
+        "night_bug": True,
     },
     # Hourly day-time deploys as canaries 5 % -> 25 % -> 100 %, up to 250 sessions/min, ~19 releases in 44 h.
     "busy": {
@@ -398,6 +404,25 @@ def build_scenario(name: str, seed: int) -> Scenario:
             segment = str(rng.choice(SMALL_SEGMENTS))
             incidents.append(
                 Incident(f"browser{k}", kind, (_crash_sig(k, 0.0),), (0.04,), (0.0,), release, fixed, segment=segment)
+            )
+    if preset.get("night_bug"):
+        # Issue 14's case 3: a 1 % bug deployed when traffic is lowest (about 10 sessions/min at night),
+        # fixed by the next release.
+        taken = {i.release_from for i in incidents}
+        free = [r for r in range(1, n + 1) if r not in taken]
+        if free:
+            release = min(free, key=lambda r: _diurnal(preset, releases[r].deploy_minute))
+            k = len(incidents)
+            incidents.append(
+                Incident(
+                    f"bug{k}",
+                    "new_bug",
+                    (_bug_sig(k, 0.0),),
+                    (0.01,),
+                    (0.0,),
+                    release,
+                    release + 1 if release < n else None,
+                )
             )
     for k in range(int(preset["outages"])):
         api, network = _outage_sigs(k)
