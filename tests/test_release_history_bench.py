@@ -154,6 +154,14 @@ def test_scenarios_are_reproducible_from_their_seed() -> None:
     shop = build_scenario("shop-day", 1)
     assert len(shop.deployed) == 10 and sum(i.is_outage for i in shop.incidents) == 1
     assert any(shop.sessions_per_minute(r.deploy_minute) < 20 for r in shop.deployed)  # a night-time deploy
+    night = [
+        i
+        for i in shop.incidents
+        if i.kind == "new_bug"
+        and i.release_from is not None
+        and shop.sessions_per_minute(shop.releases[i.release_from].deploy_minute) < 20
+    ]
+    assert [i.extra_rates for i in night] == [(0.01,)]  # ... bringing issue 14's 1 % night-time bug
     outage = next(i for i in shop.incidents if i.is_outage)
     assert any(30 <= (outage.start_minute or 0) - r.deploy_minute <= 180 for r in shop.deployed)
 
