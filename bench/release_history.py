@@ -327,7 +327,9 @@ def print_scenario(result: ScenarioResult) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the short 'quick' history only (a smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="the short 'quick' history only, a pass every 5 min (a smoke run)"
+    )
     parser.add_argument("--scenarios", default="shop-day,busy", help="presets: shop-day, busy, quick, random")
     parser.add_argument("--seeds", default="1", help="comma-separated seeds, each run on every preset")
     parser.add_argument("--random", type=int, default=0, help="also this many random histories (seeds 100, 101...)")
@@ -338,7 +340,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args(argv)
     if args.quick:
-        args.scenarios, args.random, args.oracle_weeks = "quick", 0, 8
+        args.scenarios, args.random, args.oracle_weeks, args.sparse_every = "quick", 0, 8, 5
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
