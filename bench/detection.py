@@ -149,21 +149,28 @@ class App:
             project = session.get(Project, project_id)
             assert project is not None
             for release, at in deploys:
-                record_deploy(session, project=project, release=release, environment=traffic.ENVIRONMENT,
-                              date_finished=at, source="api")
+                record_deploy(
+                    session,
+                    project=project,
+                    release=release,
+                    environment=traffic.ENVIRONMENT,
+                    date_finished=at,
+                    source="api",
+                )
 
     def deploy(self, slug: str, release: str, at: datetime) -> int:
-        response = self.client.post(f"/api/v1/projects/{slug}/deploys", headers=self.auth,
-                                    json={"release": release, "environment": traffic.ENVIRONMENT,
-                                          "finished": at.isoformat()})
+        response = self.client.post(
+            f"/api/v1/projects/{slug}/deploys",
+            headers=self.auth,
+            json={"release": release, "environment": traffic.ENVIRONMENT, "finished": at.isoformat()},
+        )
         if response.status_code not in (200, 201):
             raise RuntimeError(f"deploy answered {response.status_code}: {response.text[:200]}")
         return int(response.json()["id"])
 
     def detect(self, slug: str, at: datetime) -> list[dict[str, Any]]:
         began = time.perf_counter()
-        response = self.client.post(f"/api/v1/projects/{slug}/detect", headers=self.auth,
-                                    params={"at": at.isoformat()})
+        response = self.client.post(f"/api/v1/projects/{slug}/detect", headers=self.auth, params={"at": at.isoformat()})
         self.pass_seconds.append(time.perf_counter() - began)
         if response.status_code != 200:
             raise RuntimeError(f"detect answered {response.status_code}: {response.text[:200]}")
@@ -199,8 +206,16 @@ def regressable_pool(impacts: list[float], reps: int) -> dict[float, list[Sig]]:
     return pool
 
 
-def plan_deploys(*, start: datetime, count: int, every: int, impacts: list[float], reps: int,
-                 pool: dict[float, list[Sig]], rng: np.random.Generator) -> list[DeployRecord]:
+def plan_deploys(
+    *,
+    start: datetime,
+    count: int,
+    every: int,
+    impacts: list[float],
+    reps: int,
+    pool: dict[float, list[Sig]],
+    rng: np.random.Generator,
+) -> list[DeployRecord]:
     """Benign and bad deploys alternating; bad ones cycle through (incident, impact) and ``slow``."""
     bad: list[tuple[str, float]] = []
     for rep in range(reps):
@@ -221,14 +236,15 @@ def plan_deploys(*, start: datetime, count: int, every: int, impacts: list[float
             incident = _incident(kind, impact, i, pool, used)
         record = DeployRecord(index=i, release=f"web@1.{i + 1}.0", at=at, incident=incident)
         if incident is None and rng.random() < 0.3:
-            record.harmless = [traffic.harmless_new(i * 10 + j, float(rng.uniform(0.00005, 0.0003)))
-                               for j in range(int(rng.integers(1, 3)))]
+            record.harmless = [
+                traffic.harmless_new(i * 10 + j, float(rng.uniform(0.00005, 0.0003)))
+                for j in range(int(rng.integers(1, 3)))
+            ]
         records.append(record)
     return records
 
 
-def _incident(kind: str, impact: float, index: int, pool: dict[float, list[Sig]],
-              used: dict[float, int]) -> Incident:
+def _incident(kind: str, impact: float, index: int, pool: dict[float, list[Sig]], used: dict[float, int]) -> Incident:
     if kind == "seed":
         return Incident(kind, impact, traffic.seed_incident(impact, index), NEW_SIGNATURE_FLOOR, impact)
     if kind == "browser_crash":
@@ -241,8 +257,9 @@ def _incident(kind: str, impact: float, index: int, pool: dict[float, list[Sig]]
     return Incident(kind, impact, None, 0.0, 0.0)  # slow: rates filled in from the catalogue
 
 
-def release_sigs(background: list[Sig], known: list[Sig], record: DeployRecord | None,
-                 minutes_since_deploy: int) -> list[Sig]:
+def release_sigs(
+    background: list[Sig], known: list[Sig], record: DeployRecord | None, minutes_since_deploy: int
+) -> list[Sig]:
     """The signatures (with rates) of the release running ``minutes_since_deploy`` after its deploy."""
     sigs = []
     incident = record.incident if record else None
@@ -275,17 +292,33 @@ class TimelineResult:
     events: int
 
 
-def run_timeline(app: App, *, traffic_level: float, start: datetime, warmup: int, deploys: list[DeployRecord],
-                 every: int, dense: int, sparse: int, background: list[Sig], known: list[Sig],
-                 rng: np.random.Generator, slug: str, log: Any, history_deploys: int = 0,
-                 history_every: int = 60) -> TimelineResult:
+def run_timeline(
+    app: App,
+    *,
+    traffic_level: float,
+    start: datetime,
+    warmup: int,
+    deploys: list[DeployRecord],
+    every: int,
+    dense: int,
+    sparse: int,
+    background: list[Sig],
+    known: list[Sig],
+    rng: np.random.Generator,
+    slug: str,
+    log: Any,
+    history_deploys: int = 0,
+    history_every: int = 60,
+) -> TimelineResult:
     project_id, slug, key = app.project(slug)
     initial = "web@1.0.0"  # running before the timeline, so its errors are known at the first deploy
     # Earlier deploys (no traffic is simulated for them) make the detector's deploys-per-week estimate,
     # and so its alpha-spending, that of a project with this cadence for the whole lookback.
     # They end a day before the timeline so none is still watched (deploy_watch_minutes) during it.
-    app.history_deploys(project_id, [(f"web@0.{h}.0", start - timedelta(days=1, minutes=history_every * h))
-                                     for h in range(history_deploys, 0, -1)])
+    app.history_deploys(
+        project_id,
+        [(f"web@0.{h}.0", start - timedelta(days=1, minutes=history_every * h)) for h in range(history_deploys, 0, -1)],
+    )
     end = (deploys[-1].at + timedelta(minutes=every)) if deploys else start + timedelta(minutes=warmup)
     total = int((end - start).total_seconds() // 60)
     by_minute = {int((d.at - start).total_seconds() // 60): d for d in deploys}
@@ -302,9 +335,9 @@ def run_timeline(app: App, *, traffic_level: float, start: datetime, warmup: int
             since, found = 0, False
         release = current.release if current else initial
         sigs = release_sigs(background, known, current, since)
-        minute_traffic = traffic.minute_traffic(minute=minute, release=release,
-                                                expected_sessions=traffic.diurnal(minute, traffic_level),
-                                                sigs=sigs, rng=rng)
+        minute_traffic = traffic.minute_traffic(
+            minute=minute, release=release, expected_sessions=traffic.diurnal(minute, traffic_level), sigs=sigs, rng=rng
+        )
         events += sum(minute_traffic.affected.values())
         if current is not None and current.incident is not None:
             current.truth_started.append(minute_traffic.started)
@@ -324,13 +357,22 @@ def run_timeline(app: App, *, traffic_level: float, start: datetime, warmup: int
             at = minute + timedelta(seconds=59)
             for change in app.detect(slug, at):
                 detail = app.anomaly(slug, change["anomaly_id"])
-                alert = Alert(change["anomaly_id"], detail["kind"], detail["title"], detail["deploy_id"],
-                              at, detail.get("crossed_at"), detail["culprit"])
+                alert = Alert(
+                    change["anomaly_id"],
+                    detail["kind"],
+                    detail["title"],
+                    detail["deploy_id"],
+                    at,
+                    detail.get("crossed_at"),
+                    detail["culprit"],
+                )
                 alerts.append(alert)
                 found = found or (current is not None and _names_incident(alert, current))
         since += 1
-    log(f"  traffic {traffic_level:g}/min: {total} minutes, {events} events, {len(deploys)} deploys, "
-        f"{len(alerts)} anomalies, {time.perf_counter() - began:.0f} s")
+    log(
+        f"  traffic {traffic_level:g}/min: {total} minutes, {events} events, {len(deploys)} deploys, "
+        f"{len(alerts)} anomalies, {time.perf_counter() - began:.0f} s"
+    )
     return TimelineResult(traffic_level, total, deploys, alerts, events)
 
 
@@ -372,8 +414,9 @@ def judge(result: TimelineResult) -> None:
 _ORACLES: dict[tuple[float, float, float], Any] = {}
 
 
-def oracle_delay(record: DeployRecord, traffic_level: float, background: list[Sig], weeks: int,
-                 known: list[Sig] | None = None) -> float | None:
+def oracle_delay(
+    record: DeployRecord, traffic_level: float, background: list[Sig], weeks: int, known: list[Sig] | None = None
+) -> float | None:
     from detector.model.oracle import OracleCusum
 
     incident = record.incident
@@ -392,12 +435,16 @@ def oracle_delay(record: DeployRecord, traffic_level: float, background: list[Si
         return None
     key = (before, after, traffic_level)
     if key not in _ORACLES:
-        day = [traffic.diurnal(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=m), traffic_level)
-               for m in range(24 * 60)]
-        _ORACLES[key] = OracleCusum.tuned(rate_before=before, rate_after=after,
-                                          exposure_per_minute=np.array(day), alarms_per_week=1.0, n_weeks=weeks)
-    return _ORACLES[key].detection_delay(np.array(record.truth_affected, float),
-                                         np.array(record.truth_started, float), 0)
+        day = [
+            traffic.diurnal(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=m), traffic_level)
+            for m in range(24 * 60)
+        ]
+        _ORACLES[key] = OracleCusum.tuned(
+            rate_before=before, rate_after=after, exposure_per_minute=np.array(day), alarms_per_week=1.0, n_weeks=weeks
+        )
+    return _ORACLES[key].detection_delay(
+        np.array(record.truth_affected, float), np.array(record.truth_started, float), 0
+    )
 
 
 # -- summaries ----------------------------------------------------------------------------------------
@@ -420,17 +467,22 @@ def cell_rows(results: list[TimelineResult], window: int) -> list[dict[str, Any]
     for (level, kind, impact), records in sorted(cells.items()):
         delays = [r.detected_after for r in records if r.detected_after is not None]
         oracle = [r.oracle_delay for r in records if r.oracle_delay is not None]
-        ratios = [r.detected_after / r.oracle_delay for r in records
-                  if r.detected_after is not None and r.oracle_delay]
-        rows.append({
-            "traffic": level, "incident": kind, "impact": impact, "deploys": len(records),
-            "recall": len(delays) / len(records),
-            "recall_30min": sum(d <= 30 for d in delays) / len(records),
-            "ttd_median": _quantile(delays, 0.5), "ttd_p90": _quantile(delays, 0.9),
-            "oracle_median": _quantile(oracle, 0.5),
-            "ratio_median": (statistics.median(ratios) if ratios else None),
-            "window_minutes": window,
-        })
+        ratios = [r.detected_after / r.oracle_delay for r in records if r.detected_after is not None and r.oracle_delay]
+        rows.append(
+            {
+                "traffic": level,
+                "incident": kind,
+                "impact": impact,
+                "deploys": len(records),
+                "recall": len(delays) / len(records),
+                "recall_30min": sum(d <= 30 for d in delays) / len(records),
+                "ttd_median": _quantile(delays, 0.5),
+                "ttd_p90": _quantile(delays, 0.9),
+                "oracle_median": _quantile(oracle, 0.5),
+                "ratio_median": (statistics.median(ratios) if ratios else None),
+                "window_minutes": window,
+            }
+        )
     return rows
 
 
@@ -467,10 +519,13 @@ def model_week(weeks: float, seed: int, log: Any, every: int = 20) -> dict[str, 
     length = pd.Timedelta(days=1 + 7 * weeks)
     rates = np.minimum(rng.lognormal(mean=-9.0, sigma=1.5, size=2000), 0.02)
     sigs = [SimSignature(i + 1, float(r)) for i, r in enumerate(rates)]
-    deploys = [SimDeploy(i + 1, f"web@{i + 1}", start + pd.Timedelta(hours=3 * (i + 1)), rollout_minutes=10)
-               for i in range(int(length / pd.Timedelta(hours=3)) - 1)]
-    data = simulate_project(start=start, end=start + length, sessions_per_minute=1000.0, signatures=sigs,
-                            deploys=deploys, rng=rng)
+    deploys = [
+        SimDeploy(i + 1, f"web@{i + 1}", start + pd.Timedelta(hours=3 * (i + 1)), rollout_minutes=10)
+        for i in range(int(length / pd.Timedelta(hours=3)) - 1)
+    ]
+    data = simulate_project(
+        start=start, end=start + length, sessions_per_minute=1000.0, signatures=sigs, deploys=deploys, rng=rng
+    )
     config = DetectorConfig()
     keys: dict[str, Any] = {}
     at = start + pd.Timedelta(days=1)
@@ -484,23 +539,35 @@ def model_week(weeks: float, seed: int, log: Any, every: int = 20) -> dict[str, 
         low = (at - pd.Timedelta(hours=24)).tz_convert(None).to_datetime64()
         high = at.tz_convert(None).to_datetime64()
         frames = dict(data)
-        frames["sig_counts"] = sig_counts.iloc[np.searchsorted(sig_minutes, low):
-                                               np.searchsorted(sig_minutes, high, side="right")]
-        frames["session_counts"] = session_counts.iloc[np.searchsorted(ses_minutes, low):
-                                                       np.searchsorted(ses_minutes, high, side="right")]
+        frames["sig_counts"] = sig_counts.iloc[
+            np.searchsorted(sig_minutes, low) : np.searchsorted(sig_minutes, high, side="right")
+        ]
+        frames["session_counts"] = session_counts.iloc[
+            np.searchsorted(ses_minutes, low) : np.searchsorted(ses_minutes, high, side="right")
+        ]
         for finding in detect_anomalies(**frames, at=at, config=config):
             keys.setdefault(finding.key, finding)
         passes += 1
         at += pd.Timedelta(minutes=every)
     log(f"  model-only week(s): {passes} passes in {time.perf_counter() - began:.0f} s, {len(keys)} findings")
-    return {"weeks": weeks, "deploys": len(deploys), "signatures": len(sigs), "passes": passes, "every": every,
-            "false_alerts": len(keys), "false_per_week": len(keys) / weeks,
-            "by_kind": {k: sum(f.kind == k for f in keys.values()) for k in
-                        ("new_signature", "regression", "release_error_rate", "spike")}}
+    return {
+        "weeks": weeks,
+        "deploys": len(deploys),
+        "signatures": len(sigs),
+        "passes": passes,
+        "every": every,
+        "false_alerts": len(keys),
+        "false_per_week": len(keys) / weeks,
+        "by_kind": {
+            k: sum(f.kind == k for f in keys.values())
+            for k in ("new_signature", "regression", "release_error_rate", "spike")
+        },
+    }
 
 
-def model_delays(*, levels: list[float], impacts: list[float], reps: int, oracle_weeks: int, seed: int,
-                 log: Any, watch: int = 60) -> list[dict[str, Any]]:
+def model_delays(
+    *, levels: list[float], impacts: list[float], reps: int, oracle_weeks: int, seed: int, log: Any, watch: int = 60
+) -> list[dict[str, Any]]:
     """Time to detect against the oracle's on pure-model frames (``detector.model.simulate``), many
     deploys per cell: the grid's cells have 2 deploys each, too few for a ratio of medians.
 
@@ -533,49 +600,77 @@ def model_delays(*, levels: list[float], impacts: list[float], reps: int, oracle
                 if not before < impact:
                     continue  # a new signature at the null's floor rate: nothing for the oracle to detect
                 if key not in oracles:
-                    oracles[key] = OracleCusum.tuned(rate_before=before, rate_after=impact,
-                                                     exposure_per_minute=day * level, alarms_per_week=1.0,
-                                                     n_weeks=oracle_weeks)
+                    oracles[key] = OracleCusum.tuned(
+                        rate_before=before,
+                        rate_after=impact,
+                        exposure_per_minute=day * level,
+                        alarms_per_week=1.0,
+                        n_weeks=oracle_weeks,
+                    )
                 ours, oracle = [], []
                 for rep in range(reps):
                     rng = np.random.default_rng([seed, int(level), int(impact * 1e6), rep])
                     incident = SimSignature(900, impact / 10.0 if kind == "rise10x" else 0.0, {"web@2": impact})
-                    data = simulate_project(start=deployed - pd.Timedelta(hours=26),
-                                            end=deployed + pd.Timedelta(minutes=watch), sessions_per_minute=level,
-                                            signatures=[*background, incident],
-                                            deploys=[SimDeploy(7, "web@2", deployed)], rng=rng)
+                    data = simulate_project(
+                        start=deployed - pd.Timedelta(hours=26),
+                        end=deployed + pd.Timedelta(minutes=watch),
+                        sessions_per_minute=level,
+                        signatures=[*background, incident],
+                        deploys=[SimDeploy(7, "web@2", deployed)],
+                        rng=rng,
+                    )
                     at = deployed + pd.Timedelta(minutes=watch) - pd.Timedelta(seconds=1)
-                    found = [f for f in detect_anomalies(**data, at=at, config=config)
-                             if f.signature_id == 900 and f.deploy_id == 7]
+                    found = [
+                        f
+                        for f in detect_anomalies(**data, at=at, config=config)
+                        if f.signature_id == 900 and f.deploy_id == 7
+                    ]
                     ours.append((found[0].crossed_at - deployed) / pd.Timedelta(minutes=1) + 1 if found else None)
                     sig, ses = data["sig_counts"], data["session_counts"]
-                    counts = (sig[(sig["signature_id"] == 900) & (sig["release"] == "web@2")].set_index("minute")
-                              ["sessions"].reindex(post, fill_value=0).to_numpy(float))
-                    started = (ses[ses["release"] == "web@2"].set_index("minute")["started"]
-                               .reindex(post, fill_value=0).to_numpy(float))
+                    counts = (
+                        sig[(sig["signature_id"] == 900) & (sig["release"] == "web@2")]
+                        .set_index("minute")["sessions"]
+                        .reindex(post, fill_value=0)
+                        .to_numpy(float)
+                    )
+                    started = (
+                        ses[ses["release"] == "web@2"]
+                        .set_index("minute")["started"]
+                        .reindex(post, fill_value=0)
+                        .to_numpy(float)
+                    )
                     oracle.append(oracles[key].detection_delay(counts, started, 0))
                 both = [(a, b) for a, b in zip(ours, oracle, strict=True) if a is not None and b is not None]
-                rows.append({
-                    "traffic": level, "incident": kind, "impact": impact, "deploys": reps,
-                    "recall": sum(a is not None for a in ours) / reps,
-                    "oracle_recall": sum(b is not None for b in oracle) / reps,
-                    "ttd_median": _quantile([a for a in ours if a is not None], 0.5),
-                    "oracle_median": _quantile([b for b in oracle if b is not None], 0.5),
-                    "ratio_median": statistics.median(a / b for a, b in both) if both else None,
-                    "both_detected": len(both),
-                })
+                rows.append(
+                    {
+                        "traffic": level,
+                        "incident": kind,
+                        "impact": impact,
+                        "deploys": reps,
+                        "recall": sum(a is not None for a in ours) / reps,
+                        "oracle_recall": sum(b is not None for b in oracle) / reps,
+                        "ttd_median": _quantile([a for a in ours if a is not None], 0.5),
+                        "oracle_median": _quantile([b for b in oracle if b is not None], 0.5),
+                        "ratio_median": statistics.median(a / b for a, b in both) if both else None,
+                        "both_detected": len(both),
+                    }
+                )
     log(f"  model-only delays: {len(rows)} cells x {reps} deploys in {time.perf_counter() - began:.0f} s")
     return rows
 
 
 def print_delays(rows: list[dict[str, Any]]) -> None:
     print("model only, time to detect vs oracle (deploys where both detected within the hour):")
-    print(f"{'traffic':>8} {'incident':>9} {'impact':>7} {'n':>3} {'recall':>6} {'oracle':>6} "
-          f"{'ttd50':>6} {'oracle50':>8} {'ratio50':>7}")
+    print(
+        f"{'traffic':>8} {'incident':>9} {'impact':>7} {'n':>3} {'recall':>6} {'oracle':>6} "
+        f"{'ttd50':>6} {'oracle50':>8} {'ratio50':>7}"
+    )
     for row in rows:
-        print(f"{row['traffic']:>8g} {row['incident']:>9} {row['impact']:>7.2%} {row['deploys']:>3} "
-              f"{row['recall']:>6.0%} {row['oracle_recall']:>6.0%} {_fmt(row['ttd_median'], 0):>6} "
-              f"{_fmt(row['oracle_median'], 0):>8} {_fmt(row['ratio_median'], 2):>7}")
+        print(
+            f"{row['traffic']:>8g} {row['incident']:>9} {row['impact']:>7.2%} {row['deploys']:>3} "
+            f"{row['recall']:>6.0%} {row['oracle_recall']:>6.0%} {_fmt(row['ttd_median'], 0):>6} "
+            f"{_fmt(row['oracle_median'], 0):>8} {_fmt(row['ratio_median'], 2):>7}"
+        )
     sys.stdout.flush()
 
 
@@ -591,15 +686,21 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 
 def print_grid(rows: list[dict[str, Any]], false: dict[str, Any]) -> None:
-    print(f"{'traffic':>8} {'incident':>14} {'impact':>7} {'n':>3} {'recall':>6} {'<=30m':>6} "
-          f"{'ttd50':>6} {'ttd90':>6} {'oracle50':>8} {'ratio50':>7}")
+    print(
+        f"{'traffic':>8} {'incident':>14} {'impact':>7} {'n':>3} {'recall':>6} {'<=30m':>6} "
+        f"{'ttd50':>6} {'ttd90':>6} {'oracle50':>8} {'ratio50':>7}"
+    )
     for row in rows:
-        print(f"{row['traffic']:>8g} {row['incident']:>14} {row['impact']:>7.2%} {row['deploys']:>3} "
-              f"{row['recall']:>6.0%} {row['recall_30min']:>6.0%} {_fmt(row['ttd_median'], 0):>6} "
-              f"{_fmt(row['ttd_p90'], 0):>6} {_fmt(row['oracle_median'], 0):>8} {_fmt(row['ratio_median'], 2):>7}")
-    print(f"false alerts: {false['false_on_benign']} on {false['benign_deploys']} benign deploys "
-          f"({_fmt(false['false_per_100_benign'])} per 100), {false['false_total']} in all over "
-          f"{false['project_weeks']:.2f} project-weeks ({_fmt(false['false_per_project_week'], 2)} per week)")
+        print(
+            f"{row['traffic']:>8g} {row['incident']:>14} {row['impact']:>7.2%} {row['deploys']:>3} "
+            f"{row['recall']:>6.0%} {row['recall_30min']:>6.0%} {_fmt(row['ttd_median'], 0):>6} "
+            f"{_fmt(row['ttd_p90'], 0):>6} {_fmt(row['oracle_median'], 0):>8} {_fmt(row['ratio_median'], 2):>7}"
+        )
+    print(
+        f"false alerts: {false['false_on_benign']} on {false['benign_deploys']} benign deploys "
+        f"({_fmt(false['false_per_100_benign'])} per 100), {false['false_total']} in all over "
+        f"{false['project_weeks']:.2f} project-weeks ({_fmt(false['false_per_project_week'], 2)} per week)"
+    )
     for line in false["false_alerts"]:
         print(f"  false: {line}")
     sys.stdout.flush()
@@ -621,8 +722,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steady-traffic", default="10,100")
     parser.add_argument("--model-weeks", type=float, default=1.0)
     parser.add_argument("--oracle-weeks", type=int, default=20)
-    parser.add_argument("--history-days", type=float, default=14.0,
-                        help="days of earlier deploys (without traffic) before each timeline")
+    parser.add_argument(
+        "--history-days",
+        type=float,
+        default=14.0,
+        help="days of earlier deploys (without traffic) before each timeline",
+    )
     parser.add_argument("--history-every", type=int, default=60, help="minutes between those deploys")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--seed", type=int, default=1)
@@ -658,13 +763,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for i, level in enumerate(levels if "grid" in parts else []):
                 total = args.warmup + 2 * n_bad * args.deploy_every + args.deploy_every
                 start = _aligned_start(total)
-                deploys = plan_deploys(start=start + timedelta(minutes=args.warmup - args.deploy_every),
-                                       count=2 * n_bad, every=args.deploy_every, impacts=impacts,
-                                       reps=args.reps, pool=pool, rng=rng)
-                result = run_timeline(app, traffic_level=level, start=start, warmup=args.warmup, deploys=deploys,
-                                      every=args.deploy_every, dense=args.dense_minutes, sparse=args.sparse_every,
-                                      background=background, known=known, rng=rng, slug=f"t{i}", log=log,
-                                      history_deploys=history, history_every=args.history_every)
+                deploys = plan_deploys(
+                    start=start + timedelta(minutes=args.warmup - args.deploy_every),
+                    count=2 * n_bad,
+                    every=args.deploy_every,
+                    impacts=impacts,
+                    reps=args.reps,
+                    pool=pool,
+                    rng=rng,
+                )
+                result = run_timeline(
+                    app,
+                    traffic_level=level,
+                    start=start,
+                    warmup=args.warmup,
+                    deploys=deploys,
+                    every=args.deploy_every,
+                    dense=args.dense_minutes,
+                    sparse=args.sparse_every,
+                    background=background,
+                    known=known,
+                    rng=rng,
+                    slug=f"t{i}",
+                    log=log,
+                    history_deploys=history,
+                    history_every=args.history_every,
+                )
                 judge(result)
                 for record in result.deploys:
                     if record.incident is not None:
@@ -676,32 +800,63 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print_grid(rows, false)
             for i, level in enumerate(args.steady_traffic.split(",") if "steady" in parts else []):
                 minutes = int(args.steady_days * 24 * 60)
-                steady.append(run_timeline(app, traffic_level=float(level), start=_aligned_start(minutes),
-                                           warmup=minutes, deploys=[], every=args.deploy_every,
-                                           dense=0, sparse=args.sparse_every, background=background,
-                                           known=known, rng=rng, slug=f"steady{i}", log=log,
-                                           history_deploys=history, history_every=args.history_every))
+                steady.append(
+                    run_timeline(
+                        app,
+                        traffic_level=float(level),
+                        start=_aligned_start(minutes),
+                        warmup=minutes,
+                        deploys=[],
+                        every=args.deploy_every,
+                        dense=0,
+                        sparse=args.sparse_every,
+                        background=background,
+                        known=known,
+                        rng=rng,
+                        slug=f"steady{i}",
+                        log=log,
+                        history_deploys=history,
+                        history_every=args.history_every,
+                    )
+                )
             if steady:
                 steady_false = false_alert_figures(steady)
-                print(f"steady traffic ({args.steady_traffic} sessions/min, no deploy, real path, a pass every "
-                      f"{args.sparse_every} min): {steady_false['false_total']} false alerts over "
-                      f"{steady_false['project_weeks']:.2f} project-weeks")
+                print(
+                    f"steady traffic ({args.steady_traffic} sessions/min, no deploy, real path, a pass every "
+                    f"{args.sparse_every} min): {steady_false['false_total']} false alerts over "
+                    f"{steady_false['project_weeks']:.2f} project-weeks"
+                )
                 for line in steady_false["false_alerts"]:
                     print(f"  false: {line}")
             pass_seconds = sorted(app.pass_seconds)
-            print(f"passes: {len(pass_seconds)}, median {_fmt(_quantile(pass_seconds, 0.5), 3)} s, "
-                  f"p90 {_fmt(_quantile(pass_seconds, 0.9), 3)} s; digest {app.digest_seconds:.0f} s", flush=True)
+            print(
+                f"passes: {len(pass_seconds)}, median {_fmt(_quantile(pass_seconds, 0.5), 3)} s, "
+                f"p90 {_fmt(_quantile(pass_seconds, 0.9), 3)} s; digest {app.digest_seconds:.0f} s",
+                flush=True,
+            )
         finally:
             app.close()
-    delays = (model_delays(levels=levels, impacts=impacts, reps=args.delay_reps, oracle_weeks=args.oracle_weeks,
-                           seed=args.seed, log=log) if "delays" in parts else [])
+    delays = (
+        model_delays(
+            levels=levels,
+            impacts=impacts,
+            reps=args.delay_reps,
+            oracle_weeks=args.oracle_weeks,
+            seed=args.seed,
+            log=log,
+        )
+        if "delays" in parts
+        else []
+    )
     if delays:
         print_delays(delays)
     model = model_week(args.model_weeks, args.seed, log) if "model" in parts and args.model_weeks > 0 else None
     if model:
-        print(f"model only (no intake), 1,000 sessions/min, 2,000 signatures, deploy every 3 h, a pass every "
-              f"{model['every']} min: {model['false_alerts']} false alerts in {model['weeks']:g} week(s) "
-              f"{model['by_kind']}")
+        print(
+            f"model only (no intake), 1,000 sessions/min, 2,000 signatures, deploy every 3 h, a pass every "
+            f"{model['every']} min: {model['false_alerts']} false alerts in {model['weeks']:g} week(s) "
+            f"{model['by_kind']}"
+        )
 
     seed_cells = [r for r in rows if r["incident"] == "seed" and r["traffic"] == 100.0]
     recall_cells = [r for r in rows if r["impact"] >= 0.01 and r["traffic"] >= 100 and r["incident"] in INCIDENTS]
@@ -709,7 +864,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     recall_total = sum(r["deploys"] for r in recall_cells)
     ratios = [r["ratio_median"] for r in rows if r["ratio_median"] is not None]
     summary = {
-        "bench": "detection", "quick": args.quick, "database": args.database, "parts": sorted(parts),
+        "bench": "detection",
+        "quick": args.quick,
+        "database": args.database,
+        "parts": sorted(parts),
         "seconds": round(time.perf_counter() - began, 1),
         "seed_100_ttd_p90_max": max((r["ttd_p90"] or math.inf for r in seed_cells), default=None),
         "recall_ge1pct_ge100": recall_hits / recall_total if recall_total else None,
@@ -719,8 +877,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model_false_per_week": model["false_per_week"] if model else None,
         "ratio_median": statistics.median(ratios) if ratios else None,
         "pass_seconds_median": _quantile(pass_seconds, 0.5),
-        "model_delay_ratio_median": (statistics.median(r["ratio_median"] for r in delays if r["ratio_median"])
-                                     if any(r["ratio_median"] for r in delays) else None),
+        "model_delay_ratio_median": (
+            statistics.median(r["ratio_median"] for r in delays if r["ratio_median"])
+            if any(r["ratio_median"] for r in delays)
+            else None
+        ),
         "cells": rows,
         "model_delay_cells": delays,
     }

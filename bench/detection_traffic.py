@@ -18,10 +18,18 @@ import numpy as np
 ENVIRONMENT = "production"
 PAGE = "https://shop.example"
 BROWSERS = (  # (name, share of sessions, User-Agent)
-    ("Chrome", 0.65, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                     "Chrome/131.0.0.0 Safari/537.36"),
-    ("Safari", 0.20, "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-                     "Version/18.1 Safari/605.1.15"),
+    (
+        "Chrome",
+        0.65,
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36",
+    ),
+    (
+        "Safari",
+        0.20,
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/18.1 Safari/605.1.15",
+    ),
     ("Firefox", 0.15, "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0"),
 )
 BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
@@ -79,25 +87,63 @@ def background_catalogue(*, app_signatures: int = 40, app_share: float = 0.01, z
     sigs = []
     for i, rate in enumerate(rates):
         kind, template = _APP_ERRORS[i % len(_APP_ERRORS)]
-        sigs.append(Sig(f"app{i}", kind, template.format(i=i), _app_frames(i), float(rate),
-                        route=ROUTES[i % len(ROUTES)]))
+        sigs.append(
+            Sig(f"app{i}", kind, template.format(i=i), _app_frames(i), float(rate), route=ROUTES[i % len(ROUTES)])
+        )
     sigs += [
-        Sig("resize_observer", "Error", "ResizeObserver loop completed with undelivered notifications.", (),
-            0.004, expected_noise="resize_observer", message_only=True),
-        Sig("script_error", "Error", "Script error.", (), 0.003, expected_noise="script_error",
-            message_only=True),
-        Sig("network", "TypeError", "Failed to fetch", (("src/api/client.js", "request", 40),), 0.003,
-            expected_noise="network"),
-        Sig("chunk_load", "ChunkLoadError", "Loading chunk 734 failed.", (("src/router.js", "lazyRoute", 12),),
-            0.0002, expected_noise="chunk_load"),
-        Sig("bot", "ReferenceError", "IntersectionObserver is not defined",
-            (("src/lazy/images.js", "observe", 3),), 0.001, expected_noise="bot", bot=True),
-        Sig("extension", "TypeError", "Cannot read properties of null (reading 'shadowRoot')",
-            (("chrome-extension://abcdefghijklmnop/content.js", "inject", 88),), 0.001,
-            expected_noise="extension", in_app=False),
-        Sig("third_party", "TypeError", "Cannot read properties of undefined (reading 'push')",
-            (("https://widget.chatvendor.io/embed.js", "boot", 1),), 0.002, expected_noise="third_party",
-            in_app=False),
+        Sig(
+            "resize_observer",
+            "Error",
+            "ResizeObserver loop completed with undelivered notifications.",
+            (),
+            0.004,
+            expected_noise="resize_observer",
+            message_only=True,
+        ),
+        Sig("script_error", "Error", "Script error.", (), 0.003, expected_noise="script_error", message_only=True),
+        Sig(
+            "network",
+            "TypeError",
+            "Failed to fetch",
+            (("src/api/client.js", "request", 40),),
+            0.003,
+            expected_noise="network",
+        ),
+        Sig(
+            "chunk_load",
+            "ChunkLoadError",
+            "Loading chunk 734 failed.",
+            (("src/router.js", "lazyRoute", 12),),
+            0.0002,
+            expected_noise="chunk_load",
+        ),
+        Sig(
+            "bot",
+            "ReferenceError",
+            "IntersectionObserver is not defined",
+            (("src/lazy/images.js", "observe", 3),),
+            0.001,
+            expected_noise="bot",
+            bot=True,
+        ),
+        Sig(
+            "extension",
+            "TypeError",
+            "Cannot read properties of null (reading 'shadowRoot')",
+            (("chrome-extension://abcdefghijklmnop/content.js", "inject", 88),),
+            0.001,
+            expected_noise="extension",
+            in_app=False,
+        ),
+        Sig(
+            "third_party",
+            "TypeError",
+            "Cannot read properties of undefined (reading 'push')",
+            (("https://widget.chatvendor.io/embed.js", "boot", 1),),
+            0.002,
+            expected_noise="third_party",
+            in_app=False,
+        ),
     ]
     return sigs
 
@@ -111,30 +157,50 @@ def chunk_load_after_deploy(minutes_since_deploy: int) -> float:
 
 def existing_signature(name: str, rate: float, index: int) -> Sig:
     """A known app error that a bad deploy may make 10x more frequent."""
-    return Sig(name, "TypeError", f"Cannot read properties of null (reading 'price{index}')",
-               (("src/main.js", "run", 9), ("src/cart/CartTotals.js", f"renderTotals{index}", 30 + index)),
-               rate, route="/cart")
+    return Sig(
+        name,
+        "TypeError",
+        f"Cannot read properties of null (reading 'price{index}')",
+        (("src/main.js", "run", 9), ("src/cart/CartTotals.js", f"renderTotals{index}", 30 + index)),
+        rate,
+        route="/cart",
+    )
 
 
 def seed_incident(rate: float, index: int) -> Sig:
     """The seed incident: a new TypeError on /billing (``index`` keeps each bad deploy's one distinct)."""
-    return Sig(f"seed{index}", "TypeError", f"entitlements{index}.map is not a function",
-               (("src/main.js", "run", 9), ("src/features/PaidFeatures.js", f"renderPaidFeatures{index}", 4)),
-               rate, route="/billing")
+    return Sig(
+        f"seed{index}",
+        "TypeError",
+        f"entitlements{index}.map is not a function",
+        (("src/main.js", "run", 9), ("src/features/PaidFeatures.js", f"renderPaidFeatures{index}", 4)),
+        rate,
+        route="/billing",
+    )
 
 
 def browser_crash(rate_of_all_sessions: float, index: int, browser: str = "Safari") -> Sig:
     """A crash on one browser only; ``rate_of_all_sessions`` is its share of all sessions."""
     share = next(s for name, s, _ in BROWSERS if name == browser)
-    return Sig(f"crash{index}", "TypeError", f"undefined is not an object (evaluating 'layout{index}.width')",
-               (("src/main.js", "run", 9), ("src/ui/Grid.js", f"measure{index}", 77)),
-               min(rate_of_all_sessions / share, 1.0), browser=browser)
+    return Sig(
+        f"crash{index}",
+        "TypeError",
+        f"undefined is not an object (evaluating 'layout{index}.width')",
+        (("src/main.js", "run", 9), ("src/ui/Grid.js", f"measure{index}", 77)),
+        min(rate_of_all_sessions / share, 1.0),
+        browser=browser,
+    )
 
 
 def harmless_new(index: int, rate: float) -> Sig:
     """A new but harmless error a benign deploy brings (rare, below the floor rate)."""
-    return Sig(f"harmless{index}", "Error", f"Optional widget {index} failed to render",
-               (("src/main.js", "run", 9), (f"src/widgets/Widget{index}.js", "render", 5)), rate)
+    return Sig(
+        f"harmless{index}",
+        "Error",
+        f"Optional widget {index} failed to render",
+        (("src/main.js", "run", 9), (f"src/widgets/Widget{index}.js", "render", 5)),
+        rate,
+    )
 
 
 @dataclass
@@ -169,13 +235,13 @@ def _event(sig: Sig, *, release: str, ts: float, browser_ua: str, rng: np.random
             frames = [{"filename": f, "function": fn, "lineno": ln, "in_app": True} for f, fn, ln in sig.frames]
         else:  # another site's or an extension's script: URL frames only
             frames = [{"abs_path": f, "filename": f, "function": fn, "lineno": ln} for f, fn, ln in sig.frames]
-        event["exception"] = {"values": [{"type": sig.type, "value": sig.value,
-                                          "stacktrace": {"frames": frames}}]}
+        event["exception"] = {"values": [{"type": sig.type, "value": sig.value, "stacktrace": {"frames": frames}}]}
     return b'{"type":"event"}\n' + json.dumps(event).encode()
 
 
-def minute_traffic(*, minute: datetime, release: str, expected_sessions: float, sigs: list[Sig],
-                   rng: np.random.Generator) -> MinuteTraffic:
+def minute_traffic(
+    *, minute: datetime, release: str, expected_sessions: float, sigs: list[Sig], rng: np.random.Generator
+) -> MinuteTraffic:
     """One minute of one release: Poisson sessions split by browser, each signature Binomial per browser."""
     started_by_browser = [int(rng.poisson(expected_sessions * share)) for _, share, _ in BROWSERS]
     started = sum(started_by_browser)
@@ -190,8 +256,7 @@ def minute_traffic(*, minute: datetime, release: str, expected_sessions: float, 
                 continue
             k = int(rng.binomial(n, min(sig.rate, 1.0)))
             for _ in range(k):
-                items.append(_event(sig, release=release, ts=base + float(rng.uniform(0, 59)), browser_ua=ua,
-                                    rng=rng))
+                items.append(_event(sig, release=release, ts=base + float(rng.uniform(0, 59)), browser_ua=ua, rng=rng))
             total += k
         if total:
             affected[sig.name] = total

@@ -140,26 +140,51 @@ def _frames(series: Series, lo: int, hi: int) -> dict[str, pd.DataFrame]:
     minutes = series.minutes[lo:hi]
     crashes = series.crashes[lo:hi]
     has = crashes > 0
-    sig_counts = pd.DataFrame({
-        "signature_id": 1, "release": "app", "environment": ENVIRONMENT, "minute": minutes[has],
-        "events": crashes[has], "users": crashes[has], "sessions": crashes[has],
-    })
-    session_counts = pd.DataFrame({
-        "release": "app", "environment": ENVIRONMENT, "minute": minutes, "started": series.launches[lo:hi],
-        "errored": crashes, "crashed": crashes,
-    })
+    sig_counts = pd.DataFrame(
+        {
+            "signature_id": 1,
+            "release": "app",
+            "environment": ENVIRONMENT,
+            "minute": minutes[has],
+            "events": crashes[has],
+            "users": crashes[has],
+            "sessions": crashes[has],
+        }
+    )
+    session_counts = pd.DataFrame(
+        {
+            "release": "app",
+            "environment": ENVIRONMENT,
+            "minute": minutes,
+            "started": series.launches[lo:hi],
+            "errored": crashes,
+            "crashed": crashes,
+        }
+    )
     return {"sig_counts": sig_counts, "session_counts": session_counts}
 
 
-SIGNATURES = pd.DataFrame({"signature_id": [1], "title": ["crash"], "first_seen": [pd.NaT], "noise_class": [None],
-                           "in_app": [True]})
-DEPLOYS = pd.DataFrame({"deploy_id": pd.Series([], dtype=int), "release": pd.Series([], dtype=str),
-                        "environment": pd.Series([], dtype=str),
-                        "deployed_at": pd.Series([], dtype="datetime64[ns, UTC]")})
+SIGNATURES = pd.DataFrame(
+    {"signature_id": [1], "title": ["crash"], "first_seen": [pd.NaT], "noise_class": [None], "in_app": [True]}
+)
+DEPLOYS = pd.DataFrame(
+    {
+        "deploy_id": pd.Series([], dtype=int),
+        "release": pd.Series([], dtype=str),
+        "environment": pd.Series([], dtype=str),
+        "deployed_at": pd.Series([], dtype="datetime64[ns, UTC]"),
+    }
+)
 
 
-def run_detector(series: Series, config: DetectorConfig, *, carry_state: bool, first_pass: int = 1,
-                 history_hours: int = HISTORY_HOURS) -> tuple[np.ndarray, int]:
+def run_detector(
+    series: Series,
+    config: DetectorConfig,
+    *,
+    carry_state: bool,
+    first_pass: int = 1,
+    history_hours: int = HISTORY_HOURS,
+) -> tuple[np.ndarray, int]:
     """Alarm steps (a pass that created an anomaly) and the number of anomalies, one pass per step from
     step ``first_pass`` on."""
     signatures = SIGNATURES.assign(first_seen=[series.minutes[0]])
@@ -172,8 +197,9 @@ def run_detector(series: Series, config: DetectorConfig, *, carry_state: bool, f
         lo = int(np.searchsorted(series.minutes, since, side="right"))
         frames = _frames(series, lo, step + 1)
         excursions = [e for e in state.values() if e.running or e.ended_at > since] if carry_state else []
-        findings = detect_anomalies(frames["sig_counts"], frames["session_counts"], signatures, DEPLOYS, at,
-                                    config, spike_excursions=excursions)
+        findings = detect_anomalies(
+            frames["sig_counts"], frames["session_counts"], signatures, DEPLOYS, at, config, spike_excursions=excursions
+        )
         spikes = [f for f in findings if f.kind == "spike"]
         new = {f.key for f in spikes} - seen
         if new:
@@ -211,7 +237,7 @@ def nab_raw_score(alarms: np.ndarray, windows: list[tuple[int, int]], profile: d
     max_tp = _scaled_sigmoid(-1.0)
     window_of = np.full(n, -1)
     for w, (first, last) in enumerate(windows):
-        window_of[first:last + 1] = w
+        window_of[first : last + 1] = w
     scored_windows = {int(window_of[i]) for i in range(n) if i >= probation and window_of[i] >= 0}
     best = dict.fromkeys(scored_windows, -profile["fnWeight"])
     false_part = 0.0
@@ -252,8 +278,8 @@ class Tally:
     def add(self, alarms: np.ndarray, series: Series, anomalies: int) -> None:
         inside = np.zeros(len(alarms), dtype=bool)
         for first, last in series.windows:
-            inside[first:last + 1] = True
-            hits = np.flatnonzero(alarms[first:last + 1])
+            inside[first : last + 1] = True
+            hits = np.flatnonzero(alarms[first : last + 1])
             self.windows += 1
             if len(hits):
                 self.detected += 1
@@ -276,19 +302,28 @@ class Tally:
             "delay_median_h": float(np.median(self.delays)) if self.delays else None,
             "false_onsets_per_1000": round(1000.0 * self.false_onsets / max(self.steps, 1), 2),
             "anomalies_per_detected_excursion": round(float(np.mean(self.per_excursion)), 2)
-            if self.per_excursion else None,
+            if self.per_excursion
+            else None,
             "max_anomalies_in_one_excursion": max(self.per_excursion, default=0),
             "anomalies": self.anomalies,
             "nab_standard": round(100.0 * (self.raw - self.null) / (self.perfect - self.null), 1)
-            if self.perfect != self.null else None,
+            if self.perfect != self.null
+            else None,
         }
 
 
 # ---- burst sensitivity --------------------------------------------------------------------------
 
 
-def smallest_burst(config: DetectorConfig, *, carry_state: bool, mean: float = 3.7, launches: float = 1000.0,
-                   within: int = 1, history_hours: int = HISTORY_HOURS) -> int | None:
+def smallest_burst(
+    config: DetectorConfig,
+    *,
+    carry_state: bool,
+    mean: float = 3.7,
+    launches: float = 1000.0,
+    within: int = 1,
+    history_hours: int = HISTORY_HOURS,
+) -> int | None:
     """Smallest count in one hour, against exactly ``mean`` an hour before, that an anomaly is created for
     within ``within`` hours (the hours after the burst back at ``mean``, rounded down)."""
     hours = history_hours + 3
@@ -299,9 +334,10 @@ def smallest_burst(config: DetectorConfig, *, carry_state: bool, mean: float = 3
         crashes = base.copy()
         crashes[history_hours] = burst
         series = Series("burst", minutes, crashes, np.full(hours, launches), np.zeros(hours, int))
-        alarms, _ = run_detector(series, config, carry_state=carry_state, first_pass=history_hours,
-                                 history_hours=history_hours)
-        if alarms[history_hours:history_hours + within].any():
+        alarms, _ = run_detector(
+            series, config, carry_state=carry_state, first_pass=history_hours, history_hours=history_hours
+        )
+        if alarms[history_hours : history_hours + within].any():
             return burst
     return None
 
@@ -316,8 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="four of the ten series")
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--history-hours", type=int, default=HISTORY_HOURS,
-                        help="hours of counts each pass gets (default the lookback, 336)")
+    parser.add_argument(
+        "--history-hours",
+        type=int,
+        default=HISTORY_HOURS,
+        help="hours of counts each pass gets (default the lookback, 336)",
+    )
     args = parser.parse_args(argv)
     paths = sorted(args.data.glob("*.csv"))
     if not paths:
@@ -330,8 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     per_series: dict[str, dict[str, Any]] = {}
     for path in paths:
         series = load_series(path)
-        per_series[series.name] = {"steps": len(series.crashes), "windows": len(series.windows),
-                                   "dispersion_hourly": round(_dispersion(series), 1)}
+        per_series[series.name] = {
+            "steps": len(series.crashes),
+            "windows": len(series.windows),
+            "dispersion_hourly": round(_dispersion(series), 1),
+        }
         for name, (config, carry) in DETECTORS.items():
             alarms, anomalies = run_detector(series, config, carry_state=carry, history_hours=args.history_hours)
             tallies[name].add(alarms, series, anomalies)
@@ -341,21 +384,38 @@ def main(argv: list[str] | None = None) -> int:
         per_series[series.name]["zscore"] = int(alarms.sum())
     budget = DetectorConfig().budget("spike") / (7 * 24) * 1000.0
     hours = sum(t["steps"] for t in per_series.values())
-    print(f"history {args.history_hours} h per pass; real data: {len(paths)} crash-rate series, {hours} hours, "
-          f"{platform.processor() or platform.machine()}, {time.perf_counter() - started:.0f} s")
+    print(
+        f"history {args.history_hours} h per pass; real data: {len(paths)} crash-rate series, {hours} hours, "
+        f"{platform.processor() or platform.machine()}, {time.perf_counter() - started:.0f} s"
+    )
     print(f"spike budget {DetectorConfig().budget('spike')} alarms/week per stream = {budget:.2f} per 1,000 hours")
     header = ("detector", "recall", "delay h", "false/1000", "anom/exc", "max/exc", "anomalies", "NAB std")
     print("  ".join(f"{h:>10}" for h in header))
-    summary: dict[str, Any] = {"bench": "real_data", "quick": args.quick, "series": len(paths),
-                               "history_hours": args.history_hours,
-                               "budget_per_1000": round(budget, 2)}
+    summary: dict[str, Any] = {
+        "bench": "real_data",
+        "quick": args.quick,
+        "series": len(paths),
+        "history_hours": args.history_hours,
+        "budget_per_1000": round(budget, 2),
+    }
     for name, tally in tallies.items():
         s = tally.summary()
         summary[name] = s
-        print("  ".join(f"{v!s:>10}" for v in (name, s["recall"], s["delay_median_h"], s["false_onsets_per_1000"],
-                                               s["anomalies_per_detected_excursion"],
-                                               s["max_anomalies_in_one_excursion"], s["anomalies"],
-                                               s["nab_standard"])))
+        print(
+            "  ".join(
+                f"{v!s:>10}"
+                for v in (
+                    name,
+                    s["recall"],
+                    s["delay_median_h"],
+                    s["false_onsets_per_1000"],
+                    s["anomalies_per_detected_excursion"],
+                    s["max_anomalies_in_one_excursion"],
+                    s["anomalies"],
+                    s["nab_standard"],
+                )
+            )
+        )
     for name, (config, carry) in DETECTORS.items():
         one = smallest_burst(config, carry_state=carry, within=1, history_hours=args.history_hours)
         two = smallest_burst(config, carry_state=carry, within=2, history_hours=args.history_hours)

@@ -47,9 +47,7 @@ def deploy_command(
             help="Record it over HTTP at this detector (commits read from --repo, default .) instead of the database.",
         ),
     ] = None,
-    token: Annotated[
-        str | None, typer.Option("--token", envvar="DETECTOR_TOKEN", help="API token for --url.")
-    ] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="DETECTOR_TOKEN", help="API token for --url.")] = None,
 ) -> None:
     from detector.cli import fail, load_settings, parse_when, session_factory
 

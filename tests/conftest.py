@@ -30,9 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # the repository's own copy (tests/fixtures/), so a fresh clone runs every test; the variable points elsewhere
 FIXTURES = Path(os.environ.get("DETECTOR_FIXTURES") or Path(__file__).resolve().parent / "fixtures")
 BACKEND = os.environ.get("DETECTOR_TEST_DATABASE", "sqlite")
-POSTGRES_URL = os.environ.get(
-    "DETECTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("DETECTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def _postgres_reachable() -> str | None:

@@ -22,28 +22,80 @@ def _store(factory: sessionmaker[Session], project: Project, *, seen_days_before
     """A signature first seen 30 days ago, seen once `seen_days_before` the deploy, absent from the day
     before it, and hitting 10 % of sessions of the release deployed 10 minutes before `AT`."""
     with transaction(factory) as session:
-        sig = Signature(project_id=project.id, hash="h" * 40, type="TypeError", value="x is undefined",
-                        culprit="src/app.js", title="TypeError: x is undefined", in_app=True,
-                        first_seen=DEPLOY_AT - timedelta(days=30), last_seen=AT, first_release="web@0")
+        sig = Signature(
+            project_id=project.id,
+            hash="h" * 40,
+            type="TypeError",
+            value="x is undefined",
+            culprit="src/app.js",
+            title="TypeError: x is undefined",
+            in_app=True,
+            first_seen=DEPLOY_AT - timedelta(days=30),
+            last_seen=AT,
+            first_release="web@0",
+        )
         session.add(sig)
         session.flush()
         old = DEPLOY_AT - timedelta(days=seen_days_before)
-        session.add(SignatureMinute(signature_id=sig.id, release="web@0", environment="production",
-                                    minute=old, project_id=project.id, events=3, users=3, sessions=3))
+        session.add(
+            SignatureMinute(
+                signature_id=sig.id,
+                release="web@0",
+                environment="production",
+                minute=old,
+                project_id=project.id,
+                events=3,
+                users=3,
+                sessions=3,
+            )
+        )
         for m in range(0, 23 * 60, 10):  # the day before the deploy: 1,000 sessions every 10 minutes
-            session.add(SessionMinute(project_id=project.id, release="web@1", environment="production",
-                                      minute=DEPLOY_AT - timedelta(days=1) + timedelta(minutes=m + 60),
-                                      started=1000, errored=10, crashed=0))
+            session.add(
+                SessionMinute(
+                    project_id=project.id,
+                    release="web@1",
+                    environment="production",
+                    minute=DEPLOY_AT - timedelta(days=1) + timedelta(minutes=m + 60),
+                    started=1000,
+                    errored=10,
+                    crashed=0,
+                )
+            )
         for m in range(10):
             minute = DEPLOY_AT + timedelta(minutes=m)
-            session.add(SessionMinute(project_id=project.id, release="web@2", environment="production",
-                                      minute=minute, started=100, errored=10, crashed=0))
-            session.add(SignatureMinute(signature_id=sig.id, release="web@2", environment="production",
-                                        minute=minute, project_id=project.id, events=12, users=10, sessions=10))
+            session.add(
+                SessionMinute(
+                    project_id=project.id,
+                    release="web@2",
+                    environment="production",
+                    minute=minute,
+                    started=100,
+                    errored=10,
+                    crashed=0,
+                )
+            )
+            session.add(
+                SignatureMinute(
+                    signature_id=sig.id,
+                    release="web@2",
+                    environment="production",
+                    minute=minute,
+                    project_id=project.id,
+                    events=12,
+                    users=10,
+                    sessions=10,
+                )
+            )
         db_project = session.get(Project, project.id)
         assert db_project is not None
-        record_deploy(session, project=db_project, release="web@2", environment="production",
-                      date_finished=DEPLOY_AT, source="api")
+        record_deploy(
+            session,
+            project=db_project,
+            release="web@2",
+            environment="production",
+            date_finished=DEPLOY_AT,
+            source="api",
+        )
         return sig.id
 
 

@@ -30,33 +30,69 @@ def _store_counts(factory: sessionmaker[Session], project_id: int, rates: np.nda
     affected = rng.binomial(started, rates)
     with transaction(factory) as session:
         signature = Signature(
-            project_id=project_id, hash="f" * 40, type="TypeError", value="x is undefined",
-            culprit="src/cart.js in total", title="TypeError: x is undefined", noise_class=None, in_app=True,
-            first_seen=START, last_seen=START + timedelta(minutes=len(rates)), first_release="web@1",
+            project_id=project_id,
+            hash="f" * 40,
+            type="TypeError",
+            value="x is undefined",
+            culprit="src/cart.js in total",
+            title="TypeError: x is undefined",
+            noise_class=None,
+            in_app=True,
+            first_seen=START,
+            last_seen=START + timedelta(minutes=len(rates)),
+            first_release="web@1",
         )
         session.add(signature)
         session.flush()
         minutes = [START + timedelta(minutes=i) for i in range(len(rates))]
-        session.execute(insert(SessionMinute), [
-            {"project_id": project_id, "release": "web@1", "environment": "production", "minute": m,
-             "started": int(s), "errored": int(k), "crashed": 0}
-            for m, s, k in zip(minutes, started, affected, strict=True)
-        ])
-        session.execute(insert(SignatureMinute), [
-            {"signature_id": signature.id, "release": "web@1", "environment": "production", "minute": m,
-             "project_id": project_id, "events": int(k), "users": int(k), "sessions": int(k)}
-            for m, k in zip(minutes, affected, strict=True) if k > 0
-        ])
+        session.execute(
+            insert(SessionMinute),
+            [
+                {
+                    "project_id": project_id,
+                    "release": "web@1",
+                    "environment": "production",
+                    "minute": m,
+                    "started": int(s),
+                    "errored": int(k),
+                    "crashed": 0,
+                }
+                for m, s, k in zip(minutes, started, affected, strict=True)
+            ],
+        )
+        session.execute(
+            insert(SignatureMinute),
+            [
+                {
+                    "signature_id": signature.id,
+                    "release": "web@1",
+                    "environment": "production",
+                    "minute": m,
+                    "project_id": project_id,
+                    "events": int(k),
+                    "users": int(k),
+                    "sessions": int(k),
+                }
+                for m, k in zip(minutes, affected, strict=True)
+                if k > 0
+            ],
+        )
         return signature.id
 
 
-def _passes(factory: sessionmaker[Session], project_id: int, begin: datetime, end: datetime,
-            every: timedelta = timedelta(minutes=1)) -> list[str]:
+def _passes(
+    factory: sessionmaker[Session],
+    project_id: int,
+    begin: datetime,
+    end: datetime,
+    every: timedelta = timedelta(minutes=1),
+) -> list[str]:
     changes = []
     at = begin
     while at <= end:
-        for change in run_detection(factory, project_id=project_id, at=at,
-                                    record_alerts=lambda s, c: enqueue_alerts(s, c, channel="bot")):
+        for change in run_detection(
+            factory, project_id=project_id, at=at, record_alerts=lambda s, c: enqueue_alerts(s, c, channel="bot")
+        ):
             changes.append(change.change)
         at += every
     return changes
@@ -114,8 +150,9 @@ def test_a_second_later_excursion_is_a_second_anomaly(factory: sessionmaker[Sess
     rates = np.where(first | second, 0.05, 0.01)
     _store_counts(factory, project.id, rates, seed=4)
 
-    changes = _passes(factory, project.id, RISE - timedelta(minutes=5), RISE + timedelta(hours=9),
-                      every=timedelta(minutes=3))
+    changes = _passes(
+        factory, project.id, RISE - timedelta(minutes=5), RISE + timedelta(hours=9), every=timedelta(minutes=3)
+    )
 
     spikes = _spikes(factory)
     assert changes.count("created") == 2 and len(spikes) == 2

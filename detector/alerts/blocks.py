@@ -90,8 +90,10 @@ def update_blocks(content: AlertContent, *, previous: AlertContent | None = None
     elif content.state == "muted":
         lines = [f":no_bell: *Muted:* {title}", "No further updates will be posted for this anomaly."]
     elif content.ended_at is not None:
-        lines = [f":white_check_mark: *Back to normal:* {title}",
-                 f"Back to its usual rate since {_clock(content.ended_at)}. Impact: {_impact(content)}"]
+        lines = [
+            f":white_check_mark: *Back to normal:* {title}",
+            f"Back to its usual rate since {_clock(content.ended_at)}. Impact: {_impact(content)}",
+        ]
     elif previous is not None:
         lines = [f":chart_with_upwards_trend: *Grown:* {title}", _growth(previous, content)]
     else:

@@ -124,8 +124,14 @@ def _encode(column: pd.Series, vocabulary: dict[str, int]) -> np.ndarray:
     return mapping[codes]
 
 
-def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures: pd.DataFrame,
-             deploys: pd.DataFrame, at: pd.Timestamp, config: DetectorConfig) -> _Prepared:
+def _prepare(
+    sig_counts: pd.DataFrame,
+    session_counts: pd.DataFrame,
+    signatures: pd.DataFrame,
+    deploys: pd.DataFrame,
+    at: pd.Timestamp,
+    config: DetectorConfig,
+) -> _Prepared:
     _require(sig_counts, SIG_COUNT_COLUMNS, "sig_counts")
     _require(session_counts, SESSION_COUNT_COLUMNS, "session_counts")
     _require(signatures, ("signature_id", "title", "first_seen", "noise_class", "in_app"), "signatures")
@@ -177,31 +183,47 @@ def _prepare(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures:
         keep &= ~expected_noise
         not_app |= expected_noise
     if not_app.any():
-        s_errored = _without_noise(s_errored, (s_release, s_env, s_minute),
-                                   (release[not_app], env[not_app], minute[not_app]),
-                                   sig_counts["sessions"].to_numpy(float)[not_app])
+        s_errored = _without_noise(
+            s_errored,
+            (s_release, s_env, s_minute),
+            (release[not_app], env[not_app], minute[not_app]),
+            sig_counts["sessions"].to_numpy(float)[not_app],
+        )
 
-    sig_ids, sig_code = _factorize_sorted(sig[keep]) if keep.any() else (np.array([], np.int64),
-                                                                         np.array([], np.int64))
+    sig_ids, sig_code = _factorize_sorted(sig[keep]) if keep.any() else (np.array([], np.int64), np.array([], np.int64))
     return _Prepared(
-        at=at, at_minute=at_minute, vocabulary=vocabulary,
-        sig=sig[keep], release=release[keep], env=env[keep],
+        at=at,
+        at_minute=at_minute,
+        vocabulary=vocabulary,
+        sig=sig[keep],
+        release=release[keep],
+        env=env[keep],
         minute=minute[keep],
         events=sig_counts["events"].to_numpy(float)[keep],
         users=sig_counts["users"].to_numpy(float)[keep],
         sessions=sig_counts["sessions"].to_numpy(float)[keep],
         noisy=np.isin(sig[keep], list(noisy_ids)),
-        sig_ids=sig_ids, sig_code=sig_code,
-        s_release=s_release[s_keep], s_env=s_env[s_keep],
+        sig_ids=sig_ids,
+        sig_code=sig_code,
+        s_release=s_release[s_keep],
+        s_env=s_env[s_keep],
         s_minute=s_minute[s_keep],
         s_started=session_counts["started"].to_numpy(float)[s_keep],
         s_errored=s_errored[s_keep],
-        titles=titles, first_seen=first_seen, last_seen_before=last_seen_before, noisy_ids=noisy_ids, deploys=deploys,
+        titles=titles,
+        first_seen=first_seen,
+        last_seen_before=last_seen_before,
+        noisy_ids=noisy_ids,
+        deploys=deploys,
     )
 
 
-def _without_noise(errored: np.ndarray, session_keys: tuple[np.ndarray, np.ndarray, np.ndarray],
-                   noise_keys: tuple[np.ndarray, np.ndarray, np.ndarray], noise_sessions: np.ndarray) -> np.ndarray:
+def _without_noise(
+    errored: np.ndarray,
+    session_keys: tuple[np.ndarray, np.ndarray, np.ndarray],
+    noise_keys: tuple[np.ndarray, np.ndarray, np.ndarray],
+    noise_sessions: np.ndarray,
+) -> np.ndarray:
     """``errored`` minus the noise sessions of the same (release, environment, minute), at least 0.
 
     Summing per-signature sessions may count a session hit by two noise signatures twice; the floor at
@@ -215,8 +237,9 @@ def _without_noise(errored: np.ndarray, session_keys: tuple[np.ndarray, np.ndarr
     return np.maximum(errored - noise, 0.0)
 
 
-def _within_grace(minute: np.ndarray, env: np.ndarray, deploys: pd.DataFrame,
-                  grace_minutes: int, vocabulary: dict[str, int]) -> np.ndarray:
+def _within_grace(
+    minute: np.ndarray, env: np.ndarray, deploys: pd.DataFrame, grace_minutes: int, vocabulary: dict[str, int]
+) -> np.ndarray:
     """True for rows whose minute lies in [deploy, deploy + grace) of a deploy in the same environment."""
     result = np.zeros(len(minute), dtype=bool)
     for environment, group in deploys.groupby("environment"):
@@ -278,8 +301,13 @@ def _stream(prepared: _Prepared, mask: np.ndarray) -> _Stream:
     def total(values: np.ndarray) -> np.ndarray:
         return np.add.reduceat(values[mask][order], at)
 
-    return _Stream(sig=sig[order][at], minute=minute[order][at], events=total(prepared.events),
-                   users=total(prepared.users), sessions=total(prepared.sessions))
+    return _Stream(
+        sig=sig[order][at],
+        minute=minute[order][at],
+        events=total(prepared.events),
+        users=total(prepared.users),
+        sessions=total(prepared.sessions),
+    )
 
 
 def _sessions_by_sig(prepared: _Prepared, mask: np.ndarray) -> dict[int, float]:
@@ -313,13 +341,19 @@ def _factorize_sorted(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(uniques)[order], rank[codes]
 
 
-def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, signatures: pd.DataFrame,
-                     deploys: pd.DataFrame, at: pd.Timestamp,
-                     config: DetectorConfig | None = None,
-                     gate_met_at: GateLookup | None = None,
-                     spike_excursions: Sequence[SpikeExcursion] = (), *,
-                     segment_sessions: pd.DataFrame | None = None,
-                     segment_sig_counts: pd.DataFrame | None = None) -> list[Finding]:
+def detect_anomalies(
+    sig_counts: pd.DataFrame,
+    session_counts: pd.DataFrame,
+    signatures: pd.DataFrame,
+    deploys: pd.DataFrame,
+    at: pd.Timestamp,
+    config: DetectorConfig | None = None,
+    gate_met_at: GateLookup | None = None,
+    spike_excursions: Sequence[SpikeExcursion] = (),
+    *,
+    segment_sessions: pd.DataFrame | None = None,
+    segment_sig_counts: pd.DataFrame | None = None,
+) -> list[Finding]:
     """Findings of one detection pass at ``at`` over one project's frames.
 
     Frames and columns are those of the module's callers' contract: ``sig_counts`` should reach back
@@ -362,9 +396,15 @@ def detect_anomalies(sig_counts: pd.DataFrame, session_counts: pd.DataFrame, sig
     return sorted(findings, key=lambda f: (f.crossed_at, f.key))
 
 
-def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, config: DetectorConfig,
-                     watched: set[tuple[int, str]], gate_met_at: GateLookup | None = None,
-                     segments: SegmentCounts | None = None) -> list[Finding]:
+def _deploy_findings(
+    prepared: _Prepared,
+    deploy: object,
+    per_week: float,
+    config: DetectorConfig,
+    watched: set[tuple[int, str]],
+    gate_met_at: GateLookup | None = None,
+    segments: SegmentCounts | None = None,
+) -> list[Finding]:
     """The deploy's findings; adds to ``watched`` the (signature, environment) pairs it tests against the
     new-signature floor.
 
@@ -394,9 +434,18 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, confi
 
     base_start = _baseline_start(prepared, environment, origin, lineage, config)
     context = _DeployContext(
-        prepared=prepared, deploy=deploy, environment=environment, release=release, origin=origin,
-        lookback=lookback, started_new=started_new, started_old=started_old,
-        cum_new=np.cumsum(started_new), per_week=per_week, config=config, lineage=lineage,
+        prepared=prepared,
+        deploy=deploy,
+        environment=environment,
+        release=release,
+        origin=origin,
+        lookback=lookback,
+        started_new=started_new,
+        started_old=started_old,
+        cum_new=np.cumsum(started_new),
+        per_week=per_week,
+        config=config,
+        lineage=lineage,
         gate_met_at=gate_met_at,
         baseline_start=base_start,
     )
@@ -415,12 +464,15 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, confi
     else:
         lookback_start = minute_timestamp(origin - lookback)
         deploy_minute = minute_timestamp(origin)
+
         def seen_in_lookback(times: dict[int, pd.Timestamp], s: int) -> bool:
             return s in times and lookback_start <= times[s] < deploy_minute
 
         candidates_new = {
-            s for s in own
-            if s not in pre_sessions and not seen_in_lookback(prepared.first_seen, s)
+            s
+            for s in own
+            if s not in pre_sessions
+            and not seen_in_lookback(prepared.first_seen, s)
             and not seen_in_lookback(prepared.last_seen_before, s)
         }
     # Dormant: known (seen in the lookback, by ``first_seen``/``last_seen_before``) but without counts
@@ -433,32 +485,51 @@ def _deploy_findings(prepared: _Prepared, deploy: object, per_week: float, confi
     watched.update((s, environment) for s in candidates_new | dormant)
     findings = _new_signature_findings(context, new_stream, candidates_new, dormant)
     if base_exposure >= config.baseline_min_sessions:
-        findings += _regression_findings(context, new_stream, _stream(prepared, post & ~in_lineage),
-                                         base_sessions, base_exposure, set(pre_sessions) - candidates_new)
+        findings += _regression_findings(
+            context,
+            new_stream,
+            _stream(prepared, post & ~in_lineage),
+            base_sessions,
+            base_exposure,
+            set(pre_sessions) - candidates_new,
+        )
     if segments is not None:
-        findings = with_segment_findings(findings, segments, _segment_deploy(context, candidates_new, dormant,
-                                                                             set(pre_sessions) - candidates_new),
-                                         config)
+        findings = with_segment_findings(
+            findings,
+            segments,
+            _segment_deploy(context, candidates_new, dormant, set(pre_sessions) - candidates_new),
+            config,
+        )
     findings = _attributed(context, findings)
     findings += _release_error_rate_findings(context, s_base)
     return findings
 
 
-def _segment_deploy(context: _DeployContext, new: set[int], dormant: frozenset[int],
-                    known: set[int]) -> SegmentDeploy:
+def _segment_deploy(context: _DeployContext, new: set[int], dormant: frozenset[int], known: set[int]) -> SegmentDeploy:
     """The deploy as the segment tests see it (the same candidates as the overall tests)."""
     prepared = context.prepared
     deploys = prepared.deploys
-    earlier = deploys[(deploys["environment"] == context.environment) & (deploys["minute"] < context.origin)
-                      & (deploys["release"].astype(str) != context.release)]
+    earlier = deploys[
+        (deploys["environment"] == context.environment)
+        & (deploys["minute"] < context.origin)
+        & (deploys["release"].astype(str) != context.release)
+    ]
     return SegmentDeploy(
-        environment=context.environment, release=context.release, deploy_id=context.deploy_id,
-        origin=context.origin, at=prepared.at, at_minute=prepared.at_minute, lookback=context.lookback,
-        per_week=context.per_week, new_ids=frozenset(new | dormant), dormant_ids=frozenset(dormant),
+        environment=context.environment,
+        release=context.release,
+        deploy_id=context.deploy_id,
+        origin=context.origin,
+        at=prepared.at,
+        at_minute=prepared.at_minute,
+        lookback=context.lookback,
+        per_week=context.per_week,
+        new_ids=frozenset(new | dormant),
+        dormant_ids=frozenset(dormant),
         known_ids=frozenset(known),
         previous_release=str(earlier["release"].iloc[-1]) if len(earlier) else None,
         release_sessions=float(context.cum_new[-1]) if len(context.cum_new) else 0.0,
-        titles=prepared.titles, first_seen=prepared.first_seen,
+        titles=prepared.titles,
+        first_seen=prepared.first_seen,
     )
 
 
@@ -470,8 +541,9 @@ def _lineage_codes(prepared: _Prepared, environment: str, origin: int, release: 
     return np.array([prepared.code(n) for n in sorted(names)], dtype=np.int64)
 
 
-def _baseline_start(prepared: _Prepared, environment: str, origin: int, lineage: np.ndarray,
-                    config: DetectorConfig) -> int:
+def _baseline_start(
+    prepared: _Prepared, environment: str, origin: int, lineage: np.ndarray, config: DetectorConfig
+) -> int:
     """First minute of the baseline: the releases the deploy replaced, right before it.
 
     The baseline spans the latest regime before the deploy (since the environment's previous deploy of
@@ -481,11 +553,18 @@ def _baseline_start(prepared: _Prepared, environment: str, origin: int, lineage:
     """
     earliest = origin - min(round(config.lookback_days * 24 * 60), config.baseline_max_minutes)
     deploys = prepared.deploys
-    earlier = deploys[(deploys["environment"].astype(str) == environment) & (deploys["minute"] < origin)
-                      & (deploys["minute"] > earliest)
-                      & ~np.isin([prepared.code(str(r)) for r in deploys["release"]], lineage)]
-    s_old = ((prepared.s_env == prepared.code(environment)) & ~np.isin(prepared.s_release, lineage)
-             & (prepared.s_minute < origin) & (prepared.s_minute >= earliest))
+    earlier = deploys[
+        (deploys["environment"].astype(str) == environment)
+        & (deploys["minute"] < origin)
+        & (deploys["minute"] > earliest)
+        & ~np.isin([prepared.code(str(r)) for r in deploys["release"]], lineage)
+    ]
+    s_old = (
+        (prepared.s_env == prepared.code(environment))
+        & ~np.isin(prepared.s_release, lineage)
+        & (prepared.s_minute < origin)
+        & (prepared.s_minute >= earliest)
+    )
     minutes, started = prepared.s_minute[s_old], prepared.s_started[s_old]
     for start in sorted(set(earlier["minute"].astype(int).tolist()), reverse=True):
         if started[minutes >= start].sum() >= config.baseline_min_sessions:
@@ -505,11 +584,12 @@ def _superseded_minute(context: _DeployContext) -> int | None:
     own = s_post & (prepared.s_release == prepared.code(context.release))
     successors = s_post & np.isin(prepared.s_release, later)
     own_started = np.cumsum(_per_minute(prepared.s_minute[own], prepared.s_started[own], context.origin, length))
-    later_started = np.cumsum(_per_minute(prepared.s_minute[successors], prepared.s_started[successors],
-                                          context.origin, length))
+    later_started = np.cumsum(
+        _per_minute(prepared.s_minute[successors], prepared.s_started[successors], context.origin, length)
+    )
 
     def trailing(cum: np.ndarray) -> np.ndarray:
-        return cum - np.concatenate((np.zeros(SUPERSEDED_SPAN), cum[:-SUPERSEDED_SPAN]))[:len(cum)]
+        return cum - np.concatenate((np.zeros(SUPERSEDED_SPAN), cum[:-SUPERSEDED_SPAN]))[: len(cum)]
 
     overtaken = (trailing(later_started) > trailing(own_started)) & (trailing(later_started) > 0)
     return context.origin + int(np.argmax(overtaken)) if overtaken.any() else None
@@ -544,8 +624,11 @@ class _DeployContext:
     def control_informative(self) -> bool:
         old_total = float(self.started_old.sum())
         total = old_total + float(self.started_new.sum())
-        return (old_total >= self.config.control_min_sessions and total > 0
-                and old_total / total >= self.config.control_min_share)
+        return (
+            old_total >= self.config.control_min_sessions
+            and total > 0
+            and old_total / total >= self.config.control_min_share
+        )
 
     def noisy_extra(self, sig: np.ndarray) -> np.ndarray:
         noisy = np.isin(sig, list(self.prepared.noisy_ids))
@@ -558,8 +641,9 @@ affected ``min_users`` distinct users and ``min_sessions`` distinct sessions of 
 window (exact, from the stored events), or None if it has not yet."""
 
 
-def _crossings(context: _DeployContext, stream: _Stream, start: np.ndarray, crossed_evidence: np.ndarray
-               ) -> dict[int, int]:
+def _crossings(
+    context: _DeployContext, stream: _Stream, start: np.ndarray, crossed_evidence: np.ndarray
+) -> dict[int, int]:
     """First row per signature where the evidence crossed and the gates were met.
 
     The per-minute gate needs no store; with ``gate_met_at`` the gate is also met once the deploy's window
@@ -570,8 +654,9 @@ def _crossings(context: _DeployContext, stream: _Stream, start: np.ndarray, cros
     crossed = _first_true_per_group(stream.sig, crossed_evidence & _gates(stream, start, config))
     if context.gate_met_at is None:
         return crossed
-    upper = ((grouped_cumsum(stream.users, start) >= config.min_users)
-             & (grouped_cumsum(stream.sessions, start) >= config.min_sessions))
+    upper = (grouped_cumsum(stream.users, start) >= config.min_users) & (
+        grouped_cumsum(stream.sessions, start) >= config.min_sessions
+    )
     releases = [context.prepared.name(int(c)) for c in context.lineage.tolist() if c >= 0]
     since = minute_timestamp(context.origin)
     for sig, row in _first_true_per_group(stream.sig, crossed_evidence & upper).items():
@@ -580,8 +665,9 @@ def _crossings(context: _DeployContext, stream: _Stream, start: np.ndarray, cros
         met = context.gate_met_at(sig, context.environment, releases, since, context.prepared.at)
         if met is None:
             continue
-        rows = np.flatnonzero(crossed_evidence & (stream.sig == sig)
-                              & (stream.minute >= int(minute_index(pd.DatetimeIndex([met]))[0])))
+        rows = np.flatnonzero(
+            crossed_evidence & (stream.sig == sig) & (stream.minute >= int(minute_index(pd.DatetimeIndex([met]))[0]))
+        )
         if len(rows):
             crossed[sig] = min(crossed.get(sig, int(rows[0])), int(rows[0]))
     return crossed
@@ -605,21 +691,37 @@ def _exposure_through(context: _DeployContext, stream: _Stream, start: np.ndarra
     return np.maximum(exposure, grouped_cumsum(stream.sessions, start))
 
 
-def _stream_finding(context: _DeployContext, kind: str, stream: _Stream, row: int, first_row: int,
-                    last_row: int, score: float, baseline_rate: float) -> Finding:
+def _stream_finding(
+    context: _DeployContext,
+    kind: str,
+    stream: _Stream,
+    row: int,
+    first_row: int,
+    last_row: int,
+    score: float,
+    baseline_rate: float,
+) -> Finding:
     sig = int(stream.sig[row])
     prepared = context.prepared
-    sessions = float(stream.sessions[first_row:last_row + 1].sum())
+    sessions = float(stream.sessions[first_row : last_row + 1].sum())
     exposure = max(float(context.cum_new[-1]), sessions)
     return Finding(
-        kind=kind, signature_id=sig, title=prepared.titles.get(sig, ""), release=context.release,
-        environment=context.environment, deploy_id=context.deploy_id,
+        kind=kind,
+        signature_id=sig,
+        title=prepared.titles.get(sig, ""),
+        release=context.release,
+        environment=context.environment,
+        deploy_id=context.deploy_id,
         first_seen=prepared.first_seen.get(sig, minute_timestamp(int(stream.minute[first_row]))),
-        detected_at=prepared.at, crossed_at=minute_timestamp(int(stream.minute[row])),
-        events=int(stream.events[first_row:last_row + 1].sum()),
-        users=int(stream.users[first_row:last_row + 1].max()), sessions_affected=int(sessions),
-        rate=sessions / exposure if exposure > 0 else float("nan"), baseline_rate=float(baseline_rate),
-        score=float(score), key=f"{kind}:{sig}:{context.deploy_id}",
+        detected_at=prepared.at,
+        crossed_at=minute_timestamp(int(stream.minute[row])),
+        events=int(stream.events[first_row : last_row + 1].sum()),
+        users=int(stream.users[first_row : last_row + 1].max()),
+        sessions_affected=int(sessions),
+        rate=sessions / exposure if exposure > 0 else float("nan"),
+        baseline_rate=float(baseline_rate),
+        score=float(score),
+        key=f"{kind}:{sig}:{context.deploy_id}",
     )
 
 
@@ -637,8 +739,9 @@ def _max_per_group(codes: np.ndarray, values: np.ndarray) -> dict[int, float]:
     return dict(zip(series.index.tolist(), series.to_numpy().tolist(), strict=True))
 
 
-def _mixture_where_possible(cum_counts: np.ndarray, cum_expected: np.ndarray, thresholds: np.ndarray,
-                            ratios: np.ndarray) -> np.ndarray:
+def _mixture_where_possible(
+    cum_counts: np.ndarray, cum_expected: np.ndarray, thresholds: np.ndarray, ratios: np.ndarray
+) -> np.ndarray:
     """Mixture log-evidence, computed only where it could reach ``thresholds``; -inf elsewhere.
 
     The mixture never exceeds the best single ratio's log-likelihood ratio, itself at most the
@@ -646,8 +749,9 @@ def _mixture_where_possible(cum_counts: np.ndarray, cum_expected: np.ndarray, th
     which under the null is nearly all of them.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        bound = np.where(cum_counts > cum_expected,
-                         cum_counts * np.log(cum_counts / cum_expected) - (cum_counts - cum_expected), 0.0)
+        bound = np.where(
+            cum_counts > cum_expected, cum_counts * np.log(cum_counts / cum_expected) - (cum_counts - cum_expected), 0.0
+        )
     log_e = np.full(len(cum_counts), -np.inf)
     possible = bound >= thresholds
     if possible.any():
@@ -655,21 +759,28 @@ def _mixture_where_possible(cum_counts: np.ndarray, cum_expected: np.ndarray, th
     return log_e
 
 
-def _mixture_vs_estimate_where_possible(cum_counts: np.ndarray, cum_exposure: np.ndarray,
-                                        baseline_counts: np.ndarray, baseline_exposure: float,
-                                        thresholds: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+def _mixture_vs_estimate_where_possible(
+    cum_counts: np.ndarray,
+    cum_exposure: np.ndarray,
+    baseline_counts: np.ndarray,
+    baseline_exposure: float,
+    thresholds: np.ndarray,
+    ratios: np.ndarray,
+) -> np.ndarray:
     """:func:`mixture_log_evidence_vs_estimate` where its binomial GLR bound reaches ``thresholds``."""
     bound = binomial_glr_bound(cum_counts, cum_exposure, baseline_counts, baseline_exposure)
     log_e = np.full(len(cum_counts), -np.inf)
     possible = bound >= thresholds
     if possible.any():
-        log_e[possible] = mixture_log_evidence_vs_estimate(cum_counts[possible], cum_exposure[possible],
-                                                           baseline_counts[possible], baseline_exposure, ratios)
+        log_e[possible] = mixture_log_evidence_vs_estimate(
+            cum_counts[possible], cum_exposure[possible], baseline_counts[possible], baseline_exposure, ratios
+        )
     return log_e
 
 
-def _new_signature_findings(context: _DeployContext, new_stream: _Stream, candidates: set[int],
-                            dormant: frozenset[int] = frozenset()) -> list[Finding]:
+def _new_signature_findings(
+    context: _DeployContext, new_stream: _Stream, candidates: set[int], dormant: frozenset[int] = frozenset()
+) -> list[Finding]:
     """New signatures against the floor rate. ``dormant`` ones (known, but without counts in the data
     before the deploy) are tested the same way and reported as regressions."""
     config = context.config
@@ -677,34 +788,55 @@ def _new_signature_findings(context: _DeployContext, new_stream: _Stream, candid
     if not candidates:
         return []
     mask = np.isin(new_stream.sig, list(candidates))
-    stream = _Stream(new_stream.sig[mask], new_stream.minute[mask], new_stream.events[mask],
-                     new_stream.users[mask], new_stream.sessions[mask])
+    stream = _Stream(
+        new_stream.sig[mask],
+        new_stream.minute[mask],
+        new_stream.events[mask],
+        new_stream.users[mask],
+        new_stream.sessions[mask],
+    )
     start = stream.start
     tests = context.per_week * max(config.new_signature_streams_per_deploy, len(candidates))
     threshold = eprocess_threshold(alarms_per_week=config.budget("new_signature"), tests_per_week=tests)
     thresholds = threshold + context.noisy_extra(stream.sig)
     floor = config.new_signature_floor_rate
-    log_e = _mixture_where_possible(grouped_cumsum(stream.sessions, start),
-                                    floor * _exposure_through(context, stream, start), thresholds,
-                                    np.asarray(config.rate_ratios))
+    log_e = _mixture_where_possible(
+        grouped_cumsum(stream.sessions, start),
+        floor * _exposure_through(context, stream, start),
+        thresholds,
+        np.asarray(config.rate_ratios),
+    )
     crossed = _crossings(context, stream, start, log_e >= thresholds)
     best = _max_per_group(stream.sig, log_e / thresholds)
     bounds = _group_bounds(stream.sig)
-    return [_stream_finding(context, "regression" if sig in dormant else "new_signature", stream, row,
-                            *bounds[sig], best[sig], floor)
-            for sig, row in crossed.items()]
+    return [
+        _stream_finding(
+            context, "regression" if sig in dormant else "new_signature", stream, row, *bounds[sig], best[sig], floor
+        )
+        for sig, row in crossed.items()
+    ]
 
 
-def _regression_findings(context: _DeployContext, new_stream: _Stream, old_stream: _Stream,
-                         pre_sessions: dict[int, float], pre_exposure: float,
-                         known_ids: set[int]) -> list[Finding]:
+def _regression_findings(
+    context: _DeployContext,
+    new_stream: _Stream,
+    old_stream: _Stream,
+    pre_sessions: dict[int, float],
+    pre_exposure: float,
+    known_ids: set[int],
+) -> list[Finding]:
     config = context.config
     known = np.array(sorted(known_ids), dtype=np.int64)
     mask = np.isin(new_stream.sig, known)
     if not mask.any():
         return []
-    stream = _Stream(new_stream.sig[mask], new_stream.minute[mask], new_stream.events[mask],
-                     new_stream.users[mask], new_stream.sessions[mask])
+    stream = _Stream(
+        new_stream.sig[mask],
+        new_stream.minute[mask],
+        new_stream.events[mask],
+        new_stream.users[mask],
+        new_stream.sessions[mask],
+    )
     start = stream.start
     ratios = np.asarray(config.rate_ratios)
     tests = context.per_week * max(len(known), 1)
@@ -714,17 +846,27 @@ def _regression_findings(context: _DeployContext, new_stream: _Stream, old_strea
     # The baseline rate is an estimate (a rare signature's from a handful of sessions): test against it
     # as such, not as if it were the true rate.
     log_e = _mixture_vs_estimate_where_possible(
-        grouped_cumsum(stream.sessions, start), _exposure_through(context, stream, start),
-        _lookup(pre_sessions, stream.sig) + 1.0, pre_exposure, thresholds, ratios)
+        grouped_cumsum(stream.sessions, start),
+        _exposure_through(context, stream, start),
+        _lookup(pre_sessions, stream.sig) + 1.0,
+        pre_exposure,
+        thresholds,
+        ratios,
+    )
     crossed = _crossings(context, stream, start, log_e >= thresholds)
     if context.control_informative() and crossed:
         crossed_control = _control_crossings(context, stream, old_stream, ratios, threshold)
-        crossed = {s: max(row, _row_at_or_after(stream, s, crossed_control[s]))
-                   for s, row in crossed.items() if s in crossed_control}
+        crossed = {
+            s: max(row, _row_at_or_after(stream, s, crossed_control[s]))
+            for s, row in crossed.items()
+            if s in crossed_control
+        }
     best = _max_per_group(stream.sig, log_e / thresholds)
     bounds = _group_bounds(stream.sig)
-    return [_stream_finding(context, "regression", stream, row, *bounds[sig], best[sig], baseline[sig])
-            for sig, row in crossed.items()]
+    return [
+        _stream_finding(context, "regression", stream, row, *bounds[sig], best[sig], baseline[sig])
+        for sig, row in crossed.items()
+    ]
 
 
 def _row_at_or_after(stream: _Stream, sig: int, minute: int) -> int:
@@ -734,16 +876,29 @@ def _row_at_or_after(stream: _Stream, sig: int, minute: int) -> int:
     return int(later[0]) if len(later) else int(rows[-1])
 
 
-def _control_crossings(context: _DeployContext, stream: _Stream, old_stream: _Stream, ratios: np.ndarray,
-                       threshold: float) -> dict[int, int]:
+def _control_crossings(
+    context: _DeployContext, stream: _Stream, old_stream: _Stream, ratios: np.ndarray, threshold: float
+) -> dict[int, int]:
     """Minute at which new-vs-concurrent-release evidence first crossed, per signature."""
     sigs = np.unique(stream.sig)
     old_mask = np.isin(old_stream.sig, sigs)
-    both = pd.concat([
-        pd.DataFrame({"sig": stream.sig, "minute": stream.minute, "new": stream.sessions, "old": 0.0}),
-        pd.DataFrame({"sig": old_stream.sig[old_mask], "minute": old_stream.minute[old_mask], "new": 0.0,
-                      "old": old_stream.sessions[old_mask]}),
-    ]).groupby(["sig", "minute"], sort=True).sum()
+    both = (
+        pd.concat(
+            [
+                pd.DataFrame({"sig": stream.sig, "minute": stream.minute, "new": stream.sessions, "old": 0.0}),
+                pd.DataFrame(
+                    {
+                        "sig": old_stream.sig[old_mask],
+                        "minute": old_stream.minute[old_mask],
+                        "new": 0.0,
+                        "old": old_stream.sessions[old_mask],
+                    }
+                ),
+            ]
+        )
+        .groupby(["sig", "minute"], sort=True)
+        .sum()
+    )
     sig = both.index.get_level_values(0).to_numpy(np.int64)
     minute = both.index.get_level_values(1).to_numpy(np.int64)
     new, old = both["new"].to_numpy(), both["old"].to_numpy()
@@ -786,8 +941,7 @@ def _release_error_rate_findings(context: _DeployContext, s_base: np.ndarray) ->
     cum_errored = np.cumsum(errored_new)
     exposure = np.maximum(np.cumsum(started_new), cum_errored)
     ratios = np.asarray(config.release_rate_ratios)
-    threshold = eprocess_threshold(alarms_per_week=config.budget("release_error_rate"),
-                                   tests_per_week=context.per_week)
+    threshold = eprocess_threshold(alarms_per_week=config.budget("release_error_rate"), tests_per_week=context.per_week)
     log_e = mixture_log_evidence_vs_estimate(cum_errored, exposure, baseline_errored, baseline_started, ratios)
     alarm = (log_e >= threshold) & (cum_errored >= config.min_sessions)
     if not alarm.any():
@@ -795,10 +949,10 @@ def _release_error_rate_findings(context: _DeployContext, s_base: np.ndarray) ->
     row = int(np.argmax(alarm))
     old_total = float(started_old.sum())
     total = old_total + float(started_new.sum())
-    if (old_total >= config.control_min_sessions and total > 0
-            and old_total / total >= config.control_min_share):
+    if old_total >= config.control_min_sessions and total > 0 and old_total / total >= config.control_min_share:
         share = np.maximum(started_new, errored_new) / np.maximum(
-            np.maximum(started_new, errored_new) + np.maximum(started_old, errored_old), 1.0)
+            np.maximum(started_new, errored_new) + np.maximum(started_old, errored_old), 1.0
+        )
         increments = conditional_log_lr_increments(errored_new, errored_old, share, ratios)
         control = mixture_log_evidence_from_increments(increments, group_starts(np.zeros(length, np.int64)))
         if not (control >= threshold).any():
@@ -808,30 +962,41 @@ def _release_error_rate_findings(context: _DeployContext, s_base: np.ndarray) ->
     if _attribution(context, prepared.s_errored, own).cause != "deploy":
         return []  # a rise that began for every release alike is an outage's, not this release's
     total_errored = float(cum_errored[-1])
-    return [Finding(
-        kind="release_error_rate", signature_id=None, title=f"Errored sessions up in {context.release}",
-        release=context.release, environment=context.environment, deploy_id=context.deploy_id,
-        first_seen=None, detected_at=prepared.at, crossed_at=minute_timestamp(context.origin + row),
-        events=int(total_errored), users=0, sessions_affected=int(total_errored),
-        rate=total_errored / float(exposure[-1]) if exposure[-1] > 0 else float("nan"),
-        baseline_rate=baseline_errored / baseline_started,
-        score=float(log_e.max() / threshold) if threshold > 0 else math.inf,
-        key=f"release_error_rate:{context.environment}:{context.deploy_id}",
-    )]
+    return [
+        Finding(
+            kind="release_error_rate",
+            signature_id=None,
+            title=f"Errored sessions up in {context.release}",
+            release=context.release,
+            environment=context.environment,
+            deploy_id=context.deploy_id,
+            first_seen=None,
+            detected_at=prepared.at,
+            crossed_at=minute_timestamp(context.origin + row),
+            events=int(total_errored),
+            users=0,
+            sessions_affected=int(total_errored),
+            rate=total_errored / float(exposure[-1]) if exposure[-1] > 0 else float("nan"),
+            baseline_rate=baseline_errored / baseline_started,
+            score=float(log_e.max() / threshold) if threshold > 0 else math.inf,
+            key=f"release_error_rate:{context.environment}:{context.deploy_id}",
+        )
+    ]
 
 
 ONSET_CONTEXT_MINUTES = 60
 """The onset test sees at least this much of the environment's history before the deploy."""
 
 
-def _attribution(context: _DeployContext, values: np.ndarray, lineage: np.ndarray,
-                 rows: np.ndarray | None = None) -> Attribution:
+def _attribution(
+    context: _DeployContext, values: np.ndarray, lineage: np.ndarray, rows: np.ndarray | None = None
+) -> Attribution:
     """:func:`attribute_rise` for one stream of the environment: ``values`` per session-count row
     (errored sessions), or, with ``rows``, a signature's affected sessions at those count rows."""
     prepared, config = context.prepared, context.config
     first = min(context.baseline_start, context.origin - ONSET_CONTEXT_MINUTES)
     length = prepared.at_minute - first + 1
-    s_rows = ((prepared.s_env == prepared.code(context.environment)) & (prepared.s_minute >= first))
+    s_rows = (prepared.s_env == prepared.code(context.environment)) & (prepared.s_minute >= first)
     releases, s_code = np.unique(prepared.s_release[s_rows], return_inverse=True)
     exposure = np.zeros((len(releases), length))
     np.add.at(exposure, (s_code, prepared.s_minute[s_rows] - first), prepared.s_started[s_rows])
@@ -841,14 +1006,20 @@ def _attribution(context: _DeployContext, values: np.ndarray, lineage: np.ndarra
     else:
         rows = rows & (prepared.minute >= first)
         position = np.searchsorted(releases, prepared.release[rows])
-        known = (position < len(releases)) & (releases[np.minimum(position, len(releases) - 1)]
-                                              == prepared.release[rows])
+        known = (position < len(releases)) & (
+            releases[np.minimum(position, len(releases) - 1)] == prepared.release[rows]
+        )
         np.add.at(counts, (position[known], prepared.minute[rows][known] - first), prepared.sessions[rows][known])
     deploys = prepared.deploys[prepared.deploys["environment"].astype(str) == context.environment]
     first_deploy = deploys.groupby(deploys["release"].astype(str))["minute"].min()
     first_by_code = {prepared.code(str(name)): int(m) for name, m in first_deploy.items()}
-    later = sorted({first_by_code[c] for c in lineage.tolist()
-                    if c in first_by_code and context.origin < first_by_code[c] <= prepared.at_minute})
+    later = sorted(
+        {
+            first_by_code[c]
+            for c in lineage.tolist()
+            if c in first_by_code and context.origin < first_by_code[c] <= prepared.at_minute
+        }
+    )
     origins = [context.origin, *later]
     lineages = [np.isin(releases, lineage)]
     lineages += [np.array([first_by_code.get(int(c), -1) >= o for c in releases]) for o in later]
@@ -862,18 +1033,28 @@ def _attributed(context: _DeployContext, findings: list[Finding]) -> list[Findin
     kept: list[Finding] = []
     in_env = prepared.env == prepared.code(context.environment)
     for finding in findings:
-        attribution = _attribution(context, prepared.sessions, context.lineage,
-                                   rows=in_env & (prepared.sig == finding.signature_id))
+        attribution = _attribution(
+            context, prepared.sessions, context.lineage, rows=in_env & (prepared.sig == finding.signature_id)
+        )
         if attribution.cause == "deploy":
             kept.append(finding)
         elif attribution.cause == "onset":
             onset = minute_timestamp(attribution.onset_minute)
-            kept.append(replace(
-                finding, kind="spike", deploy_id=None, first_seen=onset,
-                key=f"spike:{finding.signature_id}:{finding.environment}:onset-after-deploy-{context.deploy_id}",
-                details={**finding.details, "onset": onset.isoformat(), "tested_deploy_id": context.deploy_id,
-                         "onset_evidence": round(-attribution.evidence, 1)},
-            ))
+            kept.append(
+                replace(
+                    finding,
+                    kind="spike",
+                    deploy_id=None,
+                    first_seen=onset,
+                    key=f"spike:{finding.signature_id}:{finding.environment}:onset-after-deploy-{context.deploy_id}",
+                    details={
+                        **finding.details,
+                        "onset": onset.isoformat(),
+                        "tested_deploy_id": context.deploy_id,
+                        "onset_evidence": round(-attribution.evidence, 1),
+                    },
+                )
+            )
     return kept
 
 
@@ -886,8 +1067,9 @@ def _data_step_minutes(prepared: _Prepared) -> int:
     return max(1, int(np.median(np.diff(minutes))))
 
 
-def _spike_findings(prepared: _Prepared, config: DetectorConfig,
-                    excursions: Sequence[SpikeExcursion] = ()) -> list[Finding]:
+def _spike_findings(
+    prepared: _Prepared, config: DetectorConfig, excursions: Sequence[SpikeExcursion] = ()
+) -> list[Finding]:
     lookback = round(config.lookback_days * 24 * 60)
     findings: list[Finding] = []
     # An open excursion goes on against its own frozen baseline, whatever the window or deploys.
@@ -919,14 +1101,23 @@ def _spike_findings(prepared: _Prepared, config: DetectorConfig,
     threshold = cusum_threshold(alarms_per_week=config.budget("spike"), n_streams=n_streams, step_minutes=step)
     for environment, origin, pre, window in plans:
         known = [e for e in excursions if e.environment == environment]
-        findings.extend(_spike_findings_in_env(prepared, config, environment, origin, pre, window, threshold,
-                                               known, step))
+        findings.extend(
+            _spike_findings_in_env(prepared, config, environment, origin, pre, window, threshold, known, step)
+        )
     return findings
 
 
-def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environment: str, origin: int,
-                           pre: np.ndarray, window: np.ndarray, threshold: float,
-                           excursions: Sequence[SpikeExcursion] = (), step: int = 1) -> list[Finding]:
+def _spike_findings_in_env(
+    prepared: _Prepared,
+    config: DetectorConfig,
+    environment: str,
+    origin: int,
+    pre: np.ndarray,
+    window: np.ndarray,
+    threshold: float,
+    excursions: Sequence[SpikeExcursion] = (),
+    step: int = 1,
+) -> list[Finding]:
     lookback = round(config.lookback_days * 24 * 60)
     s_env = prepared.s_env == prepared.code(environment)
     s_pre = s_env & (prepared.s_minute >= origin - lookback) & (prepared.s_minute < origin)
@@ -970,8 +1161,9 @@ def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environm
         pre_exposure_by_row[rows] -= float(prepared.s_started[s_span].sum())
         base[rows] = cum_before[min(max(end, origin), prepared.at_minute + 1) - origin]
         code = int(np.searchsorted(prepared.sig_ids, sig))
-        excluded_steps[code] = np.arange((max(began, pre_start) - pre_start) // step,
-                                         (max(end, pre_start) - pre_start + step - 1) // step)
+        excluded_steps[code] = np.arange(
+            (max(began, pre_start) - pre_start) // step, (max(end, pre_start) - pre_start + step - 1) // step
+        )
     if config.spike_dispersion:
         phi_by_code = _dispersion_by_code(prepared, pre, s_pre, pre_start, lookback, step, excluded_steps)
     else:
@@ -980,30 +1172,34 @@ def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environm
     usable = pre_exposure_by_row >= config.baseline_min_sessions
     # Quasi-Poisson: counts in units of phi are Poisson-like, so the CUSUM and the baseline's
     # confidence bound see phi times fewer, more variable counts.
-    rate0 = _upper_rate((np.maximum(pre_by_row, 0.0) + 1.0) / phi, np.maximum(pre_exposure_by_row, 1.0) / phi,
-                        config.spike_baseline_z)
+    rate0 = _upper_rate(
+        (np.maximum(pre_by_row, 0.0) + 1.0) / phi, np.maximum(pre_exposure_by_row, 1.0) / phi, config.spike_baseline_z
+    )
     offset = stream.minute - origin
     cum_sessions = grouped_cumsum(stream.sessions, start)
     # Exposure is never less than the affected sessions themselves (late session data).
     exposure_through = np.maximum(cum[offset] - base, cum_sessions)
     exposure_before = np.minimum(cum_before[offset] - base, exposure_through)
     ratio = config.spike_rate_ratio
-    cusum = sparse_poisson_cusum(stream.sessions / phi, rate0 * exposure_before / phi,
-                                 rate0 * exposure_through / phi, start, ratio)
+    cusum = sparse_poisson_cusum(
+        stream.sessions / phi, rate0 * exposure_before / phi, rate0 * exposure_through / phi, start, ratio
+    )
 
     noisy = np.isin(stream.sig, list(prepared.noisy_ids))
     thresholds = threshold + np.where(noisy, math.log(config.noisy_evidence_factor), 0.0)
     excursion = np.cumsum(cusum.excursion_start)
-    gates = ((grouped_cummax(stream.users, cusum.excursion_start) >= config.min_users)
-             & (grouped_cummax(stream.sessions, cusum.excursion_start) >= config.min_sessions))
+    gates = (grouped_cummax(stream.users, cusum.excursion_start) >= config.min_users) & (
+        grouped_cummax(stream.sessions, cusum.excursion_start) >= config.min_sessions
+    )
 
     start_rows = np.flatnonzero(start)
     last_rows = np.append(start_rows[1:] - 1, len(start) - 1)
     group = np.cumsum(start) - 1
     # Only the stream's last excursion can still be running at ``at``: is it above 0 at ``at``?
-    llr_end = ((cum_sessions[last_rows] * math.log(ratio)
-                - (ratio - 1.0) * rate0[last_rows] * np.maximum(cum[-1] - base[last_rows], cum_sessions[last_rows]))
-               / phi[last_rows])
+    llr_end = (
+        cum_sessions[last_rows] * math.log(ratio)
+        - (ratio - 1.0) * rate0[last_rows] * np.maximum(cum[-1] - base[last_rows], cum_sessions[last_rows])
+    ) / phi[last_rows]
     running_now = llr_end - np.minimum(cusum.running_min[last_rows], llr_end) > 0
     current = (excursion == excursion[last_rows][group]) & running_now[group]
     hits = _first_true_per_group(stream.sig, current & (cusum.statistic >= thresholds) & gates & usable)
@@ -1012,10 +1208,16 @@ def _spike_findings_in_env(prepared: _Prepared, config: DetectorConfig, environm
     for sig, hit in hits.items():
         rows = np.flatnonzero(current & (stream.sig == sig))
         finding = _spike_finding(prepared, environment, stream, rows, hit, best[sig], float(rate0[hit]), cum, origin)
-        state = SpikeExcursion(key=finding.key, signature_id=sig, environment=environment,
-                               began=minute_timestamp(int(stream.minute[rows[0]])), crossed_at=finding.crossed_at,
-                               baseline_rate=float(rate0[hit]), dispersion=float(phi[hit]),
-                               threshold=float(thresholds[hit]))
+        state = SpikeExcursion(
+            key=finding.key,
+            signature_id=sig,
+            environment=environment,
+            began=minute_timestamp(int(stream.minute[rows[0]])),
+            crossed_at=finding.crossed_at,
+            baseline_rate=float(rate0[hit]),
+            dispersion=float(phi[hit]),
+            threshold=float(thresholds[hit]),
+        )
         findings.append(replace(finding, details={DETAILS_KEY: state.as_details()}))
     return findings
 
@@ -1024,15 +1226,29 @@ def _minute(value: pd.Timestamp | None) -> int:
     return int(minute_index(pd.DatetimeIndex([value]))[0])
 
 
-def _dispersion_by_code(prepared: _Prepared, pre: np.ndarray, s_pre: np.ndarray, pre_start: int, lookback: int,
-                        step: int, excluded: dict[int, np.ndarray]) -> np.ndarray:
+def _dispersion_by_code(
+    prepared: _Prepared,
+    pre: np.ndarray,
+    s_pre: np.ndarray,
+    pre_start: int,
+    lookback: int,
+    step: int,
+    excluded: dict[int, np.ndarray],
+) -> np.ndarray:
     """Each signature's overdispersion ``phi`` (by code) from its baseline rows (see
     :func:`detector.model.sequential.quasi_poisson_dispersion`), steps of ``step`` minutes."""
     n_steps = max(1, -(-lookback // step))
-    step_exposure = np.bincount((prepared.s_minute[s_pre] - pre_start) // step,
-                                weights=prepared.s_started[s_pre], minlength=n_steps)[:n_steps]
-    return quasi_poisson_dispersion(prepared.sig_code[pre], (prepared.minute[pre] - pre_start) // step,
-                                    prepared.sessions[pre], step_exposure, len(prepared.sig_ids), excluded=excluded)
+    step_exposure = np.bincount(
+        (prepared.s_minute[s_pre] - pre_start) // step, weights=prepared.s_started[s_pre], minlength=n_steps
+    )[:n_steps]
+    return quasi_poisson_dispersion(
+        prepared.sig_code[pre],
+        (prepared.minute[pre] - pre_start) // step,
+        prepared.sessions[pre],
+        step_exposure,
+        len(prepared.sig_ids),
+        excluded=excluded,
+    )
 
 
 def _continued_spike(prepared: _Prepared, config: DetectorConfig, excursion: SpikeExcursion) -> Finding | None:
@@ -1053,8 +1269,7 @@ def _continued_spike(prepared: _Prepared, config: DetectorConfig, excursion: Spi
     if len(cum) == 0 or cum[-1] <= 0:
         return None  # nothing known about the environment since: nothing to say
     cum_before = np.concatenate(([0.0], cum))
-    rows_mask = ((prepared.sig == sig) & (prepared.env == prepared.code(environment))
-                 & (prepared.minute >= began))
+    rows_mask = (prepared.sig == sig) & (prepared.env == prepared.code(environment)) & (prepared.minute >= began)
     stream = _stream(prepared, rows_mask)
     ratio, phi, rate = config.spike_rate_ratio, excursion.dispersion, excursion.baseline_rate
     log_k = math.log(ratio)
@@ -1084,23 +1299,41 @@ def _continued_spike(prepared: _Prepared, config: DetectorConfig, excursion: Spi
     score = float(statistic[:last].max() / excursion.threshold) if last > 0 else 0.0
     ended_at = None
     if end_row is not None:
-        ended_at = (minute_timestamp(int(stream.minute[peak_row]) + 1) if peak_row >= 0
-                    else excursion.began)
+        ended_at = minute_timestamp(int(stream.minute[peak_row]) + 1) if peak_row >= 0 else excursion.began
     state = replace(excursion, ended_at=ended_at)
     if len(rows):
         finding = _spike_finding(prepared, environment, stream, rows, int(rows[0]), score, rate, cum, began)
         end_offset = (int(stream.minute[rows[-1]]) - began) if ended_at is not None else length - 1
         exposure = float(cum[end_offset])
         sessions = float(stream.sessions[rows].sum())
-        return replace(finding, key=excursion.key, crossed_at=excursion.crossed_at,
-                       rate=sessions / max(exposure, sessions, 1.0), details={DETAILS_KEY: state.as_details()})
+        return replace(
+            finding,
+            key=excursion.key,
+            crossed_at=excursion.crossed_at,
+            rate=sessions / max(exposure, sessions, 1.0),
+            details={DETAILS_KEY: state.as_details()},
+        )
     if ended_at is None:
         return None
     return Finding(
-        kind="spike", signature_id=sig, title=prepared.titles.get(sig, ""), release="", environment=environment,
-        deploy_id=None, first_seen=excursion.began, detected_at=prepared.at, crossed_at=excursion.crossed_at,
-        events=0, users=0, sessions_affected=0, rate=0.0, baseline_rate=rate, score=score, key=excursion.key,
-        details={DETAILS_KEY: state.as_details()})
+        kind="spike",
+        signature_id=sig,
+        title=prepared.titles.get(sig, ""),
+        release="",
+        environment=environment,
+        deploy_id=None,
+        first_seen=excursion.began,
+        detected_at=prepared.at,
+        crossed_at=excursion.crossed_at,
+        events=0,
+        users=0,
+        sessions_affected=0,
+        rate=0.0,
+        baseline_rate=rate,
+        score=score,
+        key=excursion.key,
+        details={DETAILS_KEY: state.as_details()},
+    )
 
 
 def _upper_rate(events: np.ndarray, exposure: float | np.ndarray, z: float) -> np.ndarray:
@@ -1108,23 +1341,39 @@ def _upper_rate(events: np.ndarray, exposure: float | np.ndarray, z: float) -> n
     return (events + z * z / 2.0 + z * np.sqrt(events + z * z / 4.0)) / exposure
 
 
-def _spike_finding(prepared: _Prepared, environment: str, stream: _Stream, rows: np.ndarray, hit: int,
-                   score: float, baseline_rate: float, cum: np.ndarray, origin: int) -> Finding:
+def _spike_finding(
+    prepared: _Prepared,
+    environment: str,
+    stream: _Stream,
+    rows: np.ndarray,
+    hit: int,
+    score: float,
+    baseline_rate: float,
+    cum: np.ndarray,
+    origin: int,
+) -> Finding:
     sig = int(stream.sig[hit])
     begin = int(stream.minute[rows[0]])
     sessions = float(stream.sessions[rows].sum())
     exposure = float(cum[-1] - (cum[begin - origin - 1] if begin > origin else 0.0))
-    in_excursion = ((prepared.sig == sig) & (prepared.env == prepared.code(environment))
-                    & (prepared.minute >= begin))
+    in_excursion = (prepared.sig == sig) & (prepared.env == prepared.code(environment)) & (prepared.minute >= begin)
     by_release = pd.Series(prepared.sessions[in_excursion]).groupby(prepared.release[in_excursion]).sum()
     crossed_at = minute_timestamp(int(stream.minute[hit]))
     return Finding(
-        kind="spike", signature_id=sig, title=prepared.titles.get(sig, ""),
+        kind="spike",
+        signature_id=sig,
+        title=prepared.titles.get(sig, ""),
         release=prepared.name(int(by_release.idxmax())),
-        environment=environment, deploy_id=None,
-        first_seen=prepared.first_seen.get(sig, minute_timestamp(begin)), detected_at=prepared.at,
-        crossed_at=crossed_at, events=int(stream.events[rows].sum()), users=int(stream.users[rows].max()),
-        sessions_affected=int(sessions), rate=sessions / max(exposure, sessions, 1.0),
-        baseline_rate=baseline_rate, score=score,
+        environment=environment,
+        deploy_id=None,
+        first_seen=prepared.first_seen.get(sig, minute_timestamp(begin)),
+        detected_at=prepared.at,
+        crossed_at=crossed_at,
+        events=int(stream.events[rows].sum()),
+        users=int(stream.users[rows].max()),
+        sessions_affected=int(sessions),
+        rate=sessions / max(exposure, sessions, 1.0),
+        baseline_rate=baseline_rate,
+        score=score,
         key=f"spike:{sig}:{environment}:{crossed_at.strftime('%Y-%m-%dT%H:%MZ')}",
     )

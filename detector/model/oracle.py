@@ -35,8 +35,9 @@ class OracleCusum:
 
     def statistic(self, counts: np.ndarray, exposure: np.ndarray) -> np.ndarray:
         """CUSUM statistic after each minute (nats)."""
-        return poisson_cusum_path(np.asarray(counts, float), self.rate_before * np.asarray(exposure, float),
-                                  self.rate_ratio)
+        return poisson_cusum_path(
+            np.asarray(counts, float), self.rate_before * np.asarray(exposure, float), self.rate_ratio
+        )
 
     def detection_delay(self, counts: np.ndarray, exposure: np.ndarray, change_index: int) -> float | None:
         """Minutes from ``change_index`` to the first alarm at or after it (1 = alarm in the change's own
@@ -47,8 +48,16 @@ class OracleCusum:
         return float(alarms[0] + 1) if len(alarms) else None
 
     @classmethod
-    def tuned(cls, *, rate_before: float, rate_after: float, exposure_per_minute: np.ndarray,
-              alarms_per_week: float, n_weeks: int = 20, seed: int = 0) -> OracleCusum:
+    def tuned(
+        cls,
+        *,
+        rate_before: float,
+        rate_after: float,
+        exposure_per_minute: np.ndarray,
+        alarms_per_week: float,
+        n_weeks: int = 20,
+        seed: int = 0,
+    ) -> OracleCusum:
         """Oracle whose threshold gives ``alarms_per_week`` false alarms on null data, by simulation.
 
         ``exposure_per_minute`` is repeated to fill ``n_weeks`` of Poisson(rate_before * exposure)

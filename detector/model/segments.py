@@ -6,10 +6,15 @@ import pandas as pd
 from scipy.stats import binom
 
 
-def segments_over_represented(affected: pd.DataFrame, population: pd.DataFrame,
-                              columns: tuple[str, ...] = ("route", "browser", "os"), *,
-                              min_share: float = 0.2, min_lift: float = 1.5,
-                              alpha: float = 0.01) -> list[dict[str, object]]:
+def segments_over_represented(
+    affected: pd.DataFrame,
+    population: pd.DataFrame,
+    columns: tuple[str, ...] = ("route", "browser", "os"),
+    *,
+    min_share: float = 0.2,
+    min_lift: float = 1.5,
+    alpha: float = 0.01,
+) -> list[dict[str, object]]:
     """Segment values far more common among ``affected`` rows than in ``population`` rows.
 
     Rows are sessions (or events) with one value per column; columns missing from either frame are
@@ -38,11 +43,14 @@ def segments_over_represented(affected: pd.DataFrame, population: pd.DataFrame,
             lift = share / baseline
             p_value = float(binom.sf(count - 1, n_affected, baseline))
             if share >= min_share and lift >= min_lift and p_value <= alpha / n_tests:
-                results.append({
-                    "column": column, "value": value, "share": round(share, 4),
-                    "baseline_share": round(raw_baseline, 4), "lift": round(lift, 2),
-                })
+                results.append(
+                    {
+                        "column": column,
+                        "value": value,
+                        "share": round(share, 4),
+                        "baseline_share": round(raw_baseline, 4),
+                        "lift": round(lift, 2),
+                    }
+                )
     results.sort(key=lambda r: (-float(r["share"]), -float(r["lift"]), str(r["column"])))
     return results
-
-

@@ -50,8 +50,9 @@ def eprocess_threshold(*, alarms_per_week: float, tests_per_week: float) -> floa
     return math.log(max(tests_per_week / alarms_per_week, 1.0))
 
 
-def baseline_rate_estimate(events: np.ndarray | float, exposure: np.ndarray | float,
-                           prior_events: float = 1.0) -> np.ndarray:
+def baseline_rate_estimate(
+    events: np.ndarray | float, exposure: np.ndarray | float, prior_events: float = 1.0
+) -> np.ndarray:
     """Rate per unit exposure, ``(events + prior_events) / exposure``; ``nan`` where exposure is 0.
 
     The added pseudo-event keeps the rate of a rarely seen signature from being estimated as (near)
@@ -132,21 +133,23 @@ def grouped_cummax(values: np.ndarray, start: np.ndarray) -> np.ndarray:
     return _grouped_accumulate(values, start, 1.0)
 
 
-def mixture_log_evidence(cum_counts: np.ndarray, cum_expected: np.ndarray,
-                         rate_ratios: np.ndarray) -> np.ndarray:
+def mixture_log_evidence(cum_counts: np.ndarray, cum_expected: np.ndarray, rate_ratios: np.ndarray) -> np.ndarray:
     """log of the e-process ``mean_j prod_t k_j**x_t * exp(-(k_j - 1) * mu_t)`` (uniform weights).
 
     ``cum_counts``/``cum_expected`` are the counts and null-expected counts accumulated since the
     test started. Only ratios > 1 are mixed, so evidence is one-sided (a rise, never a drop).
     """
     ratios = np.asarray(rate_ratios, float)
-    terms = (np.asarray(cum_counts, float)[:, None] * np.log(ratios)[None, :]
-             - np.asarray(cum_expected, float)[:, None] * (ratios - 1.0)[None, :])
+    terms = (
+        np.asarray(cum_counts, float)[:, None] * np.log(ratios)[None, :]
+        - np.asarray(cum_expected, float)[:, None] * (ratios - 1.0)[None, :]
+    )
     return logsumexp(terms, axis=1) - math.log(len(ratios))
 
 
-def conditional_log_lr_increments(new_counts: np.ndarray, old_counts: np.ndarray, new_share: np.ndarray,
-                                  rate_ratios: np.ndarray) -> np.ndarray:
+def conditional_log_lr_increments(
+    new_counts: np.ndarray, old_counts: np.ndarray, new_share: np.ndarray, rate_ratios: np.ndarray
+) -> np.ndarray:
     """Per-row log-likelihood ratios (rows x ratios) of the concurrent-control test.
 
     Given that ``new + old`` affected sessions occurred in a minute, each is on the new release with
@@ -181,8 +184,9 @@ class SparseCusum(NamedTuple):
     """True where the statistic had returned to 0 since the previous row (a new excursion begins)."""
 
 
-def sparse_poisson_cusum(counts: np.ndarray, expected_before: np.ndarray, expected_through: np.ndarray,
-                         start: np.ndarray, rate_ratio: float) -> SparseCusum:
+def sparse_poisson_cusum(
+    counts: np.ndarray, expected_before: np.ndarray, expected_through: np.ndarray, start: np.ndarray, rate_ratio: float
+) -> SparseCusum:
     """Poisson CUSUM evaluated only at the minutes with counts.
 
     Per row (a minute with counts of one stream): ``expected_before`` is the null-expected count
@@ -208,9 +212,13 @@ def sparse_poisson_cusum(counts: np.ndarray, expected_before: np.ndarray, expect
     return SparseCusum(statistic, llr_through, running_min, excursion_start)
 
 
-def mixture_log_evidence_vs_estimate(cum_counts: np.ndarray, cum_exposure: np.ndarray,
-                                     baseline_counts: np.ndarray | float, baseline_exposure: np.ndarray | float,
-                                     rate_ratios: np.ndarray) -> np.ndarray:
+def mixture_log_evidence_vs_estimate(
+    cum_counts: np.ndarray,
+    cum_exposure: np.ndarray,
+    baseline_counts: np.ndarray | float,
+    baseline_exposure: np.ndarray | float,
+    rate_ratios: np.ndarray,
+) -> np.ndarray:
     """log of the mixture e-process against a baseline rate that is itself estimated from data.
 
     The baseline saw ``baseline_counts`` (pseudo-event included) in ``baseline_exposure``; the tested
@@ -234,8 +242,12 @@ def mixture_log_evidence_vs_estimate(cum_counts: np.ndarray, cum_exposure: np.nd
     return logsumexp(terms, axis=1) - math.log(ratios.shape[1])
 
 
-def binomial_glr_bound(cum_counts: np.ndarray, cum_exposure: np.ndarray, baseline_counts: np.ndarray | float,
-                       baseline_exposure: np.ndarray | float) -> np.ndarray:
+def binomial_glr_bound(
+    cum_counts: np.ndarray,
+    cum_exposure: np.ndarray,
+    baseline_counts: np.ndarray | float,
+    baseline_exposure: np.ndarray | float,
+) -> np.ndarray:
     """Upper bound (nats) on :func:`mixture_log_evidence_vs_estimate` for any ratios: the binomial GLR of
     ``X`` successes in ``a + X`` trials against success probability ``N / (b + N)``."""
     x = np.asarray(cum_counts, float)
@@ -243,8 +255,7 @@ def binomial_glr_bound(cum_counts: np.ndarray, cum_exposure: np.ndarray, baselin
     p0 = np.asarray(cum_exposure, float) / (np.asarray(baseline_exposure, float) + np.asarray(cum_exposure, float))
     with np.errstate(divide="ignore", invalid="ignore"):
         p = x / trials
-        kl = (np.where(p > 0, p * np.log(p / p0), 0.0)
-              + np.where(p < 1, (1 - p) * np.log((1 - p) / (1 - p0)), 0.0))
+        kl = np.where(p > 0, p * np.log(p / p0), 0.0) + np.where(p < 1, (1 - p) * np.log((1 - p) / (1 - p0)), 0.0)
     return np.where((p > p0) & (trials > 0), trials * kl, 0.0)
 
 
@@ -252,9 +263,18 @@ DISPERSION_SCALES = (1, 4, 16, 64)
 """Block lengths (in steps of the data) at which a stream's dispersion is measured."""
 
 
-def pearson_dispersion(codes: np.ndarray, blocks: np.ndarray, counts: np.ndarray, block_exposure: np.ndarray,
-                       n_codes: int, *, excluded: dict[int, np.ndarray] | None = None,
-                       alpha: float = 0.01, min_blocks: int = 8, min_expected: float = 2.0) -> np.ndarray:
+def pearson_dispersion(
+    codes: np.ndarray,
+    blocks: np.ndarray,
+    counts: np.ndarray,
+    block_exposure: np.ndarray,
+    n_codes: int,
+    *,
+    excluded: dict[int, np.ndarray] | None = None,
+    alpha: float = 0.01,
+    min_blocks: int = 8,
+    min_expected: float = 2.0,
+) -> np.ndarray:
     """Overdispersion ``phi`` (>= 1) per stream at one block length: Pearson's ``chi^2 / df`` of the block
     counts against a constant rate times exposure, kept only where it is significant.
 
@@ -307,9 +327,17 @@ def pearson_dispersion(codes: np.ndarray, blocks: np.ndarray, counts: np.ndarray
     return phi
 
 
-def quasi_poisson_dispersion(codes: np.ndarray, steps: np.ndarray, counts: np.ndarray, step_exposure: np.ndarray,
-                             n_codes: int, *, excluded: dict[int, np.ndarray] | None = None,
-                             scales: tuple[int, ...] = DISPERSION_SCALES, alpha: float = 0.01) -> np.ndarray:
+def quasi_poisson_dispersion(
+    codes: np.ndarray,
+    steps: np.ndarray,
+    counts: np.ndarray,
+    step_exposure: np.ndarray,
+    n_codes: int,
+    *,
+    excluded: dict[int, np.ndarray] | None = None,
+    scales: tuple[int, ...] = DISPERSION_SCALES,
+    alpha: float = 0.01,
+) -> np.ndarray:
     """Each stream's overdispersion: the largest significant :func:`pearson_dispersion` over block lengths
     ``scales`` (in steps; ``steps`` are the rows' step indices, ``step_exposure`` the exposure per step).
 
@@ -324,8 +352,19 @@ def quasi_poisson_dispersion(codes: np.ndarray, steps: np.ndarray, counts: np.nd
         padded = np.zeros(n_blocks * scale)
         padded[: len(exposure)] = exposure
         block_exposure = padded.reshape(n_blocks, scale).sum(axis=1)
-        dropped = None if not excluded else {c: np.unique(np.asarray(s, np.int64) // scale)
-                                             for c, s in excluded.items()}
-        phi = np.maximum(phi, pearson_dispersion(codes, np.asarray(steps, np.int64) // scale, counts,
-                                                 block_exposure, n_codes, excluded=dropped, alpha=alpha))
+        dropped = (
+            None if not excluded else {c: np.unique(np.asarray(s, np.int64) // scale) for c, s in excluded.items()}
+        )
+        phi = np.maximum(
+            phi,
+            pearson_dispersion(
+                codes,
+                np.asarray(steps, np.int64) // scale,
+                counts,
+                block_exposure,
+                n_codes,
+                excluded=dropped,
+                alpha=alpha,
+            ),
+        )
     return phi

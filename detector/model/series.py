@@ -26,9 +26,16 @@ class PoissonCusum:
     guaranteed bound (Lorden): the realised false-alarm rate is at most the budget, usually well below.
     """
 
-    def __init__(self, *, rate_ratio: float = 2.0, alarms_per_week: float = 1.0, n_streams: int = 1,
-                 step_minutes: float = 1.0, baseline_rate: float | None = None,
-                 dispersion: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        rate_ratio: float = 2.0,
+        alarms_per_week: float = 1.0,
+        n_streams: int = 1,
+        step_minutes: float = 1.0,
+        baseline_rate: float | None = None,
+        dispersion: float | None = None,
+    ) -> None:
         self.rate_ratio = rate_ratio
         self.alarms_per_week = alarms_per_week
         self.n_streams = n_streams
@@ -52,18 +59,21 @@ class PoissonCusum:
             self.dispersion_ = float(self.dispersion)
         else:
             steps = np.flatnonzero(counts > 0)
-            self.dispersion_ = float(quasi_poisson_dispersion(np.zeros(len(steps), np.int64), steps, counts[steps],
-                                                              exposure, 1)[0])
-        self.threshold_ = cusum_threshold(alarms_per_week=self.alarms_per_week, n_streams=self.n_streams,
-                                          step_minutes=self.step_minutes)
+            self.dispersion_ = float(
+                quasi_poisson_dispersion(np.zeros(len(steps), np.int64), steps, counts[steps], exposure, 1)[0]
+            )
+        self.threshold_ = cusum_threshold(
+            alarms_per_week=self.alarms_per_week, n_streams=self.n_streams, step_minutes=self.step_minutes
+        )
         return self
 
     def score(self, counts: np.ndarray, exposure: np.ndarray | None = None) -> np.ndarray:
         """CUSUM statistic (nats) after each step; needs :meth:`fit` first."""
         counts = np.asarray(counts, float)
         exposure = np.ones_like(counts) if exposure is None else np.asarray(exposure, float)
-        return poisson_cusum_path(counts / self.dispersion_, self.baseline_rate_ * exposure / self.dispersion_,
-                                  self.rate_ratio)
+        return poisson_cusum_path(
+            counts / self.dispersion_, self.baseline_rate_ * exposure / self.dispersion_, self.rate_ratio
+        )
 
     def predict(self, counts: np.ndarray, exposure: np.ndarray | None = None) -> np.ndarray:
         """True where the statistic is at or above ``threshold_``."""
@@ -76,9 +86,17 @@ def _step_minutes(index: pd.Index) -> float:
     return 1.0
 
 
-def score_series(counts: pd.Series, exposure: pd.Series | None = None, *, baseline_rate: float | None = None,
-                 alarms_per_week: float = 1.0, rate_ratio: float = 2.0, n_streams: int = 1,
-                 fit_fraction: float = 0.5, dispersion: float | None = None) -> pd.DataFrame:
+def score_series(
+    counts: pd.Series,
+    exposure: pd.Series | None = None,
+    *,
+    baseline_rate: float | None = None,
+    alarms_per_week: float = 1.0,
+    rate_ratio: float = 2.0,
+    n_streams: int = 1,
+    fit_fraction: float = 0.5,
+    dispersion: float | None = None,
+) -> pd.DataFrame:
     """Score one count series (e.g. a signature's affected sessions per minute) with a Poisson CUSUM.
 
     ``exposure`` (sessions started per step, same index) makes the test about the rate per session,
@@ -106,17 +124,29 @@ def score_series(counts: pd.Series, exposure: pd.Series | None = None, *, baseli
         exposure = pd.Series(1.0, index=counts.index)
     exposure = exposure.reindex(counts.index).fillna(0.0).astype(float)
     values = counts.astype(float).to_numpy()
-    detector = PoissonCusum(rate_ratio=rate_ratio, alarms_per_week=alarms_per_week, n_streams=n_streams,
-                            step_minutes=_step_minutes(counts.index), baseline_rate=baseline_rate,
-                            dispersion=dispersion)
+    detector = PoissonCusum(
+        rate_ratio=rate_ratio,
+        alarms_per_week=alarms_per_week,
+        n_streams=n_streams,
+        step_minutes=_step_minutes(counts.index),
+        baseline_rate=baseline_rate,
+        dispersion=dispersion,
+    )
     n_fit = max(1, math.floor(len(values) * fit_fraction))
     detector.fit(values[:n_fit], exposure.to_numpy()[:n_fit])
     statistic = detector.score(values, exposure.to_numpy())
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(exposure.to_numpy() > 0, values / exposure.to_numpy(), np.nan)
-    return pd.DataFrame({
-        "count": values, "exposure": exposure.to_numpy(), "rate": rate,
-        "baseline": detector.baseline_rate_, "dispersion": detector.dispersion_, "statistic": statistic,
-        "threshold": detector.threshold_,
-        "alarm": statistic >= detector.threshold_,
-    }, index=counts.index)
+    return pd.DataFrame(
+        {
+            "count": values,
+            "exposure": exposure.to_numpy(),
+            "rate": rate,
+            "baseline": detector.baseline_rate_,
+            "dispersion": detector.dispersion_,
+            "statistic": statistic,
+            "threshold": detector.threshold_,
+            "alarm": statistic >= detector.threshold_,
+        },
+        index=counts.index,
+    )

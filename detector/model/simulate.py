@@ -43,8 +43,7 @@ class SimDeploy:
     final_share: float = 1.0
 
 
-def _release_shares(minutes: pd.DatetimeIndex, initial_release: str,
-                    deploys: list[SimDeploy]) -> dict[str, np.ndarray]:
+def _release_shares(minutes: pd.DatetimeIndex, initial_release: str, deploys: list[SimDeploy]) -> dict[str, np.ndarray]:
     shares = {initial_release: np.ones(len(minutes))}
     for deploy in sorted(deploys, key=lambda d: d.deployed_at):
         elapsed = (minutes - deploy.deployed_at).total_seconds().to_numpy() / 60.0
@@ -56,10 +55,18 @@ def _release_shares(minutes: pd.DatetimeIndex, initial_release: str,
     return shares
 
 
-def simulate_project(*, start: pd.Timestamp, end: pd.Timestamp, sessions_per_minute: float,
-                     signatures: list[SimSignature], deploys: list[SimDeploy], rng: np.random.Generator,
-                     environment: str = "production", initial_release: str = "web@1.0.0",
-                     diurnal_amplitude: float = 0.6) -> dict[str, pd.DataFrame]:
+def simulate_project(
+    *,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    sessions_per_minute: float,
+    signatures: list[SimSignature],
+    deploys: list[SimDeploy],
+    rng: np.random.Generator,
+    environment: str = "production",
+    initial_release: str = "web@1.0.0",
+    diurnal_amplitude: float = 0.6,
+) -> dict[str, pd.DataFrame]:
     """Frames ``sig_counts``, ``session_counts``, ``signatures``, ``deploys`` for minutes [start, end).
 
     Sessions started per minute are Poisson around a diurnal mean; each release gets its share; each
@@ -82,17 +89,32 @@ def simulate_project(*, start: pd.Timestamp, end: pd.Timestamp, sessions_per_min
         errored = rng.binomial(started, 1.0 - np.prod(1.0 - rates, axis=0))
         sig_idx, minute_idx = np.nonzero(affected)
         sessions = affected[sig_idx, minute_idx]
-        sig_frames.append(pd.DataFrame({
-            "signature_id": ids[sig_idx], "release": release, "environment": environment,
-            "minute": minutes[minute_idx], "events": sessions + rng.poisson(0.5 * sessions),
-            "users": sessions, "sessions": sessions,
-        }))
+        sig_frames.append(
+            pd.DataFrame(
+                {
+                    "signature_id": ids[sig_idx],
+                    "release": release,
+                    "environment": environment,
+                    "minute": minutes[minute_idx],
+                    "events": sessions + rng.poisson(0.5 * sessions),
+                    "users": sessions,
+                    "sessions": sessions,
+                }
+            )
+        )
         live = started > 0
-        session_frames.append(pd.DataFrame({
-            "release": release, "environment": environment, "minute": minutes[live],
-            "started": started[live], "errored": np.minimum(errored[live], started[live]),
-            "crashed": 0,
-        }))
+        session_frames.append(
+            pd.DataFrame(
+                {
+                    "release": release,
+                    "environment": environment,
+                    "minute": minutes[live],
+                    "started": started[live],
+                    "errored": np.minimum(errored[live], started[live]),
+                    "crashed": 0,
+                }
+            )
+        )
     sig_counts = pd.concat(sig_frames, ignore_index=True)
     # Categorical names, as a loader should produce them: the detector's grouping is then cheap.
     sig_counts = sig_counts.astype({"release": "category", "environment": "category"})
@@ -101,16 +123,21 @@ def simulate_project(*, start: pd.Timestamp, end: pd.Timestamp, sessions_per_min
     return {
         "sig_counts": sig_counts,
         "session_counts": pd.concat(session_frames, ignore_index=True),
-        "signatures": pd.DataFrame({
-            "signature_id": ids,
-            "title": [s.title or f"Error {s.signature_id}" for s in signatures],
-            "first_seen": pd.to_datetime(first_seen, utc=True),
-            "noise_class": pd.Series([s.noise_class for s in signatures], dtype=object),
-            "in_app": [s.in_app for s in signatures],
-        }),
-        "deploys": pd.DataFrame({
-            "deploy_id": [d.deploy_id for d in deploys], "release": [d.release for d in deploys],
-            "environment": environment,
-            "deployed_at": pd.to_datetime([d.deployed_at for d in deploys], utc=True),
-        }),
+        "signatures": pd.DataFrame(
+            {
+                "signature_id": ids,
+                "title": [s.title or f"Error {s.signature_id}" for s in signatures],
+                "first_seen": pd.to_datetime(first_seen, utc=True),
+                "noise_class": pd.Series([s.noise_class for s in signatures], dtype=object),
+                "in_app": [s.in_app for s in signatures],
+            }
+        ),
+        "deploys": pd.DataFrame(
+            {
+                "deploy_id": [d.deploy_id for d in deploys],
+                "release": [d.release for d in deploys],
+                "environment": environment,
+                "deployed_at": pd.to_datetime([d.deployed_at for d in deploys], utc=True),
+            }
+        ),
     }

@@ -51,14 +51,22 @@ class SpikeExcursion:
         }
 
     @classmethod
-    def from_details(cls, *, key: str, signature_id: int, environment: str,
-                     details: Mapping[str, Any]) -> SpikeExcursion:
+    def from_details(
+        cls, *, key: str, signature_id: int, environment: str, details: Mapping[str, Any]
+    ) -> SpikeExcursion:
         """Inverse of :meth:`as_details` (``details`` is ``Finding.details[DETAILS_KEY]``)."""
         ended = details.get("ended_at")
-        return cls(key=key, signature_id=int(signature_id), environment=str(environment),
-                   began=_timestamp(details["began"]), crossed_at=_timestamp(details["crossed_at"]),
-                   baseline_rate=float(details["baseline_rate"]), dispersion=float(details.get("dispersion", 1.0)),
-                   threshold=float(details["threshold"]), ended_at=None if ended is None else _timestamp(ended))
+        return cls(
+            key=key,
+            signature_id=int(signature_id),
+            environment=str(environment),
+            began=_timestamp(details["began"]),
+            crossed_at=_timestamp(details["crossed_at"]),
+            baseline_rate=float(details["baseline_rate"]),
+            dispersion=float(details.get("dispersion", 1.0)),
+            threshold=float(details["threshold"]),
+            ended_at=None if ended is None else _timestamp(ended),
+        )
 
     @property
     def running(self) -> bool:
@@ -75,8 +83,11 @@ def excursions_after(previous: Mapping[str, SpikeExcursion], findings: list[Any]
         details = getattr(finding, "details", None) or {}
         if finding.kind == "spike" and DETAILS_KEY in details:
             state[finding.key] = SpikeExcursion.from_details(
-                key=finding.key, signature_id=int(finding.signature_id), environment=finding.environment,
-                details=details[DETAILS_KEY])
+                key=finding.key,
+                signature_id=int(finding.signature_id),
+                environment=finding.environment,
+                details=details[DETAILS_KEY],
+            )
     return state
 
 

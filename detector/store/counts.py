@@ -842,9 +842,7 @@ def recompute_session_minutes(session: Session, project_id: int, keys: Iterable[
                 SessionState.project_id == project_id,
                 tuple_(SessionState.release, SessionState.environment, SessionState.started_minute).in_(chunk),
             )
-            .group_by(
-                SessionState.release, SessionState.environment, SessionState.started_minute, SessionState.segment
-            )
+            .group_by(SessionState.release, SessionState.environment, SessionState.started_minute, SessionState.segment)
         ).all()
         aggregates = session.execute(
             select(

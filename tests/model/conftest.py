@@ -14,10 +14,12 @@ def rng() -> np.random.Generator:
 
 def frames(rows: list[dict], sessions: list[dict], signatures: list[dict], deploys: list[dict]) -> dict:
     """Hand-made input frames with the detector's exact column names."""
-    sig_counts = pd.DataFrame(rows, columns=["signature_id", "release", "environment", "minute", "events",
-                                             "users", "sessions"])
-    session_counts = pd.DataFrame(sessions, columns=["release", "environment", "minute", "started",
-                                                     "errored", "crashed"])
+    sig_counts = pd.DataFrame(
+        rows, columns=["signature_id", "release", "environment", "minute", "events", "users", "sessions"]
+    )
+    session_counts = pd.DataFrame(
+        sessions, columns=["release", "environment", "minute", "started", "errored", "crashed"]
+    )
     for frame in (sig_counts, session_counts):
         frame["minute"] = pd.to_datetime(frame["minute"], utc=True)
     sigs = pd.DataFrame(signatures, columns=["signature_id", "title", "first_seen", "noise_class", "in_app"])

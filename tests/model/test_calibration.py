@@ -73,8 +73,12 @@ def test_release_error_rate_eprocess_with_its_fine_grid_within_alpha():
     errored = rng.binomial(started.astype(int), share).astype(float)
     cum_started, cum_errored = np.cumsum(started, axis=1), np.cumsum(errored, axis=1)
     log_e = mixture_log_evidence_vs_estimate(
-        cum_errored.ravel(), cum_started.ravel(), np.repeat(baseline_errored, 12 * 60),
-        np.repeat(baseline_started, 12 * 60), ratios).reshape(tests, -1)
+        cum_errored.ravel(),
+        cum_started.ravel(),
+        np.repeat(baseline_errored, 12 * 60),
+        np.repeat(baseline_started, 12 * 60),
+        ratios,
+    ).reshape(tests, -1)
     best = log_e.max(axis=1)
     assert int((best >= threshold).sum()) <= _upper(alpha * tests)
     assert int((best >= threshold - 2.0).sum()) > int((best >= threshold).sum())

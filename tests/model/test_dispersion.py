@@ -43,8 +43,11 @@ def _alarms(counts: np.ndarray, threshold: float, *, quasi: bool) -> tuple[int, 
     """Alarm excursions over the steps after ``HISTORY``, baseline rate and dispersion from the history."""
     history, watched = counts[:, :HISTORY], counts[:, HISTORY:].astype(float)
     rows, steps = np.nonzero(history)
-    phi = (quasi_poisson_dispersion(rows, steps, history[rows, steps], np.ones(HISTORY), len(counts))
-           if quasi else np.ones(len(counts)))
+    phi = (
+        quasi_poisson_dispersion(rows, steps, history[rows, steps], np.ones(HISTORY), len(counts))
+        if quasi
+        else np.ones(len(counts))
+    )
     rate = (history.sum(axis=1) + 1.0) / HISTORY
     expected = np.broadcast_to(rate[:, None], watched.shape)
     statistic = poisson_cusum_path(watched / phi[:, None], expected / phi[:, None], 2.0)
@@ -83,8 +86,7 @@ def test_dispersion_estimate_matches_the_true_dispersion():
     counts[0, :200] += 40
     rows, steps = np.nonzero(counts)
     raised = pearson_dispersion(rows, steps, counts[rows, steps], np.ones(2000), 40)[0]
-    kept = pearson_dispersion(rows, steps, counts[rows, steps], np.ones(2000), 40,
-                              excluded={0: np.arange(200)})[0]
+    kept = pearson_dispersion(rows, steps, counts[rows, steps], np.ones(2000), 40, excluded={0: np.arange(200)})[0]
     assert raised > 3 * phi[0] and kept == pytest.approx(phi[0], rel=0.1)
 
 
@@ -98,12 +100,36 @@ def test_sparse_streams_are_not_called_overdispersed_from_a_few_counts():
 
 def _hourly_frames(crashes: np.ndarray, launches: float, start: pd.Timestamp) -> dict:
     hours = pd.date_range(start, periods=len(crashes), freq="h")
-    rows = [{"signature_id": 1, "release": "app", "environment": "production", "minute": m, "events": int(k),
-             "users": int(k), "sessions": int(k)} for m, k in zip(hours, crashes, strict=True) if k > 0]
-    sessions = [{"release": "app", "environment": "production", "minute": m, "started": launches,
-                 "errored": int(k), "crashed": 0} for m, k in zip(hours, crashes, strict=True)]
-    return frames(rows, sessions, [{"signature_id": 1, "title": "crash", "first_seen": start, "noise_class": None,
-                                    "in_app": True}], [])
+    rows = [
+        {
+            "signature_id": 1,
+            "release": "app",
+            "environment": "production",
+            "minute": m,
+            "events": int(k),
+            "users": int(k),
+            "sessions": int(k),
+        }
+        for m, k in zip(hours, crashes, strict=True)
+        if k > 0
+    ]
+    sessions = [
+        {
+            "release": "app",
+            "environment": "production",
+            "minute": m,
+            "started": launches,
+            "errored": int(k),
+            "crashed": 0,
+        }
+        for m, k in zip(hours, crashes, strict=True)
+    ]
+    return frames(
+        rows,
+        sessions,
+        [{"signature_id": 1, "title": "crash", "first_seen": start, "noise_class": None, "in_app": True}],
+        [],
+    )
 
 
 def test_the_detector_keeps_the_budget_on_a_bursty_hourly_stream_pass_by_pass():
@@ -121,10 +147,15 @@ def test_the_detector_keeps_the_budget_on_a_bursty_hourly_stream_pass_by_pass():
     for step in range(history, len(crashes)):
         at = start + pd.Timedelta(hours=step)
         since = at - pd.Timedelta(hours=history)
-        found = detect_anomalies(sig[(sig.minute > since) & (sig.minute <= at)],
-                                 ses[(ses.minute > since) & (ses.minute <= at)], data["signatures"],
-                                 data["deploys"], at, config,
-                                 spike_excursions=[e for e in state.values() if e.running or e.ended_at > since])
+        found = detect_anomalies(
+            sig[(sig.minute > since) & (sig.minute <= at)],
+            ses[(ses.minute > since) & (ses.minute <= at)],
+            data["signatures"],
+            data["deploys"],
+            at,
+            config,
+            spike_excursions=[e for e in state.values() if e.running or e.ended_at > since],
+        )
         keys |= {f.key for f in found}
         state = excursions_after(state, found)
     allowed = config.budget("spike") * weeks

@@ -83,8 +83,9 @@ def test_conditional_increments_ignore_common_rises():
     assert (same < 0).all()
     assert (worse > 5).all()
     # no old-release exposure: no information either way
-    np.testing.assert_allclose(conditional_log_lr_increments(np.array([9.0]), np.array([0.0]),
-                                                             np.array([1.0]), ratios), 0.0, atol=1e-12)
+    np.testing.assert_allclose(
+        conditional_log_lr_increments(np.array([9.0]), np.array([0.0]), np.array([1.0]), ratios), 0.0, atol=1e-12
+    )
 
 
 RATIOS = np.array([1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0])

@@ -29,14 +29,23 @@ def test_score_series_uses_exposure_not_raw_counts():
     without = score_series(errors)
     assert not with_exposure["alarm"].any()
     assert without["alarm"].any()
-    assert list(with_exposure.columns) == ["count", "exposure", "rate", "baseline", "dispersion", "statistic",
-                                           "threshold", "alarm"]
+    assert list(with_exposure.columns) == [
+        "count",
+        "exposure",
+        "rate",
+        "baseline",
+        "dispersion",
+        "statistic",
+        "threshold",
+        "alarm",
+    ]
 
 
 def test_oracle_detection_delay_and_tuning():
     exposure = np.full(MINUTES := 60, 100.0)
-    oracle = OracleCusum.tuned(rate_before=0.01, rate_after=0.05, exposure_per_minute=exposure,
-                               alarms_per_week=1.0, n_weeks=4, seed=1)
+    oracle = OracleCusum.tuned(
+        rate_before=0.01, rate_after=0.05, exposure_per_minute=exposure, alarms_per_week=1.0, n_weeks=4, seed=1
+    )
     assert 0 < oracle.threshold <= np.log(7 * 24 * 60)
     counts = np.r_[np.ones(30), np.full(MINUTES - 30, 5.0)]
     delay = oracle.detection_delay(counts, exposure, change_index=30)
@@ -46,12 +55,17 @@ def test_oracle_detection_delay_and_tuning():
 
 def test_segments_over_represented_names_the_crowded_route():
     rng = np.random.default_rng(5)
-    population = pd.DataFrame({
-        "route": rng.choice(["/billing", "/home", "/settings", "/docs", "/team"], 5000, p=[0.2, 0.4, 0.2, 0.1, 0.1]),
-        "browser": rng.choice(["Chrome", "Firefox", "Safari"], 5000, p=[0.6, 0.2, 0.2]),
-    })
+    population = pd.DataFrame(
+        {
+            "route": rng.choice(
+                ["/billing", "/home", "/settings", "/docs", "/team"], 5000, p=[0.2, 0.4, 0.2, 0.1, 0.1]
+            ),
+            "browser": rng.choice(["Chrome", "Firefox", "Safari"], 5000, p=[0.6, 0.2, 0.2]),
+        }
+    )
     affected = population.sample(200, random_state=1).assign(
-        route=np.where(rng.random(200) < 0.92, "/billing", "/home"))
+        route=np.where(rng.random(200) < 0.92, "/billing", "/home")
+    )
     segments = segments_over_represented(affected, population)
     assert [(s["column"], s["value"]) for s in segments] == [("route", "/billing")]
     assert segments[0]["share"] == pytest.approx(0.92, abs=0.05)

@@ -159,15 +159,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("project_id", "release", "environment", "dedupe_key"),
     )
     with op.batch_alter_table("deploys", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_deploys_project_env_time", ["project_id", "environment", "deployed_at"], unique=False
-        )
+        batch_op.create_index("ix_deploys_project_env_time", ["project_id", "environment", "deployed_at"], unique=False)
 
     op.create_table(
         "raw_items",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
         sa.Column("item_type", sa.String(length=16), nullable=False),
         sa.Column("event_id", sa.String(length=32), nullable=True),
@@ -214,9 +210,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "session_states",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
         sa.Column("sid", sa.String(length=64), nullable=False),
         sa.Column("distinct_id", sa.String(length=128), nullable=True),
@@ -242,9 +236,7 @@ def upgrade() -> None:
 
     op.create_table(
         "signatures",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
         sa.Column("hash", sa.String(length=40), nullable=False),
         sa.Column("type", sa.String(length=256), nullable=False),
@@ -338,9 +330,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "events",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
         sa.Column("event_id", sa.String(length=32), nullable=False),
         sa.Column("signature_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -354,9 +344,7 @@ def upgrade() -> None:
         sa.Column("route", sa.String(length=256), nullable=True),
         sa.Column("browser", sa.String(length=64), nullable=True),
         sa.Column("os", sa.String(length=64), nullable=True),
-        sa.Column(
-            "data", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=False
-        ),
+        sa.Column("data", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=False),
         sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["signature_id"], ["signatures.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
