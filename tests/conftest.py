@@ -12,13 +12,15 @@ import subprocess
 import sys
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.config import Settings
@@ -31,6 +33,22 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("DETECTOR_FIXTURES") or Path(__file__).resolve().parent / "fixtures")
 BACKEND = os.environ.get("DETECTOR_TEST_DATABASE", "sqlite")
 POSTGRES_URL = os.environ.get("DETECTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+# every engine that connected, so the databases a test made can be closed before they are dropped
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@event.listens_for(Engine, "engine_connect")
+def _remember_engine(connection: Any) -> None:
+    _ENGINES.add(connection.engine)
+
+
+def _dispose_engines_of(database: str) -> None:
+    # a pooled connection left to a dropped database fails loudly when the pool is finalized at exit
+    for engine in list(_ENGINES):
+        if engine.url.database == database:
+            engine.dispose()
 
 
 def _postgres_reachable() -> str | None:
@@ -74,6 +92,7 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     try:
         yield url
     finally:
+        _dispose_engines_of(name)
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
