@@ -671,6 +671,10 @@ class Verdict:
     detects: bool = False  # a true alert that names the incident's signature (counts for recall and delay)
 
 
+# an outage's signature reported this long after the outage ended is about its background rate, not the outage
+OUTAGE_REPORT_SLACK = 60
+
+
 def _outage_overlaps(scenario: Scenario, start: int, end: int) -> Incident | None:
     """An outage active at some minute of ``[start, end]`` (sessions started after it saw none of it)."""
     for incident in scenario.incidents:
@@ -705,6 +709,15 @@ def score_alert(scenario: Scenario, alert: Alert, deploy_release: dict[int, int]
             f"{alert.kind} {on}{after}: {alert.title[:60]!r} is no incident's signature (its rate never changed)",
         )
     if incident.is_outage:
+        assert incident.start_minute is not None and incident.end_minute is not None
+        if not incident.start_minute <= alert.minute <= incident.end_minute + OUTAGE_REPORT_SLACK:
+            return Verdict(
+                alert,
+                "false",
+                incident.id,
+                f"{alert.kind} {on}{after}: {alert.title[:60]!r} at its background rate "
+                f"(outage {incident.id} was over by {scenario.clock(incident.end_minute)})",
+            )
         if release is None:
             return Verdict(alert, "true", incident.id, f"outage reported as a {alert.kind} with no deploy", True)
         return Verdict(

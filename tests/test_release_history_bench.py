@@ -76,6 +76,8 @@ def alert(kind: str, culprit: str, deploy_id: int | None, minute: int, title: st
         ("new_signature", "snapshotState1", 14, 420, "true", "browser1"),
         ("spike", "loadOrders0", None, 260, "true", "outage0"),  # an outage as a spike with no deploy
         ("regression", "fetchJson0", 12, 260, "misattributed", "outage0"),  # ... blamed on a deploy
+        ("spike", "fetchJson0", None, 400, "false", "outage0"),  # an outage signature long after the outage
+        ("regression", "fetchJson0", 13, 400, "false", "outage0"),  # ... on a deploy: not the outage's fault
         ("regression", "handler3", 12, 230, "false", None),  # a background signature whose rate never changed
         ("release_error_rate", "", 11, 120, "true", "bug0"),  # the release that brought a bug
         ("release_error_rate", "", 12, 270, "misattributed", "outage0"),  # a release live during the outage
