@@ -74,7 +74,11 @@ class DetectorConfig:
     deploy's releases rose from the deploy" before a deploy finding is reported as a spike instead."""
 
     spike_rate_ratio: float = 2.0
-    """Alternative rate ratio of the spike CUSUM (the rise it is tuned to detect fastest)."""
+    """Alternative rate ratio of the spike CUSUM (the rise it is tuned to detect fastest), and of its end
+    test (back at the baseline against still this many times it)."""
+    spike_steep_ratios: tuple[float, ...] = (10.0, 100.0)
+    """Further CUSUMs beside it, each tuned to a steeper rise (an outage's 5xx at 100x their usual rate
+    cross in a minute or two, where the 2x CUSUM needs a dozen); the threshold pays log(1 + len)."""
 
     spike_window_minutes: int = 6 * 60
     """The spike CUSUM starts at most this long before ``at``; its baseline is the lookback before."""
@@ -142,8 +146,8 @@ class DetectorConfig:
             raise ValueError("rate_ratios must be non-empty and all above 1")
         if not self.release_rate_ratios or min(self.release_rate_ratios) <= 1.0:
             raise ValueError("release_rate_ratios must be non-empty and all above 1")
-        if self.spike_rate_ratio <= 1.0:
-            raise ValueError("spike_rate_ratio must exceed 1")
+        if self.spike_rate_ratio <= 1.0 or any(r <= 1.0 for r in self.spike_steep_ratios):
+            raise ValueError("spike_rate_ratio and spike_steep_ratios must exceed 1")
         if self.noisy_evidence_factor < 1.0:
             raise ValueError("noisy_evidence_factor must be at least 1")
         if self.onset_evidence_factor < 1.0:

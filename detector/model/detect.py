@@ -1180,33 +1180,38 @@ def _spike_findings_in_env(
     # Exposure is never less than the affected sessions themselves (late session data).
     exposure_through = np.maximum(cum[offset] - base, cum_sessions)
     exposure_before = np.minimum(cum_before[offset] - base, exposure_through)
-    ratio = config.spike_rate_ratio
-    cusum = sparse_poisson_cusum(
-        stream.sessions / phi, rate0 * exposure_before / phi, rate0 * exposure_through / phi, start, ratio
-    )
-
+    # One CUSUM per ratio; any of them crossing is an alarm, so each pays log(number of ratios) (union bound).
+    ratios = (config.spike_rate_ratio, *config.spike_steep_ratios)
     noisy = np.isin(stream.sig, list(prepared.noisy_ids))
-    thresholds = threshold + np.where(noisy, math.log(config.noisy_evidence_factor), 0.0)
-    excursion = np.cumsum(cusum.excursion_start)
-    gates = (grouped_cummax(stream.users, cusum.excursion_start) >= config.min_users) & (
-        grouped_cummax(stream.sessions, cusum.excursion_start) >= config.min_sessions
-    )
-
+    thresholds = threshold + math.log(len(ratios)) + np.where(noisy, math.log(config.noisy_evidence_factor), 0.0)
     start_rows = np.flatnonzero(start)
     last_rows = np.append(start_rows[1:] - 1, len(start) - 1)
     group = np.cumsum(start) - 1
-    # Only the stream's last excursion can still be running at ``at``: is it above 0 at ``at``?
-    llr_end = (
-        cum_sessions[last_rows] * math.log(ratio)
-        - (ratio - 1.0) * rate0[last_rows] * np.maximum(cum[-1] - base[last_rows], cum_sessions[last_rows])
-    ) / phi[last_rows]
-    running_now = llr_end - np.minimum(cusum.running_min[last_rows], llr_end) > 0
-    current = (excursion == excursion[last_rows][group]) & running_now[group]
-    hits = _first_true_per_group(stream.sig, current & (cusum.statistic >= thresholds) & gates & usable)
-    best = _max_per_group(stream.sig[current], cusum.statistic[current] / thresholds[current])
+    chosen: dict[int, tuple[int, np.ndarray]] = {}
+    best: dict[int, float] = {}
+    for ratio in ratios:
+        cusum = sparse_poisson_cusum(
+            stream.sessions / phi, rate0 * exposure_before / phi, rate0 * exposure_through / phi, start, ratio
+        )
+        excursion = np.cumsum(cusum.excursion_start)
+        gates = (grouped_cummax(stream.users, cusum.excursion_start) >= config.min_users) & (
+            grouped_cummax(stream.sessions, cusum.excursion_start) >= config.min_sessions
+        )
+        # Only the stream's last excursion can still be running at ``at``: is it above 0 at ``at``?
+        llr_end = (
+            cum_sessions[last_rows] * math.log(ratio)
+            - (ratio - 1.0) * rate0[last_rows] * np.maximum(cum[-1] - base[last_rows], cum_sessions[last_rows])
+        ) / phi[last_rows]
+        running_now = llr_end - np.minimum(cusum.running_min[last_rows], llr_end) > 0
+        current = (excursion == excursion[last_rows][group]) & running_now[group]
+        hits = _first_true_per_group(stream.sig, current & (cusum.statistic >= thresholds) & gates & usable)
+        for sig, value in _max_per_group(stream.sig[current], cusum.statistic[current] / thresholds[current]).items():
+            best[sig] = max(best.get(sig, 0.0), value)
+        for sig, hit in hits.items():
+            if sig not in chosen or hit < chosen[sig][0]:  # the earliest crossing, and its excursion's rows
+                chosen[sig] = (hit, np.flatnonzero(current & (stream.sig == sig)))
     findings = []
-    for sig, hit in hits.items():
-        rows = np.flatnonzero(current & (stream.sig == sig))
+    for sig, (hit, rows) in chosen.items():
         finding = _spike_finding(prepared, environment, stream, rows, hit, best[sig], float(rate0[hit]), cum, origin)
         state = SpikeExcursion(
             key=finding.key,

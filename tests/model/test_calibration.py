@@ -42,6 +42,27 @@ def test_spike_cusum_alarm_rate_within_budget_over_project_weeks():
     assert count_alarm_excursions(statistic, threshold / 2) > 10 * max(per_week * weeks, 1)
 
 
+def test_the_spike_cusums_of_every_ratio_together_keep_the_budget():
+    # the detector alarms when any of its CUSUMs (2x and the steep ratios) crosses; paying log(number of
+    # ratios) on the threshold keeps their alarms together within one budget (union bound)
+    rng = np.random.default_rng(13)
+    weeks, streams, budget = 4, 40, 40.0
+    config = DetectorConfig()
+    ratios = (config.spike_rate_ratio, *config.spike_steep_ratios)
+    assert len(ratios) > 1
+    minutes = pd.date_range("2026-11-02", periods=weeks * MINUTES_PER_WEEK, freq="min", tz="UTC")
+    exposure = diurnal_sessions(minutes, 30.0)
+    rates = rng.choice([0.0002, 0.002, 0.02, 0.1], size=streams)
+    expected = rates[:, None] * exposure[None, :]
+    counts = rng.poisson(expected)
+    threshold = cusum_threshold(alarms_per_week=budget, n_streams=streams) + math.log(len(ratios))
+    alarms = [count_alarm_excursions(poisson_cusum_path(counts, expected, k), threshold) for k in ratios]
+    assert sum(alarms) <= _upper(budget * weeks), alarms
+    # the bound is conservative, not vacuous: half the evidence gives many more alarms
+    halved = sum(count_alarm_excursions(poisson_cusum_path(counts, expected, k), threshold / 2) for k in ratios)
+    assert halved > 10 * max(sum(alarms), 1)
+
+
 def test_deploy_eprocess_false_alarm_probability_within_alpha():
     rng = np.random.default_rng(12)
     tests, budget, tests_per_week = 1000, 30.0, 300.0

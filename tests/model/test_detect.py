@@ -458,3 +458,39 @@ def test_a_new_signature_below_the_floor_is_not_reported_as_a_spike_later(rng):
     no_deploy = {**data, "deploys": data["deploys"].iloc[0:0]}
     later = pd.Timedelta(hours=3)
     assert [f.kind for f in run(no_deploy, DEPLOY_AT + later, config) if f.signature_id == 900] == ["spike"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_outage_raising_a_background_error_a_hundredfold_is_a_spike_within_minutes(seed):
+    # 5xx that a backend returns to 0.02 % of sessions, at 2 % during an outage (about one session a
+    # minute): the 2x CUSUM alone needs 10-15 minutes of it, the steep ones about half
+    rng = np.random.default_rng(seed)
+    onset = DEPLOY_AT
+    signatures = [*BACKGROUND, SimSignature(5, 0.0002)]
+    calm = simulate_project(
+        start=onset - pd.Timedelta(days=1),
+        end=onset,
+        sessions_per_minute=60,
+        signatures=signatures,
+        deploys=[],
+        rng=rng,
+    )
+    outage = [*BACKGROUND, SimSignature(5, 0.02)]
+    hot = simulate_project(
+        start=onset, end=onset + 30 * MIN, sessions_per_minute=60, signatures=outage, deploys=[], rng=rng
+    )
+    data = {k: pd.concat([calm[k], hot[k]], ignore_index=True) for k in ("sig_counts", "session_counts")}
+    data["signatures"], data["deploys"] = calm["signatures"], calm["deploys"]
+
+    def crossed(config: DetectorConfig | None) -> pd.Timestamp | None:
+        for minute in range(1, 31):
+            spikes = [f for f in run(data, onset + minute * MIN, config) if f.kind == "spike"]
+            if spikes:
+                assert [f.signature_id for f in spikes] == [5]
+                return spikes[0].crossed_at
+        return None
+
+    steep = crossed(None)
+    assert steep is not None and steep <= onset + 8 * MIN
+    gentle = crossed(DetectorConfig(spike_steep_ratios=()))
+    assert gentle is None or gentle > steep
