@@ -48,10 +48,20 @@ def policy_for(project: Project, **overrides: float | int | None) -> VerdictPoli
 def anomaly_summaries(anomalies: Sequence[Anomaly]) -> list[AnomalySummary]:
     return [
         AnomalySummary(
-            id=a.id, kind=a.kind, title=a.title, crossed_at=a.crossed_at, top_suspect=(a.suspects or [None])[0]
+            id=a.id,
+            kind=a.kind,
+            title=a.title,
+            crossed_at=a.crossed_at,
+            top_suspect=(a.suspects or [None])[0],
+            evidence=_evidence(a),
         )
         for a in anomalies
     ]
+
+
+def _evidence(anomaly: Anomaly) -> float | None:
+    value = (anomaly.details or {}).get("evidence")
+    return float(value) if isinstance(value, int | float) else None
 
 
 def record_verdicts(
@@ -165,6 +175,7 @@ def verdict_as_dict(deploy: Deploy, verdict: Verdict, *, measured_at: datetime |
                 "kind": a.kind,
                 "title": a.title,
                 "crossed_at": a.crossed_at,
+                "evidence": a.evidence,
                 "top_suspect": {k: a.top_suspect[k] for k in SUSPECT_FIELDS if k in a.top_suspect}
                 if a.top_suspect
                 else None,

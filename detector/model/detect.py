@@ -700,7 +700,10 @@ def _stream_finding(
     last_row: int,
     score: float,
     baseline_rate: float,
+    threshold: float,
 ) -> Finding:
+    """``score`` is the stream's best evidence over its ``threshold``; their product, the evidence itself
+    (nats), is kept in ``details["evidence"]`` (a deploy's verdict asks more of it than an alert does)."""
     sig = int(stream.sig[row])
     prepared = context.prepared
     sessions = float(stream.sessions[first_row : last_row + 1].sum())
@@ -722,6 +725,7 @@ def _stream_finding(
         baseline_rate=float(baseline_rate),
         score=float(score),
         key=f"{kind}:{sig}:{context.deploy_id}",
+        details={"evidence": float(score * threshold)},
     )
 
 
@@ -811,7 +815,14 @@ def _new_signature_findings(
     bounds = _group_bounds(stream.sig)
     return [
         _stream_finding(
-            context, "regression" if sig in dormant else "new_signature", stream, row, *bounds[sig], best[sig], floor
+            context,
+            "regression" if sig in dormant else "new_signature",
+            stream,
+            row,
+            *bounds[sig],
+            best[sig],
+            floor,
+            float(thresholds[row]),
         )
         for sig, row in crossed.items()
     ]
@@ -864,7 +875,9 @@ def _regression_findings(
     best = _max_per_group(stream.sig, log_e / thresholds)
     bounds = _group_bounds(stream.sig)
     return [
-        _stream_finding(context, "regression", stream, row, *bounds[sig], best[sig], baseline[sig])
+        _stream_finding(
+            context, "regression", stream, row, *bounds[sig], best[sig], baseline[sig], float(thresholds[row])
+        )
         for sig, row in crossed.items()
     ]
 
@@ -980,6 +993,7 @@ def _release_error_rate_findings(context: _DeployContext, s_base: np.ndarray) ->
             baseline_rate=baseline_errored / baseline_started,
             score=float(log_e.max() / threshold) if threshold > 0 else math.inf,
             key=f"release_error_rate:{context.environment}:{context.deploy_id}",
+            details={"evidence": float(log_e.max())},
         )
     ]
 

@@ -28,6 +28,7 @@ from enum import StrEnum
 
 import numpy as np
 from scipy.special import logsumexp
+from scipy.stats import beta
 
 
 class VerdictStatus(StrEnum):
@@ -56,9 +57,16 @@ class VerdictPolicy:
     watch_minutes: int = 60
     """After this long without `healthy` or `failing` the verdict is `inconclusive`."""
     alpha: float = 0.05
-    """Probability that a release whose true rate is above the margin is ever called `healthy`."""
+    """Probability that a release whose true rate is above the margin is ever called `healthy`: split
+    between the baseline (`baseline_alpha`, a lower bound on the old rate) and the new release's bound."""
+    baseline_alpha: float = 0.01
+    """The part of `alpha` spent on the old rate, itself an estimate: the margin is computed from its
+    one-sided Clopper-Pearson lower bound at this level, not from the estimate."""
     new_signature_floor: float = 0.001
     """A new signature on more than this share of the release's sessions keeps it from `healthy`."""
+    failing_alpha: float = 0.002
+    """An anomaly makes the deploy `failing` once its evidence reaches log(1/failing_alpha) nats: an alert
+    spends the project's weekly budget over its deploys, a rollback asks for this much per test."""
 
     def __post_init__(self) -> None:
         if self.tolerance < 1.0:
@@ -67,12 +75,28 @@ class VerdictPolicy:
             raise ValueError("absolute_margin must not be negative")
         if self.min_sessions < 1 or self.watch_minutes < 1:
             raise ValueError("min_sessions and watch_minutes must be at least 1")
-        if not 0 < self.alpha < 1:
-            raise ValueError("alpha must be in (0, 1)")
+        if not 0 < self.alpha < 1 or not 0 < self.failing_alpha < 1:
+            raise ValueError("alpha and failing_alpha must be in (0, 1)")
+        if not 0 < self.baseline_alpha < self.alpha:
+            raise ValueError("baseline_alpha must be in (0, alpha)")
 
-    def margin(self, old_rate: float) -> float:
+    @property
+    def release_alpha(self) -> float:
+        """The part of `alpha` the new release's confidence sequence spends."""
+        return self.alpha - self.baseline_alpha
+
+    def old_rate_lower(self, errored: np.ndarray | float, sessions: np.ndarray | float) -> np.ndarray:
+        """One-sided Clopper-Pearson lower bound on the old rate at `baseline_alpha` (0 without errors)."""
+        k = np.asarray(errored, float)
+        n = np.maximum(np.asarray(sessions, float), k)
+        with np.errstate(invalid="ignore"):
+            lower = beta.ppf(self.baseline_alpha, np.maximum(k, 1e-9), n - k + 1.0)
+        return np.asarray(np.where(k > 0, lower, 0.0))
+
+    def margin(self, old_rate: np.ndarray | float) -> np.ndarray:
         """The rate the new release must be shown to stay below: max(old * tolerance, old + absolute)."""
-        return min(max(old_rate * self.tolerance, old_rate + self.absolute_margin), 1.0)
+        old = np.asarray(old_rate, float)
+        return np.asarray(np.minimum(np.maximum(old * self.tolerance, old + self.absolute_margin), 1.0))
 
 
 @dataclass(frozen=True)
@@ -118,6 +142,8 @@ class AnomalySummary:
     title: str
     crossed_at: datetime | None
     top_suspect: dict[str, object] | None = None
+    evidence: float | None = None
+    """The anomaly's e-process at its best, in nats (None for anomalies recorded before it was kept)."""
 
 
 @dataclass(frozen=True)
@@ -162,15 +188,26 @@ def upper_confidence_bound(errored: np.ndarray, sessions: np.ndarray, alpha: flo
     return np.where(reachable, high, 1.0)
 
 
+def first_healthy_minutes(
+    cum_errored: np.ndarray, cum_sessions: np.ndarray, margins: np.ndarray, policy: VerdictPolicy
+) -> np.ndarray:
+    """For runs of cumulative counts (rows: runs, columns: minutes) and each run's margin, the first minute
+    (index) at which the bound is below the margin with at least `min_sessions`; -1 where none is."""
+    n = np.atleast_2d(np.asarray(cum_sessions, float))
+    s = np.atleast_2d(np.asarray(cum_errored, float))
+    m = np.broadcast_to(np.asarray(margins, float).reshape(-1, 1), n.shape)
+    below = (n >= policy.min_sessions) & (log_evidence_below(s, n, m) >= math.log(1 / policy.release_alpha))
+    return np.where(below.any(axis=1), below.argmax(axis=1), -1)
+
+
 def first_healthy_minute(
     cum_errored: np.ndarray, cum_sessions: np.ndarray, margin: float, policy: VerdictPolicy
 ) -> int | None:
     """The first minute (index) at which the bound is below the margin with enough sessions, if any."""
-    enough = np.asarray(cum_sessions) >= policy.min_sessions
-    if not enough.any():
+    if len(cum_sessions) == 0:
         return None
-    below = enough & (log_evidence_below(cum_errored, cum_sessions, margin) >= math.log(1 / policy.alpha))
-    return int(np.argmax(below)) if below.any() else None
+    minute = int(first_healthy_minutes(cum_errored, cum_sessions, np.array([margin]), policy)[0])
+    return None if minute < 0 else minute
 
 
 def deploy_verdict(
@@ -187,9 +224,13 @@ def deploy_verdict(
     sessions = int(cum_sessions[-1]) if len(cum_sessions) else 0
     bad = int(cum_errored[-1]) if len(cum_errored) else 0
     rate = bad / sessions if sessions else None
-    bound = float(upper_confidence_bound(cum_errored[-1:], cum_sessions[-1:], policy.alpha)[0]) if sessions else None
+    bound = None
+    if sessions:
+        bound = float(upper_confidence_bound(cum_errored[-1:], cum_sessions[-1:], policy.release_alpha)[0])
     old_rate = exposure.old_rate
-    margin = policy.margin(old_rate) if old_rate is not None else None
+    margin = None
+    if old_rate is not None:
+        margin = float(policy.margin(policy.old_rate_lower(exposure.baseline_errored, exposure.baseline_started)))
     minutes = max(int((at - exposure.deployed_at).total_seconds() // 60), 0)
     watch_over = at >= exposure.deployed_at + timedelta(minutes=policy.watch_minutes)
 
@@ -208,9 +249,11 @@ def deploy_verdict(
             anomalies=tuple(anomalies),
         )
 
-    if anomalies:
-        first = anomalies[0]
-        more = f" (and {len(anomalies) - 1} more)" if len(anomalies) > 1 else ""
+    needed = math.log(1 / policy.failing_alpha)
+    confirmed = [a for a in anomalies if a.evidence is None or a.evidence >= needed]
+    if confirmed:
+        first = confirmed[0]
+        more = f" (and {len(confirmed) - 1} more)" if len(confirmed) > 1 else ""
         suspect = ""
         if first.top_suspect:
             summary = (str(first.top_suspect.get("message") or "").splitlines() or [""])[0]
@@ -219,7 +262,7 @@ def deploy_verdict(
     floor = policy.new_signature_floor
     above_floor = [s for s in exposure.new_signatures if sessions and s.sessions / sessions > floor]
     healthy_at = None
-    if margin is not None and not above_floor:
+    if margin is not None and not above_floor and not anomalies:
         healthy_at = first_healthy_minute(cum_errored, cum_sessions, margin, policy)
     if healthy_at is not None:
         at_healthy = cum_sessions[healthy_at]
@@ -230,6 +273,13 @@ def deploy_verdict(
             healthy_after=healthy_at + 1,
         )
     status = VerdictStatus.INCONCLUSIVE if watch_over else VerdictStatus.PENDING
+    if anomalies:
+        first = anomalies[0]
+        return verdict(
+            status,
+            f"{'the watch ended' if watch_over else 'watching'}: {_kind_phrase(first.kind)} {first.title!r} was "
+            f"alerted, its evidence ({first.evidence:.1f} nats) short of the {needed:.1f} a failing verdict needs.",
+        )
     return verdict(status, _why_not_yet(exposure, policy, sessions, bound, margin, above_floor, watch_over))
 
 
