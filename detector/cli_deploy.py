@@ -182,11 +182,12 @@ def _print_deploy(detail: dict[str, Any], *, created: bool, as_json: bool) -> No
 
 
 def register(app: typer.Typer, project_app: typer.Typer) -> None:
-    """Add `deploy` (and `deploy verify`) to `app` and `github-secret` to the `project` group."""
-    from detector.cli_verify import MisuseExitsThree, verify_command
+    """Add `deploy` (and `deploy verify`) to `app`, `github-secret` and `set-gate` to the `project` group."""
+    from detector.cli_verify import MisuseExitsThree, set_gate_command, verify_command
 
     deploy_app = typer.Typer(help=DEPLOY_HELP)
     deploy_app.callback(invoke_without_command=True)(deploy_command)
     deploy_app.command("verify", cls=MisuseExitsThree)(verify_command)
     app.add_typer(deploy_app, name="deploy")
     project_app.command("github-secret")(github_secret_command)
+    project_app.command("set-gate")(set_gate_command)

@@ -155,3 +155,47 @@ def report(verdict: dict[str, Any]) -> None:
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def set_gate_command(
+    slug: Annotated[str, typer.Argument(metavar="SLUG", help="The project.")],
+    tolerance: Annotated[float | None, typer.Option(min=1.0, help="Relative margin (default 1.25).")] = None,
+    absolute_margin: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Absolute margin as a rate (default 0.005).")
+    ] = None,
+    min_sessions: Annotated[int | None, typer.Option(min=1, help="Sessions before healthy (default 1000).")] = None,
+    watch_minutes: Annotated[
+        int | None, typer.Option(min=1, max=1440, help="Minutes before inconclusive (default 60).")
+    ] = None,
+    webhook_url: Annotated[str | None, typer.Option(help="Posted once per failing deploy ('' removes it).")] = None,
+    webhook_secret: Annotated[str | None, typer.Option(help="HMAC-SHA256 key of the webhook's signature.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the settings as one JSON object.")] = False,
+) -> None:
+    """Set the project's deploy-verdict settings; options not given stay as they are."""
+    from detector.cli import echo_json, fail, load_settings, session_factory
+    from detector.errors import DetectorError
+    from detector.store.db import transaction
+    from detector.store.projects import get_project_by_slug, set_gate_settings
+
+    if webhook_url and not webhook_url.startswith(("https://", "http://")):
+        raise fail("--webhook-url must be an http(s) URL")
+    factory = session_factory(load_settings())
+    try:
+        with transaction(factory) as session:
+            values = set_gate_settings(
+                session,
+                get_project_by_slug(session, slug),
+                gate_tolerance=tolerance,
+                gate_absolute_margin=absolute_margin,
+                gate_min_sessions=min_sessions,
+                gate_watch_minutes=watch_minutes,
+                verdict_webhook_url=webhook_url,
+                verdict_webhook_secret=webhook_secret,
+            )
+    except DetectorError as exc:
+        raise fail(str(exc)) from exc
+    shown = {k: ("***" if k == "verdict_webhook_secret" and v else v) for k, v in values.items()}
+    if as_json:
+        echo_json(shown)
+        return
+    typer.echo(f"project {slug} verdict settings: " + ", ".join(f"{k}={v}" for k, v in shown.items()))

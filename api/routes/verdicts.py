@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 
 from api import schemas
-from api.deps import ProjectDep, SessionDep
+from api.deps import API_TOKEN, ProjectDep, SessionDep, StateDep
+from detector.errors import Unauthorized
 from detector.model.verdict import VerdictStatus
 from detector.store.models import Deploy, Project
+from detector.store.projects import get_project_by_slug
 from detector.store.verdicts import latest_release_deploy, project_deploy
 from detector.times import json_ready
 from detector.verdicts import current_verdict, verdict_as_dict
@@ -30,6 +33,37 @@ GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": schemas.Verdict, "description": "healthy"},
     GATE_REFUSED: {"model": schemas.Verdict, "description": "pending, failing or inconclusive"},
 }
+
+
+async def gate_token(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(API_TOKEN)]
+) -> str:
+    """The bearer token, or for a POST without one the `metadata.token` of its JSON body: a Flagger webhook
+    sends no headers of its own, only the canary's `metadata` in its body."""
+    if credentials is not None and credentials.credentials.strip():
+        return credentials.credentials.strip()
+    if request.method == "POST":
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        metadata = body.get("metadata") if isinstance(body, dict) else None
+        token = metadata.get("token") if isinstance(metadata, dict) else None
+        if isinstance(token, str) and token.strip():
+            return token.strip()
+    raise Unauthorized("missing API token: send 'Authorization: Bearer <token>', or a Flagger `metadata.token`")
+
+
+GateToken = Annotated[str, Depends(gate_token)]
+
+
+def gate_project(slug: str, session: SessionDep, state: StateDep, token: GateToken) -> Project:
+    if not state.tokens.is_valid(token):
+        raise Unauthorized("unknown API token")
+    return get_project_by_slug(session, slug)
+
+
+GateProjectDep = Annotated[Project, Depends(gate_project)]
 
 
 def _verdict(
@@ -73,7 +107,7 @@ def release_verdict(
 @router.get("/projects/{slug}/deploys/{deploy_id}/gate", response_model=None, responses=GATE_RESPONSES)
 @router.post("/projects/{slug}/deploys/{deploy_id}/gate", response_model=None, responses=GATE_RESPONSES)
 def deploy_gate(
-    project: ProjectDep,
+    project: GateProjectDep,
     session: SessionDep,
     deploy_id: int,
     tolerance: Tolerance = None,
@@ -87,7 +121,7 @@ def deploy_gate(
 @router.get("/projects/{slug}/releases/{version}/gate", response_model=None, responses=GATE_RESPONSES)
 @router.post("/projects/{slug}/releases/{version}/gate", response_model=None, responses=GATE_RESPONSES)
 def release_gate(
-    project: ProjectDep,
+    project: GateProjectDep,
     session: SessionDep,
     version: str,
     environment: str | None = None,
