@@ -1,16 +1,18 @@
-"""Deploy verdicts: the counts each pass judged them on, and the anomalies that make a deploy fail."""
+"""Deploy verdicts: the counts each pass judged them on, the anomalies that make a deploy fail, and the
+outbox of the failing webhook (one row per deploy)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from detector.errors import NotFound
 from detector.store.anomalies import SIGNATURE_DEPLOY_KINDS
-from detector.store.models import Anomaly, Deploy, DeployVerdict
+from detector.store.dialect import upsert_insert
+from detector.store.models import Anomaly, Deploy, DeployVerdict, VerdictWebhook
 
 DEPLOY_KINDS = (*SIGNATURE_DEPLOY_KINDS, "release_error_rate")
 """Anomaly kinds that make a deploy fail (a spike is nobody's deploy)."""
@@ -95,3 +97,48 @@ def latest_release_deploy(session: Session, *, project_id: int, release: str, en
         where = f" to {environment}" if environment else ""
         raise NotFound(f"no deploy of release {release!r}{where} in this project")
     return deploy
+
+
+def enqueue_webhook(session: Session, *, project_id: int, deploy_id: int, payload: dict[str, Any]) -> bool:
+    """Queue the deploy's failing webhook unless one was queued before (once per deploy); True if queued."""
+    now = datetime.now(UTC)
+    inserted = session.execute(
+        upsert_insert(session, VerdictWebhook)
+        .values(
+            deploy_id=deploy_id,
+            project_id=project_id,
+            payload=payload,
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["deploy_id"])
+    )
+    return bool(inserted.rowcount)
+
+
+def claim_due_webhooks(session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int) -> list[int]:
+    """Lease the due pending webhooks (rows another worker holds are skipped on PostgreSQL)."""
+    query = (
+        select(VerdictWebhook.id)
+        .where(
+            VerdictWebhook.state == "pending",
+            VerdictWebhook.next_attempt_at <= now,
+            or_(VerdictWebhook.lease_until.is_(None), VerdictWebhook.lease_until < now),
+        )
+        .order_by(VerdictWebhook.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query))
+    if ids:
+        session.execute(
+            update(VerdictWebhook).where(VerdictWebhook.id.in_(ids)).values(lease_owner=owner, lease_until=now + lease)
+        )
+    return ids
+
+
+def webhook_row(session: Session, webhook_id: int) -> VerdictWebhook | None:
+    return session.get(VerdictWebhook, webhook_id)

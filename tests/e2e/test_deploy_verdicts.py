@@ -4,7 +4,9 @@ aggregates and events come in as envelopes, the worker's own passes judge the de
 * `detector deploy verify` exits 1 on the bad deploy (naming its error) and 0 on the healthy one;
 * the Argo Rollouts template of docs/GATES.md, its `jsonPath` and conditions evaluated on the live answer,
   says failure and success; the Flagger webhook of docs/GATES.md gets 412 and 200 from the gate; the
-  GitHub Actions job of docs/GATES.md rolls back on the bad deploy only.
+  GitHub Actions job of docs/GATES.md rolls back on the bad deploy only;
+* the project's failing webhook reaches a local receiver once per failing deploy, HMAC-signed, after a
+  retry; the verdict is posted in the thread of the bad deploy's Slack alert (a Slack stand-in).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ import yaml
 from jsonpath_ng import parse as jsonpath
 
 from detector.store.models import Project
-from tests.conftest import LiveServer
+from tests.alerts.slack_standin import SlackStandin
+from tests.conftest import LiveServer, wait_for
+from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,9 +48,38 @@ PER_MINUTE = 400
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0"
 
 
+SECRET = "rollback-s3cret"
+
+
 @pytest.fixture
-def server(database_url: str, tmp_path: Path, project: Project, token: str) -> Iterator[LiveServer]:
-    live = LiveServer(database_url, tmp_path, {"DETECTOR_DETECT_INTERVAL_SECONDS": "1"}).start()
+def slack() -> Iterator[SlackStandin]:
+    with SlackStandin() as standin:
+        yield standin
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(SECRET, statuses=[503]) as hook:  # the first delivery meets an outage
+        yield hook
+
+
+@pytest.fixture
+def server(
+    database_url: str, tmp_path: Path, project: Project, token: str, slack: SlackStandin, receiver: WebhookReceiver
+) -> Iterator[LiveServer]:
+    set_gate = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "project", "set-gate", "web", "--webhook-url", receiver.url,
+         "--webhook-secret", SECRET],
+        env={**os.environ, "DETECTOR_DATABASE_URL": database_url}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert set_gate.returncode == 0, set_gate.stderr
+    env = {
+        "DETECTOR_DETECT_INTERVAL_SECONDS": "1",
+        "DETECTOR_SLACK_BOT_TOKEN": slack.token,
+        "DETECTOR_SLACK_CHANNEL": slack.channel,
+        "DETECTOR_SLACK_API_URL": slack.api_base_url,
+    }
+    live = LiveServer(database_url, tmp_path, env).start()
     yield live
     live.stop()
 
@@ -225,7 +258,7 @@ def github_verify_step(server: LiveServer, token: str, release: str, workdir: Pa
 
 
 def test_verify_fails_the_bad_deploy_passes_the_good_one_and_the_documented_gates_agree(
-    server: LiveServer, token: str, project: Project, tmp_path: Path
+    server: LiveServer, token: str, project: Project, tmp_path: Path, slack: SlackStandin, receiver: WebhookReceiver
 ) -> None:
     replay(server, token, project, tmp_path)
 
@@ -253,3 +286,27 @@ def test_verify_fails_the_bad_deploy_passes_the_good_one_and_the_documented_gate
     assert flagger_check(server, token, "web@1.1.0") == 200
     assert github_verify_step(server, token, "web@1.2.0", tmp_path) == (1, True)
     assert github_verify_step(server, token, "web@1.1.0", tmp_path) == (0, False)
+
+    # the failing webhook: once per failing deploy (the first release's and the bad one's), signed, the
+    # outage retried; none for the healthy deploy
+    def delivered() -> list[dict[str, Any]]:
+        accepted = [r.payload for r in receiver.received[1:]]  # the first request met the outage
+        return accepted if len(accepted) >= 2 else []
+
+    payloads = wait_for(delivered, timeout=30)
+    assert payloads, [r.payload for r in receiver.received]
+    assert all(r.signed for r in receiver.received)
+    assert sorted(p["release"] for p in payloads) == ["web@1.0.0", "web@1.2.0"]
+    bad_hook = next(p for p in payloads if p["release"] == "web@1.2.0")
+    assert bad_hook["status"] == "failing" and "map is not a function" in bad_hook["anomalies"][0]["title"]
+    assert bad_hook["verdict_url"].endswith(f"/deploys/{ids['web@1.2.0']}/verdict")
+
+    # the verdict in the bad deploy's Slack thread
+    def verdict_reply() -> list[Any]:
+        alerts = [m for m in slack.messages if m.thread_ts is None and "map is not a function" in (m.text or "")]
+        if not alerts:
+            return []
+        return [m for m in slack.replies(alerts[0].ts) if "Deploy verdict: failing for web@1.2.0" in (m.text or "")]
+
+    assert wait_for(verdict_reply, timeout=30), [m.text for m in slack.messages]
+    assert len(receiver.received) == 3  # nothing more was sent
