@@ -65,8 +65,12 @@ def verify_command(
     """Wait for the deploy's verdict and exit with it: 0 healthy, 1 failing, 2 inconclusive, 3 unusable."""
     from detector.remote import Remote, RemoteError
 
-    wait = parse_duration(timeout, name="--timeout")
-    every = max(parse_duration(interval, name="--interval"), 0.5)
+    try:
+        wait = parse_duration(timeout, name="--timeout")
+        every = max(parse_duration(interval, name="--interval"), 0.5)
+    except UsageError as exc:
+        exc.exit_code = EXIT_UNUSABLE
+        raise
     remote = Remote(url, token, timeout=min(30.0, max(wait, 5.0)))
 
     def fetch() -> dict[str, Any]:
