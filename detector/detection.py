@@ -21,7 +21,7 @@ from detector.blame.model import ErrorContext, SuspectRanking
 from detector.blame.rank import rank_suspects
 from detector.blame.snapshot import GitSnapshot
 from detector.model import DetectorConfig, Finding, detect_anomalies, segments_over_represented
-from detector.model.detect import GateLookup
+from detector.model.detect import GateLookup, prepare_counts
 from detector.model.exposure import release_exposures
 from detector.model.follow import Tracked, follow_up
 from detector.model.sequential import MINUTES_PER_WEEK
@@ -453,12 +453,18 @@ def run_detection(
             baseline=timedelta(minutes=config.baseline_max_minutes),
         )
         excursions = spike_excursions(session, project_id=project_id, at=at)
+        # one reading of the counts for the anomalies and for the deploys' verdicts
+        prepared = prepare_counts(
+            frames["sig_counts"], frames["session_counts"], frames["signatures"], frames["deploys"], pd.Timestamp(at),
+            config,
+        )  # fmt: skip
         findings = detect_anomalies(
             **frames,
             at=pd.Timestamp(at),
             config=config,
             gate_met_at=gate_lookup(session, project_id, config),
             spike_excursions=excursions,
+            prepared=prepared,
         )
         project_row = session.get(Project, project_id)
         assert project_row is not None
@@ -470,6 +476,7 @@ def run_detection(
             pd.Timestamp(at),
             watch_minutes=policy_for(project_row).watch_minutes,
             config=config,
+            prepared=prepared,
         )
     changes: list[AnomalyChange] = []
     # Signature findings first: a release-level rise of a deploy that also has one is that anomaly's.

@@ -218,6 +218,19 @@ def _prepare(
     )
 
 
+def prepare_counts(
+    sig_counts: pd.DataFrame,
+    session_counts: pd.DataFrame,
+    signatures: pd.DataFrame,
+    deploys: pd.DataFrame,
+    at: pd.Timestamp,
+    config: DetectorConfig | None = None,
+) -> _Prepared:
+    """The frames as the detector reads them (flat columns, minutes up to ``at``, noise taken out), to be
+    shared by :func:`detect_anomalies` and :func:`detector.model.exposure.release_exposures`."""
+    return _prepare(sig_counts, session_counts, signatures, deploys, at, config or DetectorConfig())
+
+
 def _without_noise(
     errored: np.ndarray,
     session_keys: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -353,6 +366,7 @@ def detect_anomalies(
     *,
     segment_sessions: pd.DataFrame | None = None,
     segment_sig_counts: pd.DataFrame | None = None,
+    prepared: _Prepared | None = None,
 ) -> list[Finding]:
     """Findings of one detection pass at ``at`` over one project's frames.
 
@@ -368,9 +382,13 @@ def detect_anomalies(
 
     With both segment frames (see :mod:`detector.model.segment_tests`), a deploy's signatures are also
     tested in each browser segment; without them the findings are exactly those of the overall tests.
+
+    ``prepared`` is :func:`prepare_counts` of the same frames, ``at`` and ``config``, when the caller has it
+    (the pass also measures the deploys' verdicts from it); otherwise it is made here.
     """
     config = config or DetectorConfig()
-    prepared = _prepare(sig_counts, session_counts, signatures, deploys, at, config)
+    if prepared is None:
+        prepared = _prepare(sig_counts, session_counts, signatures, deploys, at, config)
     segments = None
     if segment_sessions is not None and segment_sig_counts is not None:
         segments = prepare_segment_counts(segment_sessions, segment_sig_counts, signatures, prepared.at_minute, config)

@@ -31,11 +31,14 @@ def release_exposures(
     *,
     watch_minutes: int,
     config: DetectorConfig | None = None,
+    prepared: _Prepared | None = None,
 ) -> list[ReleaseExposure]:
     """One `ReleaseExposure` per deploy of the detector's watch (``deploy_watch_minutes`` before `at`):
-    the deploy's own release in its environment, from the deploy minute for at most `watch_minutes`."""
+    the deploy's own release in its environment, from the deploy minute for at most `watch_minutes`.
+    ``prepared``: `detect.prepare_counts` of the same frames, when the pass has it already."""
     config = config or DetectorConfig()
-    prepared = _prepare(sig_counts, session_counts, signatures, deploys, at, config)
+    if prepared is None:
+        prepared = _prepare(sig_counts, session_counts, signatures, deploys, at, config)
     window_start = prepared.at - pd.Timedelta(minutes=config.deploy_watch_minutes)
     exposures: list[ReleaseExposure] = []
     for deploy in prepared.deploys[prepared.deploys["deployed_at"] > window_start].itertuples(index=False):

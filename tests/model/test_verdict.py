@@ -183,3 +183,23 @@ def test_false_failing_of_an_unchanged_release_is_at_most_one_percent() -> None:
 
 def test_the_failing_level_is_stricter_than_an_alert() -> None:
     assert math.log(1 / VerdictPolicy().failing_alpha) > math.log(7 * 4)  # a weekly release-rate alert at 7/week
+
+
+def test_the_pass_and_the_verdicts_read_the_counts_once_with_the_same_answers() -> None:
+    from detector.model.detect import prepare_counts
+
+    rng = np.random.default_rng(3)
+    start = pd.Timestamp("2026-11-02 08:00", tz="UTC")
+    deployed = start + pd.Timedelta(minutes=120)
+    frames = simulate_project(
+        start=start, end=deployed + pd.Timedelta(minutes=30), sessions_per_minute=300, rng=rng,
+        signatures=[SimSignature(1, 0.005, first_seen=start), SimSignature(2, 0.0, {"web@1.1.0": 0.05})],
+        deploys=[SimDeploy(1, "web@1.0.0", start - pd.Timedelta(days=1)), SimDeploy(2, "web@1.1.0", deployed)],
+    )  # fmt: skip
+    when = deployed + pd.Timedelta(minutes=29)
+    counts = (frames["sig_counts"], frames["session_counts"], frames["signatures"], frames["deploys"])
+    prepared = prepare_counts(*counts, when)
+    assert detect_anomalies(**frames, at=when, prepared=prepared) == detect_anomalies(**frames, at=when)
+    shared = release_exposures(*counts, when, watch_minutes=60, prepared=prepared)
+    assert shared == release_exposures(*counts, when, watch_minutes=60)
+    assert [e.release for e in shared] == ["web@1.1.0"] and len(shared[0].started) == 30
