@@ -15,7 +15,12 @@ candidate rate ``m``,
 is a nonnegative martingale with mean 1 when the true rate is ``m`` (a supermartingale when it is above),
 so by Ville's inequality ``P(exists t: M_t(p) >= 1/alpha) <= alpha`` at the true rate ``p``. ``M_t`` grows
 with ``m``, so ``{m : M_t(m) < 1/alpha}`` is an interval ``[0, U_t)`` and ``U_t`` is an upper bound that
-holds at every minute at once: polling it as often as one likes does not inflate ``alpha``.
+holds at every minute at once: polling it as often as one likes does not inflate ``alpha``, and its running
+minimum is as valid (what the verdict reports).
+
+The old rate is an estimate too: the margin is computed from its one-sided Clopper-Pearson lower bound at
+``baseline_alpha``, and the sequence spends the rest of ``alpha``, so a release at or above the margin of
+the true old rate is called healthy with probability at most ``alpha`` in all.
 """
 
 from __future__ import annotations
@@ -226,7 +231,9 @@ def deploy_verdict(
     rate = bad / sessions if sessions else None
     bound = None
     if sessions:
-        bound = float(upper_confidence_bound(cum_errored[-1:], cum_sessions[-1:], policy.release_alpha)[0])
+        # the running minimum: an intersection of a confidence sequence's sets is one too
+        seen = cum_sessions > 0
+        bound = float(upper_confidence_bound(cum_errored[seen], cum_sessions[seen], policy.release_alpha).min())
     old_rate = exposure.old_rate
     margin = None
     if old_rate is not None:

@@ -81,6 +81,21 @@ def test_a_release_as_good_as_the_last_turns_healthy_and_stays_healthy() -> None
     assert verdict.healthy_after_minutes is not None and verdict.healthy_after_minutes < 40
     later = deploy_verdict(exposure(70, 300, 0.01, baseline=60_000), [], VerdictPolicy(), at(70))
     assert later.status == VerdictStatus.HEALTHY and later.healthy_after_minutes == verdict.healthy_after_minutes
+    # a worse second half does not undo it, and the reported bound (the running minimum) stays below
+    worse = ReleaseExposure(
+        deploy_id=1,
+        release="web@1.2.0",
+        environment="production",
+        deployed_at=DEPLOYED,
+        measured_at=at(60),
+        started=(300.0,) * 60,
+        errored=(3.0,) * 40 + (9.0,) * 20,
+        baseline_started=60_000.0,
+        baseline_errored=600.0,
+    )
+    held = deploy_verdict(worse, [], VerdictPolicy(), at(60))
+    assert held.status == VerdictStatus.HEALTHY and held.bound is not None and held.margin is not None
+    assert held.bound < held.margin
     assert "below" in verdict.reason
 
 
