@@ -18,7 +18,7 @@ from sqlalchemy import text
 from swagger_ui_bundle import swagger_ui_path
 
 from api.errors import install_error_handlers
-from api.routes import anomalies, deploys, intake, projects, sentry_artifacts, sentry_releases, webhooks
+from api.routes import anomalies, deploys, intake, projects, sentry_artifacts, sentry_releases, verdicts, webhooks
 from api.state import AppState, ProjectKeyCache, RateLimiter, TokenCache
 from detector.config import Settings
 from detector.metrics import Metrics, exposition, refresh_database_gauges
@@ -112,6 +112,7 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
     app.include_router(anomalies.router)
     app.include_router(sentry_releases.router)
     app.include_router(deploys.router)
+    app.include_router(verdicts.router)
     app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["ops"])

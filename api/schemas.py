@@ -185,6 +185,42 @@ class WebhookAnswer(Shape):
     ignored: str | None = None
 
 
+class VerdictSuspect(Shape):
+    sha: str
+    message: str | None = None
+
+
+class VerdictAnomaly(Shape):
+    id: int
+    kind: str
+    title: str
+    crossed_at: datetime | None
+    top_suspect: VerdictSuspect | None
+
+
+class Verdict(Shape):
+    """A deploy's verdict. `status` is `pending`, `failing`, `healthy` or `inconclusive`; `bound` is the
+    anytime-valid upper confidence bound on the release's errored-session rate, `margin` what it must stay
+    below (docs/MODEL.md, "Deploy verdicts")."""
+
+    status: str
+    reason: str
+    deploy_id: int
+    release: str
+    environment: str
+    deployed_at: datetime
+    measured_at: datetime | None
+    minutes_since_deploy: int
+    sessions: int
+    errored_sessions: int
+    rate: float | None
+    old_rate: float | None
+    bound: float | None
+    margin: float | None
+    healthy_after_minutes: int | None
+    anomalies: list[VerdictAnomaly]
+
+
 def documented(model: type[BaseModel]) -> dict[str, Any]:
     """`@router.get(..., **documented(Model))`: /docs shows `Model`; the answer is sent as built."""
     return {"response_model": None, "responses": {200: {"model": model, "description": "Success"}}}

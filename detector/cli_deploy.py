@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import MissingParameter  # typer vendors click
 
 from detector.errors import DetectorError
 
@@ -21,10 +22,13 @@ DEPLOY_HELP = (
 
 
 def deploy_command(
-    project: Annotated[str, typer.Option("--project", help="Project slug.")],
-    release: Annotated[str, typer.Option("--release", help="Release version, as the SDK reports it.")],
-    environment: Annotated[str, typer.Option("--environment", "-e", help="Environment, e.g. production.")],
-    sha: Annotated[str, typer.Option("--sha", help="The deployed commit (sha, branch or tag).")],
+    ctx: typer.Context,
+    project: Annotated[str | None, typer.Option("--project", help="Project slug.")] = None,
+    release: Annotated[str | None, typer.Option("--release", help="Release version, as the SDK reports it.")] = None,
+    environment: Annotated[
+        str | None, typer.Option("--environment", "-e", help="Environment, e.g. production.")
+    ] = None,
+    sha: Annotated[str | None, typer.Option("--sha", help="The deployed commit (sha, branch or tag).")] = None,
     finished: Annotated[
         str | None,
         typer.Option("--finished", help="When the deploy finished: ISO 8601 or unix seconds (default: now)."),
@@ -51,6 +55,13 @@ def deploy_command(
 ) -> None:
     from detector.cli import fail, load_settings, parse_when, session_factory
 
+    if ctx.invoked_subcommand is not None:
+        return  # `deploy verify`: options belong to the subcommand
+    # Optional to click only so that `deploy verify` parses; recording a deploy needs each of them.
+    for name, value in (("--project", project), ("--release", release), ("--environment", environment), ("--sha", sha)):
+        if value is None:
+            raise MissingParameter(ctx=ctx, param_hint=f"'{name}'", param_type="option")
+    assert project is not None and release is not None and environment is not None and sha is not None
     if url is not None:
         _deploy_over_http(
             url, token, project=project, release=release, environment=environment, sha=sha, repo=repo or ".",
@@ -171,6 +182,12 @@ def _print_deploy(detail: dict[str, Any], *, created: bool, as_json: bool) -> No
 
 
 def register(app: typer.Typer, project_app: typer.Typer) -> None:
-    """Add `deploy` to `app` and `github-secret` to the `project` group."""
-    app.command("deploy", help=DEPLOY_HELP)(deploy_command)
+    """Add `deploy` (and `deploy verify`) to `app`, `github-secret` and `set-gate` to the `project` group."""
+    from detector.cli_verify import MisuseExitsThree, set_gate_command, verify_command
+
+    deploy_app = typer.Typer(help=DEPLOY_HELP)
+    deploy_app.callback(invoke_without_command=True)(deploy_command)
+    deploy_app.command("verify", cls=MisuseExitsThree)(verify_command)
+    app.add_typer(deploy_app, name="deploy")
     project_app.command("github-secret")(github_secret_command)
+    project_app.command("set-gate")(set_gate_command)

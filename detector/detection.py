@@ -21,7 +21,8 @@ from detector.blame.model import ErrorContext, SuspectRanking
 from detector.blame.rank import rank_suspects
 from detector.blame.snapshot import GitSnapshot
 from detector.model import DetectorConfig, Finding, detect_anomalies, segments_over_represented
-from detector.model.detect import GateLookup
+from detector.model.detect import GateLookup, prepare_counts
+from detector.model.exposure import release_exposures
 from detector.model.follow import Tracked, follow_up
 from detector.model.sequential import MINUTES_PER_WEEK
 from detector.model.spikes import DETAILS_KEY, SpikeExcursion
@@ -55,6 +56,7 @@ from detector.store.segments import (
     segment_session_rows,
     signature_segment_rows,
 )
+from detector.verdicts import VerdictChange, policy_for, record_verdicts
 
 log = logging.getLogger(__name__)
 
@@ -430,11 +432,14 @@ def run_detection(
     at: datetime | None = None,
     config: DetectorConfig | None = None,
     record_alerts: Callable[[Session, list[AnomalyChange]], object] | None = None,
+    record_verdict_changes: Callable[[Session, list[VerdictChange]], object] | None = None,
 ) -> list[AnomalyChange]:
     """One pass for one project at `at` (default now); returns the anomalies it created or changed.
 
     `record_alerts(session, changes)` runs in the transaction that stores the anomalies, so an alert
-    is queued exactly when its anomaly is recorded (see `detector.notify.enqueue_alerts`).
+    is queued exactly when its anomaly is recorded (see `detector.notify.enqueue_alerts`); likewise
+    `record_verdict_changes(session, changes)` with the deploys whose verdict the pass changed (each
+    recent deploy's verdict is judged after the anomalies are stored, see `detector.verdicts`).
     """
     at = at or datetime.now(UTC)
     config = config or DetectorConfig()
@@ -448,12 +453,30 @@ def run_detection(
             baseline=timedelta(minutes=config.baseline_max_minutes),
         )
         excursions = spike_excursions(session, project_id=project_id, at=at)
+        # one reading of the counts for the anomalies and for the deploys' verdicts
+        prepared = prepare_counts(
+            frames["sig_counts"], frames["session_counts"], frames["signatures"], frames["deploys"], pd.Timestamp(at),
+            config,
+        )  # fmt: skip
         findings = detect_anomalies(
             **frames,
             at=pd.Timestamp(at),
             config=config,
             gate_met_at=gate_lookup(session, project_id, config),
             spike_excursions=excursions,
+            prepared=prepared,
+        )
+        project_row = session.get(Project, project_id)
+        assert project_row is not None
+        exposures = release_exposures(
+            frames["sig_counts"],
+            frames["session_counts"],
+            frames["signatures"],
+            frames["deploys"],
+            pd.Timestamp(at),
+            watch_minutes=policy_for(project_row).watch_minutes,
+            config=config,
+            prepared=prepared,
         )
     changes: list[AnomalyChange] = []
     # Signature findings first: a release-level rise of a deploy that also has one is that anomaly's.
@@ -493,6 +516,10 @@ def run_detection(
         changes += _follow_open_anomalies(session, project_id, frames, at, config)
         if record_alerts is not None and changes:
             record_alerts(session, changes)
+        session.flush()  # the verdicts read the anomalies just stored
+        verdict_changes = record_verdicts(session, project, exposures, at)
+        if record_verdict_changes is not None and verdict_changes:
+            record_verdict_changes(session, verdict_changes)
     return changes
 
 

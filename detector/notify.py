@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from detector.alerts.blocks import alert_blocks, follow_up_blocks, update_blocks
+from detector.alerts.blocks import alert_blocks, follow_up_blocks, update_blocks, verdict_blocks
 from detector.alerts.content import AlertContent, ReleaseFollowUp, TestedSegment
 from detector.alerts.slack import BotSender, SendResult, WebhookSender
 from detector.config import Settings
@@ -123,6 +123,40 @@ def enqueue_state_change(session: Session, anomaly_id: int, *, channel: str | No
             channel=channel,
             revision=revision,
             purpose="update",
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return True
+
+
+def enqueue_verdict_reply(session: Session, anomaly_id: int, verdict: dict[str, Any], *, channel: str | None) -> bool:
+    """Queue a thread reply on the anomaly's alert saying its deploy's verdict (`verdict`: status, reason,
+    release, deploy_id, kept in `details.verdict` for the reply); bot channel only, and only when the
+    anomaly was alerted there. Call it in the transaction that records the verdict."""
+    if channel != "bot" or not _was_alerted(session, anomaly_id, channel) or _is_muted(session, anomaly_id):
+        return False
+    anomaly = session.get(Anomaly, anomaly_id)
+    assert anomaly is not None
+    anomaly.details = {**(anomaly.details or {}), "verdict": verdict}
+    revision = (
+        session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.anomaly_id == anomaly_id, Notification.channel == channel)
+        )
+        or 0
+    )
+    now = datetime.now(UTC)
+    session.add(
+        Notification(
+            anomaly_id=anomaly_id,
+            channel=channel,
+            revision=revision,
+            purpose="verdict",
             state="pending",
             attempts=0,
             next_attempt_at=now,
@@ -334,11 +368,14 @@ def deliver_pending(
             notification = session.get(Notification, notification_id)
             assert notification is not None
             content = alert_content_for(session, notification.anomaly_id, settings.public_url)
-            reply = notification.purpose in ("update", "follow")
+            reply = notification.purpose in ("update", "follow", "verdict")
             first = _first_message(session, notification) if reply else None
             thread_ts = first.slack_ts if first is not None else None
             if notification.purpose == "follow":
                 message = follow_up_blocks(content)
+            elif notification.purpose == "verdict":
+                anomaly = session.get(Anomaly, notification.anomaly_id)
+                message = verdict_blocks(content, dict((anomaly.details or {}).get("verdict") or {}) if anomaly else {})
             else:
                 message = update_blocks(content) if reply else alert_blocks(content)
         if reply and first is not None and first.state == "failed":

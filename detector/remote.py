@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -17,6 +18,11 @@ from detector.times import iso_utc
 
 class RemoteError(DetectorError):
     """The server refused a request or could not be reached; the message says which, with its answer."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status of the refusal; None when the server could not be reached."""
 
 
 class Remote:
@@ -40,7 +46,9 @@ class Remote:
                 detail = answer.json().get("detail", answer.text)
             except ValueError:
                 detail = answer.text[:300]
-            raise RemoteError(f"{method} {self.url}{path} answered {answer.status_code}: {detail}")
+            raise RemoteError(
+                f"{method} {self.url}{path} answered {answer.status_code}: {detail}", status=answer.status_code
+            )
         return answer
 
     def previous_deploy_sha(self, project: str, environment: str) -> str | None:
@@ -78,6 +86,24 @@ class Remote:
         }
         answer = self._send("POST", f"/api/v1/projects/{project}/deploys", json=body)
         return answer.json(), answer.status_code == 201
+
+    def release_verdict(
+        self,
+        *,
+        project: str,
+        release: str,
+        environment: str,
+        tolerance: float | None = None,
+        min_sessions: int | None = None,
+    ) -> dict[str, Any]:
+        """The verdict of the release's latest deploy to `environment` (see `api/routes/verdicts.py`)."""
+        params: dict[str, Any] = {"environment": environment}
+        if tolerance is not None:
+            params["tolerance"] = tolerance
+        if min_sessions is not None:
+            params["min_sessions"] = min_sessions
+        path = f"/api/v1/projects/{quote(project, safe='')}/releases/{quote(release, safe='')}/verdict"
+        return dict(self._call("GET", path, params=params))
 
     def detect(self, project: str, at: datetime) -> dict[str, Any]:
         return dict(self._call("POST", f"/api/v1/projects/{project}/detect", params={"at": iso_utc(at)}))

@@ -23,6 +23,8 @@ from detector.store.dialect import upsert_insert
 from detector.store.leases import detection_lease_name
 from detector.store.models import Anomaly, Deploy, Project, WorkerLease
 from detector.times import iso_utc
+from detector.verdict_hooks import deliver_verdict_webhooks, enqueue_verdict_messages
+from detector.verdicts import VerdictChange
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class DetectionJob:
     def run(self) -> None:
         if self.settings.detect_schedule == "on":
             self.run_due_passes()
+        deliver_verdict_webhooks(self.factory, self.settings)
         if channel_for(self.settings) is not None:
             sent = deliver_pending(self.factory, self.settings, metrics=self.metrics)
             if sent:
@@ -101,11 +104,18 @@ def run_project_pass(
 ) -> list[AnomalyChange]:
     """One detection pass whose new anomalies queue their Slack alerts in the same transaction."""
     channel = channel_for(settings)
+
+    def record_verdict_changes(session: Session, changes: list[VerdictChange]) -> None:
+        project = session.get(Project, project_id)
+        assert project is not None
+        enqueue_verdict_messages(session, project, changes, channel=channel, public_url=settings.public_url)
+
     changes = run_detection(
         factory,
         project_id=project_id,
         at=at,
         record_alerts=lambda session, changes: enqueue_alerts(session, changes, channel=channel),
+        record_verdict_changes=record_verdict_changes,
     )
     if changes and log.isEnabledFor(logging.INFO):
         log_changes(factory, changes, channel=channel)

@@ -81,7 +81,9 @@ def test_backtest_replays_what_would_have_fired(client: DetectorClient) -> None:
     fired = client.backtest("shop", deployed_at - pd.Timedelta(minutes=5), end)
     new = fired[fired["kind"] == "new_signature"]
     assert len(new) == 1 and "map is not a function" in new["title"].iloc[0]
-    assert 0 < new["minutes_after_deploy"].iloc[0] <= 2
+    # a pass at a minute sees that minute's counts: at the demo's 200 sessions a minute the deploy minute's
+    # own sessions can suffice (a live pass runs after the minute, as the demo's do: +1 min)
+    assert 0 <= new["minutes_after_deploy"].iloc[0] <= 2
     # a stricter false-alarm budget can only fire later (or not at all)
     strict = client.backtest("shop", deployed_at, end, config=DetectorConfig(alarms_per_week=0.001))
     strict_new = strict[strict["kind"] == "new_signature"]

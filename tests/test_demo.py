@@ -49,6 +49,14 @@ def test_demo_catches_the_incident_and_posts_one_block_kit_alert(
     assert f"Caught {result.caught_minutes:.0f} min after the deploy of web@1.2.0" in output
     assert "instrumentation" in output
 
+    # the deploy verdicts: the healthy release turned healthy during its hour, the bad one failing within
+    # minutes, when `detector deploy verify` would have exited 1
+    assert result.good_verdict == "healthy" and result.bad_verdict == "failing"
+    assert result.failing_minutes is not None and result.failing_minutes <= 3
+    assert "verdict of web@1.1.0: healthy; `detector deploy verify` exits 0" in output
+    assert "verdict of web@1.2.0: failing; `detector deploy verify` exits 1" in output
+    assert f"web@1.2.0 failing {result.failing_minutes:.0f} min after its deploy" in output
+
     # the database is left explorable: the project, its two deploys, one sent notification
     with factory() as session:
         project = session.get(Project, result.project_id)

@@ -206,15 +206,18 @@ def test_bot_posts_the_alert_then_replies_in_its_thread_on_growth_and_resolve(
     # an early pass sees the first minute only; the job's pass (now) sees three times as many sessions
     early = run_project_pass(factory, settings, project_id=project.id, at=deployed + timedelta(minutes=2, seconds=5))
     (created,) = [c for c in early if c.change == "created" and c.kind == "new_signature"]
-    assert deliver_pending(factory, settings) == 1
-    (alert,) = slack.messages
-    assert alert.thread_ts is None and alert.blocks
+    # the alert, and its deploy's verdict (failing) as the first reply in its thread
+    assert deliver_pending(factory, settings) == 2
+    (alert,) = [m for m in slack.messages if m.thread_ts is None]
+    assert alert.blocks
+    (verdict,) = slack.replies(alert.ts)
+    assert "Deploy verdict: failing for web@1.2.0" in (verdict.text or "")
 
     job = DetectionJob(factory, settings, Metrics(), owner="test-worker")
     job.run()
     replies = slack.replies(alert.ts)
-    assert len(replies) == 1, [m.text for m in slack.messages]
-    assert "Still open" in str(replies[0].blocks) or "Grown" in str(replies[0].blocks)
+    assert len(replies) == 2, [m.text for m in slack.messages]
+    assert "Still open" in str(replies[1].blocks) or "Grown" in str(replies[1].blocks)
 
     with TestClient(create_app(settings)) as client:
         with transaction(factory) as session:
@@ -227,17 +230,18 @@ def test_bot_posts_the_alert_then_replies_in_its_thread_on_growth_and_resolve(
         assert answer.json()["state"] == "resolved"
     assert deliver_pending(factory, settings) == 1
     replies = slack.replies(alert.ts)
-    assert len(replies) == 2
-    assert "Resolved" in str(replies[1].blocks)
+    assert len(replies) == 3
+    assert "Resolved" in str(replies[2].blocks)
     assert all(validate_message({"text": m.text, "blocks": m.blocks}) is None for m in slack.messages)
     assert len([m for m in slack.messages if m.thread_ts is None]) == 1, "one top-level message"
     notes = [r for r in rows(factory) if r.anomaly_id == created.anomaly_id]
     assert [(n.revision, n.purpose, n.state) for n in notes] == [
         (0, "new", "sent"),
-        (1, "update", "sent"),
+        (1, "verdict", "sent"),
         (2, "update", "sent"),
+        (3, "update", "sent"),
     ]
-    assert notes[1].thread_ts == notes[2].thread_ts == alert.ts
+    assert notes[1].thread_ts == notes[2].thread_ts == notes[3].thread_ts == alert.ts
 
 
 def test_a_reply_waits_for_its_thread_and_fails_when_the_first_message_failed(

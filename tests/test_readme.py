@@ -30,6 +30,8 @@ NOT_RUN = {
     "DETECTOR_DATABASE_URL=postgresql": "production examples on the shared PostgreSQL `test` database",
     "export SENTRY_URL": "the CI job template (tests/e2e/test_sentry_cli_releases.py runs the real sentry-cli)",
     "sentry-cli ": "the CI job template, with $VERSION and dist/ of the user's app",
+    "detector deploy verify --url https://detector.example.com": "the CI gate template, with $VERSION "
+    "(tests/e2e/test_deploy_verdicts.py runs verify against a live server)",
 }
 
 
@@ -98,3 +100,5 @@ def test_the_readme_commands_run_as_written_after_the_demo(tmp_path: Path) -> No
     assert '"slug": "web"' in out  # project create web --json
     assert '"state":"acknowledged"' in out.replace(" ", "")  # the demo's anomaly, acknowledged through the API
     assert "map is not a function" in out and "detector_" in out
+    assert '"status":"failing"' in out.replace(" ", "")  # the demo's bad deploy, as its verdict says
+    assert "web@1.1.0 in production: HEALTHY" in out  # `detector deploy verify` of the demo's healthy release

@@ -131,6 +131,27 @@ def follow_up_blocks(content: AlertContent) -> dict[str, Any]:
     return {"text": _fit_escaped(_escape(text), FALLBACK_TEXT_MAX), "blocks": blocks}
 
 
+VERDICT_LINES = {
+    "failing": (":no_entry: *Deploy verdict: failing*", "`detector deploy verify` exits 1; the gate answers 412"),
+    "healthy": (":white_check_mark: *Deploy verdict: healthy*", "`detector deploy verify` exits 0"),
+    "inconclusive": (":grey_question: *Deploy verdict: inconclusive*", "`detector deploy verify` exits 2"),
+    "pending": (":hourglass: *Deploy verdict: pending*", "still watching"),
+}
+
+
+def verdict_blocks(content: AlertContent, verdict: dict[str, Any]) -> dict[str, Any]:
+    """A thread reply giving the deploy's verdict (`status`, `reason`, `release`), for the alert of the
+    anomaly that decided it: what CI and rollout controllers now do with the deploy."""
+    status = str(verdict.get("status") or "pending")
+    head, action = VERDICT_LINES.get(status, VERDICT_LINES["pending"])
+    release = _code(str(verdict.get("release") or content.release or ""), 100)
+    reason = _mrkdwn(_one_line(str(verdict.get("reason") or "")), 600)
+    line = f"{head} for {release}: {reason} ({action})"
+    text = f"Deploy verdict: {status} for {verdict.get('release') or content.release or ''}"
+    blocks = [_section([line]), _section([_links_line(content)]), _context([_footer(content)])]
+    return {"text": _fit_escaped(_escape(text), FALLBACK_TEXT_MAX), "blocks": blocks}
+
+
 # ---- text pieces -----------------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from detector.alerts.blocks import alert_blocks
 from detector.config import Settings
@@ -39,13 +39,16 @@ from detector.sources.git_repo import GitRepo
 from detector.store.db import make_engine, make_sessionmaker, transaction, upgrade
 from detector.store.models import Anomaly, Deploy, Project
 from detector.store.projects import create_project, delete_project
+from detector.verdicts import current_verdict, verdict_as_dict
 
 Echo = Callable[[str], None]
 
 BASE_SLUG = "shop"
-SESSIONS_PER_MINUTE = 100
+SESSIONS_PER_MINUTE = 200
 BASELINE_MINUTES = 60
 HISTORY_MINUTES = 20
+PREVIOUS_RELEASE_MINUTES = 60
+"""The older release runs this long right before the healthy deploy: the baseline its verdict compares with."""
 MAX_MINUTES_AFTER_DEPLOY = 30
 BASELINE_DETECTION_EVERY = 10
 """Detection passes during the healthy hour run every this many simulated minutes (they find nothing)."""
@@ -75,6 +78,12 @@ class DemoResult:
     slack_sent: int
     other_anomalies: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
+    good_verdict: str = ""
+    """The healthy release's deploy verdict at the end of its hour."""
+    bad_verdict: str = ""
+    """The bad release's deploy verdict when the demo stopped."""
+    failing_minutes: float | None = None
+    """Simulated minutes from the bad deploy to its `failing` verdict (when `detector deploy verify` exits 1)."""
 
 
 def demo_folder(settings: Settings, workdir: Path | None = None) -> Path:
@@ -209,6 +218,22 @@ def _opened(
     return lines
 
 
+def _verdict_of(factory: sessionmaker[Session], project_id: int, deploy_id: int) -> dict[str, Any]:
+    """The deploy's verdict as `GET .../deploys/{id}/verdict` answers it."""
+    with factory() as session:
+        project, deploy = session.get(Project, project_id), session.get(Deploy, deploy_id)
+        assert project is not None and deploy is not None
+        verdict, measured_at = current_verdict(session, project, deploy)
+        return verdict_as_dict(deploy, verdict, measured_at=measured_at)
+
+
+def _verdict_line(verdict: dict[str, Any]) -> str:
+    status = str(verdict["status"])
+    exit_code = {"healthy": 0, "failing": 1, "inconclusive": 2}.get(status)
+    verify = f"; `detector deploy verify` exits {exit_code}" if exit_code is not None else ""
+    return f"verdict of {verdict['release']}: {status}{verify}"
+
+
 def _count(opened: list[str]) -> str:
     return "no anomaly" if not opened else "1 anomaly" if len(opened) == 1 else f"{len(opened)} anomalies"
 
@@ -272,8 +297,12 @@ def run_demo(
         assert project is not None
         intake = _Intake(client, project)
 
-        # yesterday: the older release with the errors every release has (so they are known, not new)
-        for minute in scenario.minutes(history_at, HISTORY_MINUTES):
+        # yesterday: the older release with the errors every release has (so they are known, not new);
+        # and it again right before the healthy deploy, the baseline that deploy's verdict compares with
+        for minute in [
+            *scenario.minutes(history_at, HISTORY_MINUTES),
+            *scenario.minutes(good_at - timedelta(minutes=PREVIOUS_RELEASE_MINUTES), PREVIOUS_RELEASE_MINUTES),
+        ]:
             intake.post(
                 scenario.minute_traffic(
                     rng, minute, sessions=SESSIONS_PER_MINUTE, releases=((scenario.OLD_RELEASE, 1.0),)
@@ -292,6 +321,7 @@ def run_demo(
                 source="demo",
                 repo=GitRepo(repo_path),
             )
+            good_deploy_id = deploy.id
         echo(f"[{good_at:%H:%M}] deployed {scenario.GOOD_RELEASE} ({good_sha[:12]}), a healthy release")
 
         errors = 0
@@ -312,9 +342,11 @@ def run_demo(
                 with factory() as session:
                     opened = _opened(session, changes, deployed_at=None)
                 others += opened
+                good_verdict = _verdict_of(factory, project_id, good_deploy_id)
                 echo(
                     f"[{at:%H:%M}] {(i + 1) * SESSIONS_PER_MINUTE} sessions, {errors} background errors "
-                    f"(ResizeObserver, network, one old bug); detection pass: {_count(opened)}"
+                    f"(ResizeObserver, network, one old bug); detection pass: {_count(opened)}; "
+                    f"{_verdict_line(good_verdict)}"
                 )
 
         try:
@@ -338,6 +370,9 @@ def run_demo(
         echo(f"[{bad_at:%H:%M}] deployed {scenario.BAD_RELEASE} ({shas[-1][:12]}) with {len(shas)} commits")
 
         found: AnomalyChange | None = None
+        caught: AnomalyChange | None = None
+        failing_minutes: float | None = None
+        good_verdict = _verdict_of(factory, project_id, good_deploy_id)
         changes = run_detection(factory, project_id=project_id, at=bad_at)
         with factory() as session:
             others += _opened(session, changes, deployed_at=bad_at)
@@ -358,19 +393,25 @@ def run_demo(
                 found = _incident(session, changes)
                 opened = _opened(session, changes, deployed_at=bad_at, leave_out=found)
             others += opened
-            verdict = "caught it" if found else "nothing yet"
+            if found is not None:
+                caught = found
+            said = "caught it" if found else ("still open" if caught else "nothing yet")
             if opened:
-                verdict += f" (also {_count(opened)})"
+                said += f" (also {_count(opened)})"
+            bad_verdict = _verdict_of(factory, project_id, deploy_id)
+            if bad_verdict["status"] == "failing" and failing_minutes is None:
+                failing_minutes = (at - bad_at).total_seconds() / 60
             # one clock for every line: the pass's own time, and minutes since the deploy as the alert counts them
             echo(
                 f"[{at:%H:%M}] {_after(at, bad_at)}: {traffic.sessions_by_release.get(scenario.BAD_RELEASE, 0)} "
                 f"sessions on {scenario.BAD_RELEASE}, {traffic.incident_events} new TypeErrors; "
-                f"detection pass: {verdict}"
+                f"detection pass: {said}; {_verdict_line(bad_verdict)}"
             )
-            if found is not None:
+            if caught is not None and failing_minutes is not None:
                 break
-        if found is None:
+        if caught is None:
             raise DemoError(f"the incident was not caught within {MAX_MINUTES_AFTER_DEPLOY} simulated minutes")
+        found = caught
 
     channel = channel_for(settings)
     with transaction(factory) as session:
@@ -399,6 +440,9 @@ def run_demo(
             slack_channel=channel,
             slack_sent=sent,
             other_anomalies=others,
+            good_verdict=str(good_verdict["status"]),
+            bad_verdict=str(bad_verdict["status"]),
+            failing_minutes=failing_minutes,
         )
     # the terminal is not Slack: show `<` where Slack's mrkdwn needs `&lt;`
     result.alert_text = render_alert_text(result.message)
@@ -421,6 +465,11 @@ def _report(result: DemoResult, echo: Echo, settings: Settings) -> None:
         f"Caught {_minutes(result.caught_minutes)} min after the deploy of {result.release} "
         f"(simulated time; {result.wall_seconds:.1f} s of wall time); the suspects are ranked in the alert above."
     )
+    if result.failing_minutes is not None:
+        echo(
+            f"Deploy verdicts: {result.release} failing {_minutes(result.failing_minutes)} min after its deploy "
+            f"(`detector deploy verify` would have exited 1 then); {scenario.GOOD_RELEASE} {result.good_verdict}."
+        )
     opened = 1 + len(result.other_anomalies)
     echo(f"The demo opened {opened} {'anomaly' if opened == 1 else 'anomalies'}:")
     echo(f"  #{result.anomaly_id} {result.anomaly_kind}: {result.anomaly_title} (the alert above)")

@@ -218,6 +218,19 @@ def _prepare(
     )
 
 
+def prepare_counts(
+    sig_counts: pd.DataFrame,
+    session_counts: pd.DataFrame,
+    signatures: pd.DataFrame,
+    deploys: pd.DataFrame,
+    at: pd.Timestamp,
+    config: DetectorConfig | None = None,
+) -> _Prepared:
+    """The frames as the detector reads them (flat columns, minutes up to ``at``, noise taken out), to be
+    shared by :func:`detect_anomalies` and :func:`detector.model.exposure.release_exposures`."""
+    return _prepare(sig_counts, session_counts, signatures, deploys, at, config or DetectorConfig())
+
+
 def _without_noise(
     errored: np.ndarray,
     session_keys: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -353,6 +366,7 @@ def detect_anomalies(
     *,
     segment_sessions: pd.DataFrame | None = None,
     segment_sig_counts: pd.DataFrame | None = None,
+    prepared: _Prepared | None = None,
 ) -> list[Finding]:
     """Findings of one detection pass at ``at`` over one project's frames.
 
@@ -368,9 +382,13 @@ def detect_anomalies(
 
     With both segment frames (see :mod:`detector.model.segment_tests`), a deploy's signatures are also
     tested in each browser segment; without them the findings are exactly those of the overall tests.
+
+    ``prepared`` is :func:`prepare_counts` of the same frames, ``at`` and ``config``, when the caller has it
+    (the pass also measures the deploys' verdicts from it); otherwise it is made here.
     """
     config = config or DetectorConfig()
-    prepared = _prepare(sig_counts, session_counts, signatures, deploys, at, config)
+    if prepared is None:
+        prepared = _prepare(sig_counts, session_counts, signatures, deploys, at, config)
     segments = None
     if segment_sessions is not None and segment_sig_counts is not None:
         segments = prepare_segment_counts(segment_sessions, segment_sig_counts, signatures, prepared.at_minute, config)
@@ -700,7 +718,10 @@ def _stream_finding(
     last_row: int,
     score: float,
     baseline_rate: float,
+    threshold: float,
 ) -> Finding:
+    """``score`` is the stream's best evidence over its ``threshold``; their product, the evidence itself
+    (nats), is kept in ``details["evidence"]`` (a deploy's verdict asks more of it than an alert does)."""
     sig = int(stream.sig[row])
     prepared = context.prepared
     sessions = float(stream.sessions[first_row : last_row + 1].sum())
@@ -722,6 +743,7 @@ def _stream_finding(
         baseline_rate=float(baseline_rate),
         score=float(score),
         key=f"{kind}:{sig}:{context.deploy_id}",
+        details={"evidence": float(score * threshold)},
     )
 
 
@@ -811,7 +833,14 @@ def _new_signature_findings(
     bounds = _group_bounds(stream.sig)
     return [
         _stream_finding(
-            context, "regression" if sig in dormant else "new_signature", stream, row, *bounds[sig], best[sig], floor
+            context,
+            "regression" if sig in dormant else "new_signature",
+            stream,
+            row,
+            *bounds[sig],
+            best[sig],
+            floor,
+            float(thresholds[row]),
         )
         for sig, row in crossed.items()
     ]
@@ -864,7 +893,9 @@ def _regression_findings(
     best = _max_per_group(stream.sig, log_e / thresholds)
     bounds = _group_bounds(stream.sig)
     return [
-        _stream_finding(context, "regression", stream, row, *bounds[sig], best[sig], baseline[sig])
+        _stream_finding(
+            context, "regression", stream, row, *bounds[sig], best[sig], baseline[sig], float(thresholds[row])
+        )
         for sig, row in crossed.items()
     ]
 
@@ -980,6 +1011,7 @@ def _release_error_rate_findings(context: _DeployContext, s_base: np.ndarray) ->
             baseline_rate=baseline_errored / baseline_started,
             score=float(log_e.max() / threshold) if threshold > 0 else math.inf,
             key=f"release_error_rate:{context.environment}:{context.deploy_id}",
+            details={"evidence": float(log_e.max())},
         )
     ]
 

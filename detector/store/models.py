@@ -41,6 +41,13 @@ class Project(Base):
     github_secret: Mapped[str | None] = mapped_column(String(128))
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Deploy verdicts (`detector.model.verdict.VerdictPolicy`); NULL takes the policy's default.
+    gate_tolerance: Mapped[float | None] = mapped_column(Float)
+    gate_absolute_margin: Mapped[float | None] = mapped_column(Float)
+    gate_min_sessions: Mapped[int | None] = mapped_column(Integer)
+    gate_watch_minutes: Mapped[int | None] = mapped_column(Integer)
+    verdict_webhook_url: Mapped[str | None] = mapped_column(Text)
+    verdict_webhook_secret: Mapped[str | None] = mapped_column(String(128))
 
 
 class ApiToken(Base):
@@ -538,3 +545,39 @@ class WorkerLease(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeployVerdict(Base):
+    """A deploy's verdict as the latest detection pass left it, with the counts it was judged on (so a
+    request may judge them again under other settings, e.g. `detector deploy verify --tolerance`)."""
+
+    __tablename__ = "deploy_verdicts"
+
+    deploy_id: Mapped[int] = mapped_column(ForeignKey("deploys.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    measured_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """The pass's `at`: the counts hold what was known then."""
+    inputs: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """When `status` last changed (wall clock)."""
+
+
+class VerdictWebhook(Base):
+    """The outbound webhook of a failing deploy: one row per deploy, kept until the receiver took it."""
+
+    __tablename__ = "verdict_webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deploy_id: Mapped[int] = mapped_column(ForeignKey("deploys.id", ondelete="CASCADE"), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    payload: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

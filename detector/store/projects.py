@@ -110,3 +110,24 @@ def create_token(session: Session, *, label: str = "") -> str:
 
 def token_is_valid(session: Session, token: str) -> bool:
     return session.scalar(select(ApiToken.id).where(ApiToken.token_hash == hash_token(token))) is not None
+
+
+GATE_SETTINGS = (
+    "gate_tolerance",
+    "gate_absolute_margin",
+    "gate_min_sessions",
+    "gate_watch_minutes",
+    "verdict_webhook_url",
+    "verdict_webhook_secret",
+)
+
+
+def set_gate_settings(session: Session, project: Project, **values: object) -> dict[str, object]:
+    """Set the given verdict settings (`GATE_SETTINGS`; None leaves one as it is, "" clears a text one);
+    the project's settings after."""
+    for name, value in values.items():
+        if name not in GATE_SETTINGS:
+            raise InvalidInput(f"unknown gate setting {name!r}")
+        if value is not None:
+            setattr(project, name, None if value == "" else value)
+    return {name: getattr(project, name) for name in GATE_SETTINGS}

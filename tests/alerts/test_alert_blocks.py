@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from detector.alerts.blocks import alert_blocks, slack_len, update_blocks
+from detector.alerts.blocks import alert_blocks, slack_len, update_blocks, verdict_blocks
 from tests.alerts.alert_examples import extreme_content, seed_incident_content
 from tests.alerts.slack_standin import block_kit_problem, validate_message
 
@@ -247,3 +247,15 @@ def test_a_segment_finding_says_its_browser_and_its_share_of_that_browsers_sessi
     update = update_blocks(content)
     assert validate_message(update) is None
     assert "Safari 14 only: 4.0% of its sessions" in update["text"]
+
+
+def test_the_verdict_reply_says_what_the_gate_does_with_the_deploy() -> None:
+    reason = "new error: TypeError: <e>.map is not a function."
+    verdict = {"status": "failing", "release": "web@1.2.0", "reason": reason}
+    message = verdict_blocks(seed_incident_content(), verdict)
+    assert message["text"] == "Deploy verdict: failing for web@1.2.0"
+    shown = str(message["blocks"])
+    assert "exits 1" in shown and "412" in shown and "&lt;e&gt;.map" in shown  # Slack's escapes, not markup
+    assert validate_message(message) is None  # Slack would accept it
+    healthy = verdict_blocks(seed_incident_content(), {**verdict, "status": "healthy", "reason": "below 1.0 %."})
+    assert "healthy" in healthy["text"] and "exits 0" in str(healthy["blocks"])
