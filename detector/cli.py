@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from detector.cli_demo import register as register_demo_command
 from detector.cli_deploy import register as register_deploy_commands
+from detector.cli_queue import register as register_queue_commands
 from detector.config import Settings
 from detector.errors import DetectorError
 from detector.logs import configure_logging
@@ -49,6 +50,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 register_deploy_commands(app, project_app)
 register_demo_command(app)
+register_queue_commands(app)
 
 err = Console(stderr=True)
 log = logging.getLogger("detector.cli")
