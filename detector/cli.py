@@ -39,6 +39,7 @@ from detector.store.projects import (
     list_projects,
     project_as_dict,
 )
+from detector.supervise import Supervisor, stop_all
 from detector.times import iso_utc, json_default
 
 app = typer.Typer(help="Deploy-aware error anomaly detector.", no_args_is_help=True, add_completion=False)
@@ -293,7 +294,6 @@ def serve(
 ) -> None:
     """Run the API (intake, Sentry web API subset, query API) and, by default, a worker beside it."""
     import shutil
-    import subprocess
     import tempfile
 
     import uvicorn
@@ -315,7 +315,7 @@ def serve(
         metrics_dir = tempfile.mkdtemp(prefix="detector-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     sock = _listen(host, port, reuse_port=processes > 1 or api_child_of is not None)
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[Supervisor] = []
     if api_child_of is None:
         listening = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         worker_desc = (
@@ -328,27 +328,14 @@ def serve(
         )  # fmt: skip
         if worker and worker_mode == "process":
             # The digest is CPU work: in its own process it does not compete with intake for the GIL.
-            children.append(
-                subprocess.Popen([sys.executable, "-m", "detector.cli", "worker", "--parent-pid", str(os.getpid())])
-            )
+            # Supervised: a worker that dies is started again, or the queue would never drain.
+            argv = [sys.executable, "-m", "detector.cli", "worker", "--parent-pid", str(os.getpid())]
+            children.append(Supervisor("worker", argv, min_backoff=settings.worker_restart_backoff_seconds))
         for _ in range(processes - 1):
-            children.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "detector.cli",
-                        "serve",
-                        "--host",
-                        host,
-                        "--port",
-                        str(port),
-                        "--no-worker",
-                        "--api-child-of",
-                        str(os.getpid()),
-                    ]
-                )
-            )
+            argv = [sys.executable, "-m", "detector.cli", "serve", "--host", host, "--port", str(port)]
+            children.append(Supervisor("API", [*argv, "--no-worker", "--api-child-of", str(os.getpid())]))
+        for child in children:
+            child.start()
     in_process = worker and worker_mode == "thread" and api_child_of is None
     os.environ["DETECTOR_SERVE_WORKER_THREAD"] = "1" if in_process else "0"
     # The app is named by import string, so this package never imports the web layer (api/).
@@ -371,13 +358,7 @@ def serve(
         server.run(sockets=[sock])
     finally:
         sock.close()
-        for child in children:
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_all(children)
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # `worker_stale_after_seconds` after each, so `/healthz` on any API process sees a killed worker go.
     worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
     worker_stale_after_seconds: float = Field(default=30.0, gt=0)
+    # `detector serve` starts a worker process that died again after this wait, doubled while it keeps dying
+    # (up to 60 s) and reset once one has run a minute.
+    worker_restart_backoff_seconds: float = Field(default=1.0, gt=0)
     # `/healthz` answers 503 once the oldest item waiting for digest is older than this: the worker is
     # stuck or far behind (bench.ingest's 60 s burst at full rate drained in under 4 minutes).
     health_max_queue_age_seconds: float = Field(default=300.0, gt=0)
