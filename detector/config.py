@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # `/healthz` answers 503 once the oldest item waiting for digest is older than this: the worker is
     # stuck or far behind (bench.ingest's 60 s burst at full rate drained in under 4 minutes).
     health_max_queue_age_seconds: float = Field(default=300.0, gt=0)
+    # SQLite: `/healthz` answers 503 when the file system holding the database has less free space than this
+    # (a small write still succeeds on a full disk, into pages the WAL already holds; intake's would not).
+    health_min_free_disk_mb: float = Field(default=64.0, ge=0)
     # The worker deletes stored events whose minute is older than this (hourly, in batches); per-minute
     # counts, signatures and anomalies are kept, so detection and history are unchanged. At least
     # `max_event_age_days`, so an event intake still accepts finds its minute's events to count against.

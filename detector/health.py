@@ -1,6 +1,7 @@
 """What `/healthz` answers: whether events sent now will be stored and digested, and if not, why.
 
-Unhealthy (503, with the reasons) when the database cannot be read or written, when workers have
+Unhealthy (503, with the reasons) when the database cannot be read or written (on SQLite: when its
+disk has less than `health_min_free_disk_mb` free), when workers have
 beaten before and none is alive now (`store.leases`: heartbeats are in the database, so every API
 replica sees the same workers), or when the oldest item waiting for digest is older than
 `health_max_queue_age_seconds` (no worker, a stuck one, or one far behind). Dead letters are counted
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.config import Settings
-from detector.store.db import transaction
+from detector.store.db import sqlite_free_bytes, transaction
 from detector.store.dead_letters import count_dead_letters
 from detector.store.leases import HEALTH_PREFIX, beat, worker_liveness
 from detector.store.queue import oldest_received, queue_depth
@@ -50,9 +51,16 @@ def unhealthy_reasons(
     max_queue_age_seconds: float,
     workers_alive: int,
     last_worker_heartbeat_seconds: float | None,
+    free_disk_bytes: int | None = None,
+    min_free_disk_mb: float = 0.0,
 ) -> list[str]:
     """The reasons a readable, writable database's pipeline is unhealthy (none: healthy)."""
     reasons = []
+    if free_disk_bytes is not None and free_disk_bytes < min_free_disk_mb * 1024 * 1024:
+        reasons.append(
+            f"the disk holding the database has {free_disk_bytes / 1024 / 1024:.1f} MB free, under the "
+            f"{min_free_disk_mb:g} MB of DETECTOR_HEALTH_MIN_FREE_DISK_MB"
+        )
     if workers_alive == 0 and last_worker_heartbeat_seconds is not None:
         reasons.append(
             f"no worker is alive: the last heartbeat was {last_worker_heartbeat_seconds:.0f} s ago, "
@@ -94,6 +102,8 @@ def check_health(factory: sessionmaker[Session], settings: Settings, *, now: dat
         max_queue_age_seconds=settings.health_max_queue_age_seconds,
         workers_alive=liveness.alive,
         last_worker_heartbeat_seconds=facts["last_worker_heartbeat_seconds"],  # type: ignore[arg-type]
+        free_disk_bytes=sqlite_free_bytes(factory.kw["bind"]),
+        min_free_disk_mb=settings.health_min_free_disk_mb,
     )
     try:
         with transaction(factory) as session:

@@ -32,7 +32,7 @@ def next_backoff(previous: float | None, ran_for: float, *, low: float, high: fl
     time), else twice the previous wait, at most `high`."""
     if previous is None or ran_for >= stable_after:
         return low
-    return min(high, previous * 2)
+    return max(low, min(high, previous * 2))
 
 
 class Supervisor:

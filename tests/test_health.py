@@ -20,6 +20,7 @@ import sentry_sdk
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from detector.health import unhealthy_reasons
 from detector.store.models import Event, Project
 from tests.conftest import BACKEND, LiveServer, wait_for
 
@@ -177,3 +178,59 @@ def test_healthz_answers_503_when_the_database_cannot_be_written(server: LiveSer
             connection.execute(END_SESSIONS, {"n": name})
         admin.dispose()
     assert wait_for(lambda: health(server).status_code == 200, timeout=30), health(server).text
+
+
+def test_unhealthy_reasons_name_each_cause() -> None:
+    healthy = unhealthy_reasons(
+        oldest_queued_seconds=2.0, max_queue_age_seconds=300, workers_alive=1, last_worker_heartbeat_seconds=1.0
+    )
+    assert healthy == []
+    never_had_a_worker = unhealthy_reasons(
+        oldest_queued_seconds=None, max_queue_age_seconds=300, workers_alive=0, last_worker_heartbeat_seconds=None
+    )
+    assert never_had_a_worker == [], "an empty queue nobody ever digested is not an outage"
+    both = unhealthy_reasons(
+        oldest_queued_seconds=301.0, max_queue_age_seconds=300, workers_alive=0, last_worker_heartbeat_seconds=42.0
+    )
+    assert both == [
+        "no worker is alive: the last heartbeat was 42 s ago, so nothing digests the queue",
+        "the oldest queued item is 301 s old, over the 300 s of DETECTOR_HEALTH_MAX_QUEUE_AGE_SECONDS",
+    ]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB file system of its own (tmpfs; needs the right to mount, else the test is skipped)."""
+    where = tmp_path / "tiny"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.mark.skipif(BACKEND != "sqlite", reason="a full disk under the SQLite file")
+def test_healthz_answers_503_while_the_disk_under_sqlite_is_full(tiny_disk: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tiny_disk / 'detector.db'}"
+    live = LiveServer(url, tmp_path, extra_env={**FAST_HEARTBEAT, "DETECTOR_HEALTH_MIN_FREE_DISK_MB": "0.5"}).start()
+    try:
+        assert wait_for(lambda: health(live).json().get("workers_alive") == 1, timeout=60), health(live).text
+        filler = tiny_disk / "filler"
+        with filler.open("wb") as out:  # every free block taken
+            try:
+                while True:
+                    out.write(b"\0" * 65536)
+                    out.flush()
+            except OSError:
+                pass
+        try:
+            assert wait_for(lambda: health(live).status_code == 503, timeout=20), health(live).text
+            assert "the disk holding the database has 0.0 MB free" in health(live).json()["detail"]
+        finally:
+            filler.unlink()
+        assert wait_for(lambda: health(live).status_code == 200, timeout=30), health(live).text
+    finally:
+        live.stop()
