@@ -160,8 +160,11 @@ def replica_start_without_worker(replica: LiveServer) -> None:
 
 
 @pytest.mark.skipif(BACKEND != "postgresql", reason="a read-only PostgreSQL (a standby after failover)")
-def test_healthz_answers_503_when_the_database_cannot_be_written(server: LiveServer, database_url: str) -> None:
+def test_healthz_answers_503_when_the_database_cannot_be_written(
+    server: LiveServer, database_url: str, factory: sessionmaker[Session]
+) -> None:
     assert wait_for(lambda: health(server).status_code == 200, timeout=60)
+    factory.kw["bind"].dispose()  # this test's own pooled connections are not the server's to end
     name = database_url.rsplit("/", 1)[1]
     admin = create_engine(database_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
     try:
