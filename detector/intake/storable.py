@@ -3,8 +3,9 @@
 Pure: limits come from the columns the digest writes (`store/models.py`; a test keeps them in step), and
 every check names the field it refuses, as relay's answers do.
 
-- NUL characters: PostgreSQL's `text`/`varchar` columns and `jsonb` refuse them, so an item holding
-  one anywhere (a key or a value) is refused, on every database alike.
+- NUL characters and unpaired UTF-16 surrogates: PostgreSQL's `text`/`varchar` columns and `jsonb`
+  refuse the first, UTF-8 cannot encode the second; an item holding one anywhere (a key or a value) is
+  refused, on every database alike.
 - Identity columns (release, environment, user, session and trace ids) are refused when longer than
   their column: cutting them would merge distinct releases or users into one.
 - Counts go to 32-bit integer columns: a count above `MAX_COUNT` is refused.
@@ -12,6 +13,7 @@ every check names the field it refuses, as relay's answers do.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MAX_RELEASE_CHARS = 250
@@ -22,36 +24,52 @@ MAX_TRACE_ID_CHARS = 64
 MAX_COUNT = 2**31 - 1
 """The largest value of the 32-bit integer columns (PostgreSQL `integer`) that counts are stored in."""
 
-_NUL_ESCAPE = b"\\u0000"
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+"""The JSON escapes of NUL and of UTF-16 surrogates (a decoded string keeps only unpaired ones)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Unstorable(ValueError):
     """A value the database cannot store; the message names the field."""
 
 
-def nul_field(payload: bytes, data: Any) -> str | None:
-    """The path (`tags.browser`, `exception.values[0].value`) of the first string in `data` (the decoded
-    `payload`) that holds a NUL character, or None. JSON can only spell NUL as an escape, so a payload
-    without `\\u0000` in its bytes is answered without walking it."""
-    if _NUL_ESCAPE not in payload:
+def may_hold_unstorable_text(payload: bytes) -> bool:
+    """Whether the JSON text `payload` spells a NUL or a surrogate (then `unstorable_text` must look)."""
+    return _SUSPECT_ESCAPE.search(payload) is not None
+
+
+def unstorable_text(payload: bytes, data: Any) -> str | None:
+    """Where and what the first string of `data` (the decoded `payload`) holds that no text column stores:
+    `"tags.browser contains a NUL character (\\u0000)"`, or None. JSON can only spell these as escapes
+    (`\\u0000`, `\\ud800`), so a payload without one in its bytes is answered without walking it."""
+    if not may_hold_unstorable_text(payload):
         return None
-    return _find_nul(data)
+    found = _find_unstorable(data)
+    if found is None:
+        return None
+    path, text = found
+    what = "a NUL character (\\u0000)" if "\x00" in text else "a lone UTF-16 surrogate (half of a pair)"
+    return f"{path} contains {what}"
 
 
-def _find_nul(data: Any) -> str | None:
+def _unstorable(text: str) -> bool:
+    return "\x00" in text or _SURROGATE.search(text) is not None
+
+
+def _find_unstorable(data: Any) -> tuple[str, str] | None:
     # Iterative, depth first in document order: nesting as deep as the JSON decoder allows cannot recurse.
     stack: list[tuple[Any, str]] = [(data, "")]
     while stack:
         value, path = stack.pop()
         if isinstance(value, str):
-            if "\x00" in value:
-                return path or "(the item)"
+            if _unstorable(value):
+                return path or "(the item)", value
         elif isinstance(value, dict):
             children = []
             for key, item in value.items():
                 name = f"{path}.{key}" if path else str(key)
-                if "\x00" in key:
-                    return f"{name!r} (a key)"
+                if _unstorable(key):
+                    return f"{name!r} (a key)", key
                 children.append((item, name))
             stack.extend(reversed(children))
         elif isinstance(value, list):

@@ -58,6 +58,11 @@ REFUSED: dict[str, tuple[str, dict[str, Any], str]] = {
         session(attrs={"release": "web\x00"}),
         "attrs.release contains a NUL character",
     ),
+    "lone surrogate in a session release": (
+        "session",
+        session(attrs={"release": "web\ud800"}),
+        "attrs.release contains a lone UTF-16 surrogate",
+    ),
     "session release over 250": ("session", session(attrs={"release": "r" * 251}), "attrs.release is 251"),
     "session id over 64": ("session", session(sid="s" * 65), "sid is 65 characters long"),
     "aggregate count past 32 bits": (

@@ -18,20 +18,29 @@ def test_limits_are_the_lengths_of_the_columns_they_guard() -> None:
     assert SessionState.__table__.columns["distinct_id"].type.length == storable.MAX_USER_CHARS
 
 
-def test_nul_field_names_the_first_string_holding_one() -> None:
+def test_unstorable_text_names_the_first_string_holding_a_nul() -> None:
     data = {"a": "ok", "b": [{"c": "x"}, {"d": "y\x00"}], "e": "z\x00"}
-    assert storable.nul_field(json.dumps(data).encode(), data) == "b[1].d"
+    problem = storable.unstorable_text(json.dumps(data).encode(), data)
+    assert problem == "b[1].d contains a NUL character (\\u0000)"
 
 
-def test_nul_field_ignores_an_escaped_backslash_before_u0000() -> None:
+def test_unstorable_text_finds_lone_surrogates_but_not_pairs() -> None:
+    paired = json.loads('{"emoji": "\\ud83d\\ude00"}')
+    assert storable.unstorable_text(b'{"emoji": "\\ud83d\\ude00"}', paired) is None
+    lone_text = b'{"attrs": {"release": "web\\uDC00"}}'
+    problem = storable.unstorable_text(lone_text, json.loads(lone_text))
+    assert problem == "attrs.release contains a lone UTF-16 surrogate (half of a pair)"
+
+
+def test_unstorable_text_ignores_an_escaped_backslash_before_u0000() -> None:
     data = {"message": "\\u0000"}
     payload = json.dumps(data).encode()
     assert b"\\u0000" in payload
-    assert storable.nul_field(payload, data) is None
+    assert storable.unstorable_text(payload, data) is None
 
 
-def test_nul_field_walks_nesting_deeper_than_recursion_would() -> None:
+def test_unstorable_text_walks_nesting_deeper_than_recursion_would() -> None:
     data: object = "deep\x00"
     for _ in range(5000):
         data = [data]
-    assert storable.nul_field(b"\\u0000", data) == "[0]" * 5000
+    assert storable.unstorable_text(b"\\u0000", data) == "[0]" * 5000 + " contains a NUL character (\\u0000)"
