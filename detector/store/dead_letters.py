@@ -33,16 +33,20 @@ REPLAY_PIECE = 500
 def record_failure(session: Session, item_id: int, error: str, *, now: datetime | None = None) -> bool:
     """Count one failed digest of the queued item `item_id`, with its error. At `queue.MAX_ATTEMPTS` the
     item moves to the dead letters (and is finished in the queue) in this transaction; returns whether
-    it did. An item no longer queued (another worker digested it meanwhile) is left alone."""
+    it did. An item no longer queued (another worker digested it meanwhile) is left alone.
+
+    The last failure is not counted in the queue: on SQLite that would be a write to the queue's file,
+    committed apart from the dead letter in the main file, and a crash between the two would leave an
+    item spent but in neither place. The move writes the main file only (the letter and the item's mark)."""
     error = error[:MAX_ERROR_CHARS]
-    session.execute(
-        update(RawItem).where(RawItem.id == item_id).values(attempts=RawItem.attempts + 1, last_error=error)
-    )
-    attempts = session.scalar(select(RawItem.attempts).where(RawItem.id == item_id))
-    if attempts is None or attempts < queue.MAX_ATTEMPTS:
+    attempts = session.scalar(select(RawItem.attempts).where(RawItem.id == item_id).with_for_update())
+    if attempts is None:
+        return False
+    if attempts + 1 < queue.MAX_ATTEMPTS:
+        session.execute(update(RawItem).where(RawItem.id == item_id).values(attempts=attempts + 1, last_error=error))
         return False
     failed_at = bindparam("failed_at", now or datetime.now(UTC), type_=UTCDateTime)
-    columns = ("raw_item_id", "project_id", "item_type", "event_id", "received_at", "payload", "attempts")
+    columns = ("raw_item_id", "project_id", "item_type", "event_id", "received_at", "payload")
     source = select(
         RawItem.id,
         RawItem.project_id,
@@ -50,11 +54,11 @@ def record_failure(session: Session, item_id: int, error: str, *, now: datetime 
         RawItem.event_id,
         RawItem.received_at,
         RawItem.payload,
-        RawItem.attempts,
+        literal(attempts + 1),
         literal(error),
         failed_at,
     ).where(RawItem.id == item_id)
-    session.execute(insert(DeadLetter).from_select([*columns, "error", "failed_at"], source))
+    session.execute(insert(DeadLetter).from_select([*columns, "attempts", "error", "failed_at"], source))
     queue.finish_items(session, [item_id])
     return True
 
