@@ -314,28 +314,6 @@ def serve(
         # before anything imports prometheus_client: this process and its children then share their counters
         metrics_dir = tempfile.mkdtemp(prefix="detector-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    sock = _listen(host, port, reuse_port=processes > 1 or api_child_of is not None)
-    children: list[Supervisor] = []
-    if api_child_of is None:
-        listening = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-        worker_desc = (
-            f"a worker in a {'child process' if worker_mode == 'process' else 'thread'}" if worker else "no worker"
-        )
-        log.info(
-            "listening on %s (%d API process%s, %s); database %s; SDKs and sentry-cli use %s",
-            listening, processes, "" if processes == 1 else "es", worker_desc, safe_url(settings.database_url),
-            settings.public_url,
-        )  # fmt: skip
-        if worker and worker_mode == "process":
-            # The digest is CPU work: in its own process it does not compete with intake for the GIL.
-            # Supervised: a worker that dies is started again, or the queue would never drain.
-            argv = [sys.executable, "-m", "detector.cli", "worker", "--parent-pid", str(os.getpid())]
-            children.append(Supervisor("worker", argv, min_backoff=settings.worker_restart_backoff_seconds))
-        for _ in range(processes - 1):
-            argv = [sys.executable, "-m", "detector.cli", "serve", "--host", host, "--port", str(port)]
-            children.append(Supervisor("API", [*argv, "--no-worker", "--api-child-of", str(os.getpid())]))
-        for child in children:
-            child.start()
     in_process = worker and worker_mode == "thread" and api_child_of is None
     os.environ["DETECTOR_SERVE_WORKER_THREAD"] = "1" if in_process else "0"
     # The app is named by import string, so this package never imports the web layer (api/).
@@ -352,6 +330,34 @@ def serve(
         proxy_headers=False,
     )
     server = uvicorn.Server(config)
+    sock = _listen(host, port, reuse_port=processes > 1 or api_child_of is not None)
+    children: list[Supervisor] = []
+
+    def serving() -> bool:
+        return not server.should_exit
+
+    if api_child_of is None:
+        listening = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        worker_desc = (
+            f"a worker in a {'child process' if worker_mode == 'process' else 'thread'}" if worker else "no worker"
+        )
+        log.info(
+            "listening on %s (%d API process%s, %s); database %s; SDKs and sentry-cli use %s",
+            listening, processes, "" if processes == 1 else "es", worker_desc, safe_url(settings.database_url),
+            settings.public_url,
+        )  # fmt: skip
+        if worker and worker_mode == "process":
+            # The digest is CPU work: in its own process it does not compete with intake for the GIL.
+            # Supervised: a worker that dies is started again, or the queue would never drain.
+            argv = [sys.executable, "-m", "detector.cli", "worker", "--parent-pid", str(os.getpid())]
+            backoff = settings.worker_restart_backoff_seconds
+            children.append(Supervisor("worker", argv, min_backoff=backoff, keep_running=serving))
+        for _ in range(processes - 1):
+            argv = [sys.executable, "-m", "detector.cli", "serve", "--host", host, "--port", str(port)]
+            argv += ["--no-worker", "--api-child-of", str(os.getpid())]
+            children.append(Supervisor("API", argv, keep_running=serving))
+        for child in children:
+            child.start()
     if api_child_of is not None:
         threading.Thread(target=_exit_when_orphaned, args=(api_child_of, server), daemon=True).start()
     try:

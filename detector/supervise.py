@@ -12,7 +12,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,12 @@ class Supervisor:
         min_backoff: float = 1.0,
         max_backoff: float = 60.0,
         stable_after: float = 60.0,
+        keep_running: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`keep_running() -> False` (the parent is shutting down) means a child's exit is not restarted:
+        a Ctrl-C reaches the children of a terminal's process group before the parent stops them."""
         self.name = name
+        self.keep_running = keep_running
         self.argv = list(argv)
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
@@ -80,7 +84,7 @@ class Supervisor:
             proc = self._proc
             assert proc is not None
             returncode = proc.wait()
-            if self._stopping.is_set():
+            if self._stopping.is_set() or not self.keep_running():
                 return
             ran_for = time.monotonic() - self._started_at
             backoff = next_backoff(
@@ -90,7 +94,7 @@ class Supervisor:
                 "%s process %d ended (%s) after %.1f s; starting it again in %.1f s",
                 self.name, proc.pid, describe_exit(returncode), ran_for, backoff,
             )  # fmt: skip
-            if self._stopping.wait(backoff):
+            if self._stopping.wait(backoff) or not self.keep_running():
                 return
             with self._lock:
                 if self._stopping.is_set():

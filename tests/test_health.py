@@ -222,13 +222,14 @@ def test_healthz_answers_503_while_the_disk_under_sqlite_is_full(tiny_disk: Path
     try:
         assert wait_for(lambda: health(live).json().get("workers_alive") == 1, timeout=60), health(live).text
         filler = tiny_disk / "filler"
-        with filler.open("wb") as out:  # every free block taken
-            try:
-                while True:
-                    out.write(b"\0" * 65536)
-                    out.flush()
-            except OSError:
-                pass
+        descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:  # every free block taken (unbuffered: nothing is left to fail on close)
+                os.write(descriptor, b"\0" * 65536)
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
         try:
             assert wait_for(lambda: health(live).status_code == 503, timeout=20), health(live).text
             assert "the disk holding the database has 0.0 MB free" in health(live).json()["detail"]
