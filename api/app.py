@@ -14,16 +14,15 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 from swagger_ui_bundle import swagger_ui_path
 
 from api.errors import install_error_handlers
 from api.routes import anomalies, deploys, intake, projects, sentry_artifacts, sentry_releases, verdicts, webhooks
 from api.state import AppState, ProjectKeyCache, RateLimiter, TokenCache
 from detector.config import Settings
+from detector.health import check_health
 from detector.metrics import Metrics, exposition, refresh_database_gauges
 from detector.store.db import make_engine, make_sessionmaker
-from detector.store.queue import queue_depth
 from detector.store.writer import GroupCommitWriter
 from detector.worker import Worker
 
@@ -117,14 +116,12 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> JSONResponse:
-        try:
-            with state.factory() as session:
-                session.execute(text("SELECT 1"))
-                depth = queue_depth(session)
-        except Exception as exc:  # a health check reports, it does not raise
-            return JSONResponse({"status": "unavailable", "detail": str(exc)[:200]}, status_code=503)
-        state.metrics.queue_depth.set(depth)
-        return JSONResponse({"status": "ok", "queue_depth": depth})
+        """200 when events sent now will be stored and digested; 503 with the reasons when not (see
+        `detector.health` and docs/OPERATIONS.md)."""
+        health = check_health(state.factory, state.settings)
+        if health.queue_depth is not None:
+            state.metrics.queue_depth.set(health.queue_depth)
+        return JSONResponse(health.as_dict(), status_code=200 if health.ok else 503)
 
     @app.get("/metrics", tags=["ops"])
     def metrics() -> Response:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from detector.cli_demo import register as register_demo_command
 from detector.cli_deploy import register as register_deploy_commands
+from detector.cli_queue import register as register_queue_commands
 from detector.config import Settings
 from detector.errors import DetectorError
 from detector.logs import configure_logging
@@ -38,6 +39,7 @@ from detector.store.projects import (
     list_projects,
     project_as_dict,
 )
+from detector.supervise import Supervisor, stop_all
 from detector.times import iso_utc, json_default
 
 app = typer.Typer(help="Deploy-aware error anomaly detector.", no_args_is_help=True, add_completion=False)
@@ -49,6 +51,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 register_deploy_commands(app, project_app)
 register_demo_command(app)
+register_queue_commands(app)
 
 err = Console(stderr=True)
 log = logging.getLogger("detector.cli")
@@ -291,7 +294,6 @@ def serve(
 ) -> None:
     """Run the API (intake, Sentry web API subset, query API) and, by default, a worker beside it."""
     import shutil
-    import subprocess
     import tempfile
 
     import uvicorn
@@ -312,41 +314,6 @@ def serve(
         # before anything imports prometheus_client: this process and its children then share their counters
         metrics_dir = tempfile.mkdtemp(prefix="detector-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    sock = _listen(host, port, reuse_port=processes > 1 or api_child_of is not None)
-    children: list[subprocess.Popen[bytes]] = []
-    if api_child_of is None:
-        listening = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-        worker_desc = (
-            f"a worker in a {'child process' if worker_mode == 'process' else 'thread'}" if worker else "no worker"
-        )
-        log.info(
-            "listening on %s (%d API process%s, %s); database %s; SDKs and sentry-cli use %s",
-            listening, processes, "" if processes == 1 else "es", worker_desc, safe_url(settings.database_url),
-            settings.public_url,
-        )  # fmt: skip
-        if worker and worker_mode == "process":
-            # The digest is CPU work: in its own process it does not compete with intake for the GIL.
-            children.append(
-                subprocess.Popen([sys.executable, "-m", "detector.cli", "worker", "--parent-pid", str(os.getpid())])
-            )
-        for _ in range(processes - 1):
-            children.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "detector.cli",
-                        "serve",
-                        "--host",
-                        host,
-                        "--port",
-                        str(port),
-                        "--no-worker",
-                        "--api-child-of",
-                        str(os.getpid()),
-                    ]
-                )
-            )
     in_process = worker and worker_mode == "thread" and api_child_of is None
     os.environ["DETECTOR_SERVE_WORKER_THREAD"] = "1" if in_process else "0"
     # The app is named by import string, so this package never imports the web layer (api/).
@@ -363,19 +330,41 @@ def serve(
         proxy_headers=False,
     )
     server = uvicorn.Server(config)
+    sock = _listen(host, port, reuse_port=processes > 1 or api_child_of is not None)
+    children: list[Supervisor] = []
+
+    def serving() -> bool:
+        return not server.should_exit
+
+    if api_child_of is None:
+        listening = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        worker_desc = (
+            f"a worker in a {'child process' if worker_mode == 'process' else 'thread'}" if worker else "no worker"
+        )
+        log.info(
+            "listening on %s (%d API process%s, %s); database %s; SDKs and sentry-cli use %s",
+            listening, processes, "" if processes == 1 else "es", worker_desc, safe_url(settings.database_url),
+            settings.public_url,
+        )  # fmt: skip
+        if worker and worker_mode == "process":
+            # The digest is CPU work: in its own process it does not compete with intake for the GIL.
+            # Supervised: a worker that dies is started again, or the queue would never drain.
+            argv = [sys.executable, "-m", "detector.cli", "worker", "--parent-pid", str(os.getpid())]
+            backoff = settings.worker_restart_backoff_seconds
+            children.append(Supervisor("worker", argv, min_backoff=backoff, keep_running=serving))
+        for _ in range(processes - 1):
+            argv = [sys.executable, "-m", "detector.cli", "serve", "--host", host, "--port", str(port)]
+            argv += ["--no-worker", "--api-child-of", str(os.getpid())]
+            children.append(Supervisor("API", argv, keep_running=serving))
+        for child in children:
+            child.start()
     if api_child_of is not None:
         threading.Thread(target=_exit_when_orphaned, args=(api_child_of, server), daemon=True).start()
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
-        for child in children:
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_all(children)
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 

@@ -64,6 +64,19 @@ class Settings(BaseSettings):
     lease_seconds: float = 60.0
     detect_schedule: Literal["on", "off"] = "on"
     detect_interval_seconds: float = 30.0
+    # Every worker records a heartbeat in the database this often; it counts as alive for
+    # `worker_stale_after_seconds` after each, so `/healthz` on any API process sees a killed worker go.
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    worker_stale_after_seconds: float = Field(default=30.0, gt=0)
+    # `detector serve` starts a worker process that died again after this wait, doubled while it keeps dying
+    # (up to 60 s) and reset once one has run a minute.
+    worker_restart_backoff_seconds: float = Field(default=1.0, gt=0)
+    # `/healthz` answers 503 once the oldest item waiting for digest is older than this: the worker is
+    # stuck or far behind (bench.ingest's 60 s burst at full rate drained in under 4 minutes).
+    health_max_queue_age_seconds: float = Field(default=300.0, gt=0)
+    # SQLite: `/healthz` answers 503 when the file system holding the database has less free space than this
+    # (a small write still succeeds on a full disk, into pages the WAL already holds; intake's would not).
+    health_min_free_disk_mb: float = Field(default=64.0, ge=0)
     # The worker deletes stored events whose minute is older than this (hourly, in batches); per-minute
     # counts, signatures and anomalies are kept, so detection and history are unchanged. At least
     # `max_event_age_days`, so an event intake still accepts finds its minute's events to count against.
@@ -91,6 +104,16 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://"):
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
+
+    @model_validator(mode="after")
+    def _heartbeat_within_staleness(self) -> Settings:
+        if self.worker_stale_after_seconds <= self.worker_heartbeat_seconds:
+            raise ValueError(
+                f"DETECTOR_WORKER_STALE_AFTER_SECONDS ({self.worker_stale_after_seconds:g}) must be more than "
+                f"DETECTOR_WORKER_HEARTBEAT_SECONDS ({self.worker_heartbeat_seconds:g}): a live worker would "
+                "look gone between two heartbeats"
+            )
+        return self
 
     @model_validator(mode="after")
     def _retention_covers_accepted_ages(self) -> Settings:

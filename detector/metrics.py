@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from detector.store.dead_letters import count_dead_letters
 from detector.store.models import Anomaly, Notification, WorkerLease
 from detector.store.queue import oldest_received, queue_depth
 
@@ -67,6 +68,11 @@ class Metrics:
         self.intake_items_of = Children(self.intake_items)
         self.intake_rejected_of = Children(self.intake_rejected)
         self.digested_events = Counter("detector_digested_events", "Events digested", registry=r)
+        self.dead_lettered = Counter(
+            "detector_dead_lettered_items",
+            "Intake items moved to the dead letters after their last failed digest attempt",
+            registry=r,
+        )
         self.digest_lag = Gauge(
             "detector_digest_lag_seconds",
             "Age of the oldest item in the last digested batch",
@@ -87,6 +93,12 @@ class Metrics:
         self.oldest_queued_seconds = Gauge(
             "detector_oldest_queued_seconds",
             "Age of the oldest raw item waiting for digest (digest lag)",
+            **MOST_RECENT,
+            registry=r,
+        )
+        self.dead_letters = Gauge(
+            "detector_dead_letters",
+            "Intake items in the dead letters (see `detector queue dead-letters`)",
             **MOST_RECENT,
             registry=r,
         )
@@ -114,6 +126,7 @@ def refresh_database_gauges(session: Session, metrics: Metrics) -> None:
     metrics.queue_depth.set(queue_depth(session))
     oldest = oldest_received(session)
     metrics.oldest_queued_seconds.set((now - oldest).total_seconds() if oldest else 0.0)
+    metrics.dead_letters.set(count_dead_letters(session))
     for kind, count in session.execute(
         select(Anomaly.kind, func.count()).where(Anomaly.state == "open").group_by(Anomaly.kind)
     ).all():

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -21,11 +22,68 @@ from sqlalchemy.orm import Session, sessionmaker
 from detector.config import Settings
 from detector.intake.digest import DigestStats, Symbolicator, digest_batch
 from detector.metrics import Metrics
-from detector.store import queue
+from detector.store import dead_letters, queue
 from detector.store.db import WalCheckpointer, transaction
+from detector.store.leases import beat_worker, forget_worker
 from detector.store.models import RawItem
 
 log = logging.getLogger(__name__)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a digest failure is the database's state, not the items': unreachable, restarting, locked,
+    out of disk, a deadlock (all OperationalError), or a connection lost mid-statement. Those are retried
+    as they are; any other failure is an item's, counted against it."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def _reason(exc: BaseException) -> str:
+    """`Type: message` of the driver's error where there is one (SQLAlchemy's own repeats the statement)."""
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return f"{type(cause).__name__}: {cause}"
+
+
+class Heartbeat:
+    """A worker's heartbeat in the database (`store.leases.beat_worker`), every `interval` seconds from a
+    thread of its own: a long detection pass or batch does not make the worker look gone (a stuck loop
+    shows as the queue's age in `/healthz` instead). Stopping it deletes the heartbeat."""
+
+    def __init__(self, factory: sessionmaker[Session], owner: str, *, interval: float, alive_for: float) -> None:
+        self.factory = factory
+        self.owner = owner
+        self.interval = interval
+        self.alive_for = alive_for
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def beat(self) -> None:
+        with transaction(self.factory) as session:
+            beat_worker(session, self.owner, now=datetime.now(UTC), alive_for=self.alive_for)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        try:
+            with transaction(self.factory) as session:
+                forget_worker(session, self.owner)
+        except Exception as exc:  # stopping: the heartbeat runs out by itself
+            log.warning("could not delete the heartbeat of worker %s: %s", self.owner, exc)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.beat()
+            except Exception as exc:  # the thread's boundary: the next beat retries
+                log.warning("worker %s: heartbeat failed: %s", self.owner, exc)
+            if self._stop.wait(self.interval):
+                return
 
 
 @dataclass
@@ -93,9 +151,10 @@ class Worker:
             self._checkpointer = WalCheckpointer(engine)
 
     def digest_once(self) -> DigestStats:
-        """Digest one batch. A batch the database refuses (not a lost connection: a value it cannot
-        store) is digested again item by item, so one poison item is set aside instead of blocking
-        the queue for every worker."""
+        """Digest one batch. A batch that fails for any reason but a database it cannot reach (a value the
+        database refuses, a payload the digest trips on) is digested again item by item, so that one
+        poison item is set aside, and after `queue.MAX_ATTEMPTS` moved to the dead letters, instead of
+        blocking the queue for every worker."""
         clock = self._lock_clock
         if clock is not None:
             clock.arm()
@@ -106,10 +165,10 @@ class Worker:
                 max_bytes=self.settings.digest_batch_bytes,
                 symbolicate=self.symbolicate,
             )
-        except OperationalError:
-            raise
-        except DBAPIError as exc:
-            log.warning("digest batch refused by the database (%s); digesting item by item", exc.orig)
+        except Exception as exc:  # the batch's boundary: transient failures go up, the rest item by item
+            if is_transient(exc):
+                raise
+            log.warning("digest batch failed (%s); digesting item by item", _reason(exc))
             stats = self._digest_item_by_item()
         else:
             if clock is not None:
@@ -117,6 +176,8 @@ class Worker:
         if stats.items:
             self.metrics.digested_events.inc(stats.events)
             self.metrics.digest_lag.set(stats.lag_seconds)
+        if stats.dead_lettered:
+            self.metrics.dead_lettered.inc(stats.dead_lettered)
         return stats
 
     def _size_next_batch(self, items: int, held: float) -> None:
@@ -135,32 +196,33 @@ class Worker:
         self.batch_size = max(self.settings.digest_min_batch_size, min(self.settings.digest_batch_size, int(target)))
 
     def _digest_item_by_item(self) -> DigestStats:
-        """Up to one batch's worth of single-item digests; an item the database refuses on its own
-        has its failure recorded (after `queue.MAX_ATTEMPTS` it is no longer claimed)."""
+        """Up to one batch's worth of single-item digests; an item that fails on its own has its failure
+        recorded, and at its last attempt moves to the dead letters (`store.dead_letters`)."""
         total = DigestStats()
         for _ in range(self.settings.digest_batch_size):
             with self.factory() as session:
-                # The item a one-item batch claims: the oldest claimable one (barring another worker's
-                # lock, in which case a wrong guess costs that item one of its attempts).
                 oldest = session.scalar(select(RawItem.id).where(queue.claimable()).order_by(RawItem.id).limit(1))
             if oldest is None:
                 break
             try:
-                stats = digest_batch(self.factory, batch_size=1, symbolicate=self.symbolicate)
-            except OperationalError:
-                raise
-            except DBAPIError as exc:
-                log.error("digest: item %s refused by the database: %s", oldest, exc.orig)
+                # that item by its id: another worker's lock makes the claim empty, not a wrong item's failure
+                stats = digest_batch(self.factory, symbolicate=self.symbolicate, only_item=oldest)
+            except Exception as exc:  # one item's boundary, as in `digest_once`
+                if is_transient(exc):
+                    raise
+                log.error("digest: item %s failed: %s", oldest, _reason(exc))
                 with transaction(self.factory) as session:
-                    queue.record_failure(session, oldest, f"{type(exc.orig).__name__}: {exc.orig}")
+                    dead = dead_letters.record_failure(session, oldest, _reason(exc))
+                if dead:
+                    log.error("digest: item %s failed %d times: moved to the dead letters", oldest, queue.MAX_ATTEMPTS)
+                    queue.delete_digested(self.factory)
+                    total.dead_lettered += 1
                 total.items += 1
                 total.failed += 1
                 continue
             if not stats.items:
                 break
-            for name in ("items", "events", "duplicates", "sessions", "failed", "seconds"):
-                setattr(total, name, getattr(total, name) + getattr(stats, name))
-            total.lag_seconds = max(total.lag_seconds, stats.lag_seconds)
+            total.add(stats)
         else:
             total.full = True  # a whole batch's worth, one by one: more may be waiting
         return total
@@ -179,6 +241,13 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; a batch in progress is finished (or rolled back) first."""
         log.info("worker %s started", self.owner)
+        heartbeat = Heartbeat(
+            self.factory,
+            self.owner,
+            interval=self.settings.worker_heartbeat_seconds,
+            alive_for=self.settings.worker_stale_after_seconds,
+        )
+        heartbeat.start()
         if self._checkpointer is not None:
             self._checkpointer.start()
         try:
@@ -186,6 +255,7 @@ class Worker:
         finally:
             if self._checkpointer is not None:
                 self._checkpointer.stop()
+            heartbeat.stop()
         log.info("worker %s stopped", self.owner)
 
     def _loop(self, stop: threading.Event) -> None:

@@ -25,7 +25,7 @@ from detector.metrics import Metrics
 from detector.scheduling import DetectionJob
 from detector.store import queue
 from detector.store.db import transaction
-from detector.store.models import Event, Notification, Project, RawItem, SignatureMinute, WorkerLease
+from detector.store.models import DeadLetter, Event, Notification, Project, RawItem, SignatureMinute, WorkerLease
 from detector.store.projects import create_project
 from detector.store.queue import enqueue_items
 from detector.worker import PeriodicJob, Worker
@@ -289,8 +289,10 @@ def test_an_item_the_database_refuses_is_set_aside_instead_of_blocking_the_queue
         worker.digest_once()
     with factory() as session:
         stored = set(session.scalars(select(Event.event_id)))
-        refused = session.execute(select(RawItem.event_id, RawItem.attempts, RawItem.last_error)).all()
+        queued = session.scalar(select(func.count()).select_from(RawItem).where(queue.claimable()))
+        refused = session.execute(select(DeadLetter.event_id, DeadLetter.attempts, DeadLetter.error)).all()
     assert {rows[0]["event_id"], rows[2]["event_id"]} <= stored, "the healthy events went through"
+    assert queued == 0
     if settings.is_sqlite:
         assert refused == [] and rows[1]["event_id"] in stored
     else:
@@ -316,8 +318,10 @@ def test_a_poison_item_costs_one_round_item_by_item_then_batches_resume(
     worker = Worker(settings=settings.model_copy(update={"digest_batch_size": 100}), factory=factory, metrics=Metrics())
     stats = worker.digest_once()
     assert stats.events == 9 and stats.failed == queue.MAX_ATTEMPTS
+    assert stats.dead_lettered == 1 and worker.metrics.dead_lettered._value.get() == 1
     with factory() as session:
         assert session.scalar(select(func.count(Event.id))) == 9
-        (left,) = session.execute(select(RawItem.event_id, RawItem.attempts)).all()
-    assert left == (poison, queue.MAX_ATTEMPTS)
+        assert session.scalar(select(func.count()).select_from(RawItem).where(queue.claimable())) == 0
+        (letter,) = session.execute(select(DeadLetter.event_id, DeadLetter.attempts, DeadLetter.error)).all()
+    assert letter == (poison, queue.MAX_ATTEMPTS, "ValueError: value out of range")
     assert worker.digest_once().items == 0, "the set-aside item is not claimed again"

@@ -7,6 +7,7 @@ Grouping, fingerprinting and counting happen later, in the digest.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from detector.intake.decode import BodyTooLarge, CorruptBody, UnsupportedEncodin
 from detector.intake.envelope import EnvelopeItem, MalformedEnvelope, parse_envelope
 from detector.intake.normalize import InvalidEvent, parse_timestamp, validate_event
 from detector.intake.sessions import InvalidSession, parse_session_aggregates, parse_session_update
+from detector.intake.storable import may_hold_unstorable_text, unstorable_text
 from detector.times import iso_utc
 
 STORED_ITEM_TYPES = frozenset({"event", "session", "sessions"})
@@ -109,6 +111,7 @@ def _validate_event(payload: bytes, limits: IntakeLimits) -> tuple[str, bytes]:
     except orjson.JSONDecodeError as exc:
         # orjson says which: invalid UTF-8 or invalid JSON, and where
         raise InvalidInput(f"event payload is not valid JSON: {exc}") from exc
+    _refuse_unstorable_text("event", payload, data)
     if isinstance(data, dict) and not data.get("event_id"):
         data["event_id"] = uuid.uuid4().hex
         payload = orjson.dumps(data)
@@ -127,12 +130,24 @@ def _validate_event(payload: bytes, limits: IntakeLimits) -> tuple[str, bytes]:
     return event_id, payload
 
 
+def _refuse_unstorable_text(what: str, payload: bytes, data: object) -> None:
+    problem = unstorable_text(payload, data)
+    if problem is not None:
+        raise InvalidInput(f"invalid {what}: {problem}, which cannot be stored")
+
+
 def _validate_session(item: EnvelopeItem) -> None:
     try:
+        data: object = item.payload
+        if may_hold_unstorable_text(item.payload):  # decoded only then (the parsers take decoded JSON too)
+            data = json.loads(item.payload)
+            _refuse_unstorable_text(f"{item.type} item", item.payload, data)
         if item.type == "session":
-            parse_session_update(item.payload)
+            parse_session_update(data)  # type: ignore[arg-type]
         else:
-            parse_session_aggregates(item.payload)
+            parse_session_aggregates(data)  # type: ignore[arg-type]
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"invalid {item.type} item: payload is not valid JSON: {exc}") from exc
     except InvalidSession as exc:
         raise InvalidInput(f"invalid {item.type} item: {exc}") from exc
 

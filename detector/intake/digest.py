@@ -28,7 +28,7 @@ from detector.intake.sessions import (
     parse_session_aggregates,
     parse_session_update,
 )
-from detector.store import counts, queue
+from detector.store import counts, dead_letters, queue
 from detector.store.db import PlainJson, transaction
 from detector.store.dialect import lock_project
 from detector.store.queue import ClaimedItem
@@ -46,10 +46,18 @@ class DigestStats:
     duplicates: int = 0
     sessions: int = 0
     failed: int = 0
+    dead_lettered: int = 0
+    """Items moved to the dead letters at their last failed attempt (`store.dead_letters`)."""
     seconds: float = 0.0
     lag_seconds: float = 0.0
     full: bool = False
     """The claim stopped at its limit of items or bytes: more items may be waiting."""
+
+    def add(self, other: DigestStats) -> None:
+        """Add `other`'s counts and time to these; the larger lag of the two."""
+        for name in ("items", "events", "duplicates", "sessions", "failed", "dead_lettered", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.lag_seconds = max(self.lag_seconds, other.lag_seconds)
 
 
 _MINUTES: dict[tuple[int, ...], datetime] = {}
@@ -195,7 +203,8 @@ def _digest_project_items(
                 aggregates.extend(parse_session_aggregates(item.payload))
         except (InvalidEvent, InvalidSession, ValueError) as exc:
             log.warning("digest: item %s of project %s failed: %s", item.id, project_id, exc)
-            queue.record_failure(session, item.id, f"{type(exc).__name__}: {exc}")
+            if dead_letters.record_failure(session, item.id, f"{type(exc).__name__}: {exc}"):
+                stats.dead_lettered += 1
             stats.failed += 1
             continue
         done.append(item.id)
@@ -281,14 +290,18 @@ def digest_batch(
     batch_size: int = 500,
     max_bytes: int | None = None,
     symbolicate: Symbolicator | None = None,
+    only_item: int | None = None,
 ) -> DigestStats:
     """Claim up to `batch_size` raw items (and up to `max_bytes` of payload, at least one item), digest them
     and finish them (`queue.finish_items`), in one transaction; then delete what it digested from the
-    queue's file, where that is a separate step."""
+    queue's file, where that is a separate step. With `only_item`, that item alone (if claimable)."""
     started = time.perf_counter()
     stats = DigestStats()
     with transaction(factory) as session:
-        items, stats.full = queue.claim_batch(session, limit=batch_size, max_bytes=max_bytes)
+        if only_item is not None:
+            items, stats.full = queue.claim_item(session, only_item)
+        else:
+            items, stats.full = queue.claim_batch(session, limit=batch_size, max_bytes=max_bytes)
         if not items:
             # Items marked digested but not deleted from the queue's file: what a crash left.
             left_marks = queue.has_digested_marks(session)
@@ -323,8 +336,6 @@ def digest_all(
         stats = digest_batch(factory, batch_size=batch_size, max_bytes=max_bytes, symbolicate=symbolicate)
         if stats.items == 0:
             return total
-        for field in ("items", "events", "duplicates", "sessions", "failed", "seconds"):
-            setattr(total, field, getattr(total, field) + getattr(stats, field))
-        total.lag_seconds = max(total.lag_seconds, stats.lag_seconds)
+        total.add(stats)
         if stats.failed == stats.items:
             return total

@@ -23,6 +23,15 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from detector.intake.storable import (
+    MAX_ENVIRONMENT_CHARS,
+    MAX_RELEASE_CHARS,
+    MAX_TRACE_ID_CHARS,
+    MAX_USER_CHARS,
+    Unstorable,
+    check_length,
+)
+
 __all__ = [
     "Frame",
     "InvalidEvent",
@@ -318,12 +327,35 @@ def _header(headers: Any, name: str) -> str | None:
 
 
 def _user_key(user: dict[str, Any]) -> str | None:
+    return _user_key_field(user)[0]
+
+
+def _user_key_field(user: dict[str, Any]) -> tuple[str | None, str]:
+    """The user's key (what counting takes for a user) and the field it came from."""
     for name in ("id", "email"):
         value = user.get(name)
         if isinstance(value, int | str) and not isinstance(value, bool) and str(value):
-            return str(value)
+            return str(value), f"user.{name}"
     ip = _str(user.get("ip_address"))
-    return ip if ip and ip != "{{auto}}" else None
+    return (ip if ip and ip != "{{auto}}" else None), "user.ip_address"
+
+
+def _check_storable(data: dict[str, Any]) -> None:
+    """Refuse identity fields longer than the columns they are stored in (cutting them would merge
+    distinct releases or users)."""
+    try:
+        release = data.get("release")
+        check_length(release if isinstance(release, str) else None, "release", MAX_RELEASE_CHARS)
+        environment = data.get("environment")
+        check_length(environment if isinstance(environment, str) else None, "environment", MAX_ENVIRONMENT_CHARS)
+        user = data.get("user")
+        if isinstance(user, dict):
+            key, name = _user_key_field(user)
+            check_length(key, name, MAX_USER_CHARS)
+        trace = _obj(_obj(data.get("contexts")).get("trace")).get("trace_id")
+        check_length(trace if isinstance(trace, str) else None, "contexts.trace.trace_id", MAX_TRACE_ID_CHARS)
+    except Unstorable as exc:
+        raise InvalidEvent(str(exc)) from None
 
 
 _ROUTE_ID_SEGMENT = re.compile(
@@ -516,7 +548,8 @@ def normalize_event(
     """Validate ``payload`` (a decoded event item or ``/store/`` body) and reduce it to a NormalizedEvent.
 
     Raises :class:`InvalidEvent` when the payload is not an object, has neither an exception nor a
-    message, has an ``event_id`` that is not 32 hex digits (dashes allowed), or an absurd timestamp.
+    message, has an ``event_id`` that is not 32 hex digits (dashes allowed), an absurd timestamp, or a
+    release, environment, user or trace id longer than the column it is stored in.
     A missing ``event_id`` gets a fresh one; ``received_at`` (naive means UTC) stands in for a missing or
     too-far-future timestamp.
     """
@@ -548,6 +581,7 @@ def _normalize(payload: Any, received_at: datetime, max_future: timedelta, *, me
         raise InvalidEvent("event has neither an exception nor a message")
     event_id = _event_id(data.get("event_id"))
     timestamp = _event_timestamp(data.get("timestamp"), received, max_future)
+    _check_storable(data)
 
     # The accessors (_obj, _str, _bool) inlined: one call each was a third of this function's time.
     get = data.get
@@ -625,6 +659,7 @@ def validate_event(payload: Any) -> str:
     timestamp = data.get("timestamp")
     if timestamp is not None:
         parse_timestamp(timestamp)
+    _check_storable(data)
     return event_id
 
 

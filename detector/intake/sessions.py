@@ -16,11 +16,22 @@ exited with errors). Whatever the status, ``errors > 0`` makes a session errored
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from detector.intake.normalize import InvalidEvent, parse_timestamp, parse_user_agent
+from detector.intake.storable import (
+    MAX_COUNT,
+    MAX_ENVIRONMENT_CHARS,
+    MAX_RELEASE_CHARS,
+    MAX_SESSION_ID_CHARS,
+    MAX_USER_CHARS,
+    Unstorable,
+    check_count,
+    check_length,
+)
 
 __all__ = [
     "SESSION_STATUSES",
@@ -139,7 +150,18 @@ def _attrs(data: dict[str, Any]) -> tuple[str, str]:
     environment = attrs.get("environment")
     if not isinstance(environment, str) or not environment.strip():
         environment = "production"
-    return release.strip(), environment.strip()
+    release, environment = release.strip(), environment.strip()
+    _storable(check_length, release, "attrs.release", MAX_RELEASE_CHARS)
+    _storable(check_length, environment, "attrs.environment", MAX_ENVIRONMENT_CHARS)
+    return release, environment
+
+
+def _storable(check: Any, *args: Any) -> None:
+    """A `detector.intake.storable` check, its refusal as InvalidSession."""
+    try:
+        check(*args)
+    except Unstorable as exc:
+        raise InvalidSession(str(exc)) from None
 
 
 def _date(value: Any, field: str) -> datetime:
@@ -156,13 +178,31 @@ def _count(value: Any, field: str) -> int:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidSession(f"{field} must be a non-negative integer, got {value!r}")
+    _storable(check_count, value, field)
     return value
 
 
-def _optional_id(value: Any) -> str | None:
+def _duration(value: Any) -> float | None:
+    """Seconds, if a number. One past `MAX_COUNT` (68 years) or not finite is refused: an integer too
+    large for a float made the parser raise OverflowError, answered 500."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if not (isinstance(value, int) or math.isfinite(value)) or value > MAX_COUNT:
+        raise InvalidSession(f"duration must be a finite number of seconds up to {MAX_COUNT}, got {_short(value)}")
+    return float(value)
+
+
+def _short(value: float) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
+
+
+def _optional_id(value: Any, field: str, limit: int) -> str | None:
     if isinstance(value, str) and value.strip():
+        _storable(check_length, value.strip(), field, limit)
         return value.strip()
     if isinstance(value, int) and not isinstance(value, bool):
+        _storable(check_length, str(value), field, limit)
         return str(value)
     return None
 
@@ -190,11 +230,10 @@ def parse_session_update(
     errors = _count(data.get("errors"), "errors")
     if status in _IMPLIES_ERROR and errors == 0:
         errors = 1
-    duration = data.get("duration")
     init = data.get("init")
     return SessionUpdate(
-        sid=_optional_id(data.get("sid")),
-        did=_optional_id(data.get("did")),
+        sid=_optional_id(data.get("sid"), "sid", MAX_SESSION_ID_CHARS),
+        did=_optional_id(data.get("did"), "did", MAX_USER_CHARS),
         init=init if isinstance(init, bool) else False,
         started=started,
         timestamp=timestamp,
@@ -202,7 +241,7 @@ def parse_session_update(
         errors=errors,
         release=release,
         environment=environment,
-        duration=float(duration) if isinstance(duration, int | float) and not isinstance(duration, bool) else None,
+        duration=_duration(data.get("duration")),
         user_agent=_user_agent(data),
     )
 
@@ -225,7 +264,7 @@ def parse_session_aggregates(payload: bytes | str | dict[str, Any]) -> list[Sess
         aggregates.append(
             SessionAggregate(
                 started=_date(group.get("started"), f"aggregates[{index}].started"),
-                did=_optional_id(group.get("did")),
+                did=_optional_id(group.get("did"), f"aggregates[{index}].did", MAX_USER_CHARS),
                 exited=_count(group.get("exited"), f"aggregates[{index}].exited"),
                 errored=_count(group.get("errored"), f"aggregates[{index}].errored"),
                 abnormal=_count(group.get("abnormal"), f"aggregates[{index}].abnormal"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -192,6 +193,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
     except (ArgumentError, ImportError) as exc:
         raise DatabaseUnavailable(f"cannot use database URL {url!r}: {exc}") from exc
+
+
+def sqlite_free_bytes(engine: Engine) -> int | None:
+    """Free bytes on the file system holding a SQLite database file (and its queue file beside it); None
+    for PostgreSQL and in-memory SQLite. A small write can still succeed on a full disk (into WAL pages
+    already allocated), so health looks at the space itself."""
+    if engine.dialect.name != "sqlite" or not engine.url.database or engine.url.database == ":memory:":
+        return None
+    try:
+        return shutil.disk_usage(Path(engine.url.database).resolve().parent).free
+    except OSError:
+        return None
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

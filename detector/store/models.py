@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -92,6 +93,28 @@ class QueueDigested(Base):
     __tablename__ = "queue_digested"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+
+
+class DeadLetter(Base):
+    """An intake item the digest failed on `queue.MAX_ATTEMPTS` times, kept whole with the last error: moved
+    here (from `raw_items`, in one transaction) instead of being dropped, counted by `/healthz` and
+    `/metrics`, listed by `detector queue dead-letters` and put back in the queue by
+    `detector queue replay-dead-letters`. In the main file on SQLite, so the move commits with the item's
+    `QueueDigested` mark."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    raw_item_id: Mapped[int] = mapped_column(BigInteger)
+    """The item's id in the queue (for the logs that named it)."""
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    item_type: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    attempts: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Signature(Base):

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -167,6 +167,26 @@ def claim_batch(session: Session, *, limit: int, max_bytes: int | None = None) -
     return Claim(items, taken < len(sizes) or len(sizes) == limit)
 
 
+_CLAIM_ONE_SQL = (
+    f"SELECT {', '.join(ClaimedItem._fields)} FROM raw_items WHERE id = %s AND attempts < %s FOR UPDATE SKIP LOCKED"
+)
+_CLAIM_ONE_SQLITE = (
+    f"SELECT r.{', r.'.join(ClaimedItem._fields)} FROM raw_items r WHERE r.id = ? AND r.attempts < ? "
+    "AND NOT EXISTS (SELECT 1 FROM main.queue_digested d WHERE d.id = r.id)"
+)
+
+
+def claim_item(session: Session, item_id: int) -> Claim:
+    """The item `item_id` alone, as `claim_batch` would claim it (nothing if another worker holds it, or it
+    is digested or spent): the worker digests a refused batch item by item with it."""
+    connection = session.connection()
+    sqlite = connection.dialect.name == "sqlite"
+    rows = connection.exec_driver_sql(_CLAIM_ONE_SQLITE if sqlite else _CLAIM_ONE_SQL, (item_id, MAX_ATTEMPTS))
+    read_time = utc_reader(connection.dialect)
+    items = [ClaimedItem(i, p, t, read_time(r), payload) for i, p, t, r, payload in rows]
+    return Claim(items, False)
+
+
 def finish_items(session: Session, ids: Sequence[int]) -> None:
     """The digested items, in the digest's transaction: deleted (PostgreSQL), or marked digested (SQLite,
     deleted by `delete_digested` once this transaction has committed). Statements of a fixed text, which
@@ -223,15 +243,9 @@ def has_digested_marks(session: Session) -> bool:
     return session.scalar(select(QueueDigested.id).limit(1)) is not None
 
 
-def record_failure(session: Session, item_id: int, error: str) -> None:
-    """Keep a failing item for inspection; after MAX_ATTEMPTS it is no longer claimed."""
-    session.execute(
-        update(RawItem).where(RawItem.id == item_id).values(attempts=RawItem.attempts + 1, last_error=error[:2000])
-    )
-
-
 def claimable() -> ColumnElement[bool]:
-    """The condition on `RawItem` of items a digest may still claim: under MAX_ATTEMPTS and not digested."""
+    """The condition on `RawItem` of items a digest may still claim: under MAX_ATTEMPTS and not digested
+    (an item reaching MAX_ATTEMPTS moves to the dead letters, `store.dead_letters`)."""
     return (RawItem.attempts < MAX_ATTEMPTS) & RawItem.id.not_in(select(QueueDigested.id))
 
 
