@@ -1,7 +1,7 @@
 """dead letters: intake items the digest failed on repeatedly, kept with their error instead of dropped
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03 19:00:00
 
 Items already left in the queue after their last attempt (`attempts >= 5`, never claimed again) are moved
@@ -17,7 +17,7 @@ import detector.store.types
 from detector.store.db import QUEUE_SCHEMA
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
