@@ -33,6 +33,7 @@ from detector.store.anomalies import (
     open_deploy_anomaly_for,
     record_follow_up,
     running_spike_for,
+    spike_covering,
     tracked_deploy_anomalies,
     upsert_anomaly,
 )
@@ -574,6 +575,12 @@ def _continued_anomaly(session: Session, project_id: int, finding: Finding) -> A
             signature_id=finding.signature_id,
             environment=finding.environment,
             seen_since=pd.Timestamp(finding.detected_at).to_pydatetime() - SPIKE_CONTINUES_WITHIN,
+        ) or spike_covering(
+            session,
+            project_id=project_id,
+            signature_id=finding.signature_id,
+            environment=finding.environment,
+            began=_spike_began(finding),
         )
     return open_deploy_anomaly_for(
         session,
@@ -582,6 +589,13 @@ def _continued_anomaly(session: Session, project_id: int, finding: Finding) -> A
         environment=finding.environment,
         excluding_key=finding.key,
     )
+
+
+def _spike_began(finding: Finding) -> datetime:
+    """When a spike finding's rise began: the onset a deploy test estimated, else its excursion's start."""
+    details = finding.details or {}
+    stamp = pd.Timestamp(details.get("onset") or (details.get(DETAILS_KEY) or {}).get("began") or finding.first_seen)
+    return (stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")).to_pydatetime()
 
 
 def _follow_open_anomalies(

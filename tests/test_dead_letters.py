@@ -139,14 +139,15 @@ def test_dead_letters_show_in_healthz_metrics_and_the_cli_and_replay_back_to_the
 
 
 def test_items_spent_before_the_upgrade_become_dead_letters_and_replay_into_counts(database_url: str) -> None:
-    # A database as 0005 left it, with an item that had used all its attempts: never claimed, never seen.
+    # A database as the revision before dead letters left it, with an item that had used all its attempts:
+    # never claimed, never seen.
     engine = make_engine(database_url)
     factory = make_sessionmaker(engine)
     try:
-        with engine.begin() as connection:  # the fixture's database is at head: back to 0005
+        with engine.begin() as connection:  # the fixture's database is at head: back to before 0007
             cfg = alembic_config(database_url)
             cfg.attributes["connection"] = connection
-            command.downgrade(cfg, "0005")
+            command.downgrade(cfg, "0007-1")
         with transaction(factory) as session:
             project = create_project(session, slug="old", org="default")
             row = event_row(project.id)

@@ -111,6 +111,33 @@ def running_spike_for(
     return None
 
 
+def spike_covering(
+    session: Session, *, project_id: int, signature_id: int, environment: str, began: datetime
+) -> Anomaly | None:
+    """The unresolved spike anomaly of this signature and environment whose excursion (from its
+    `details.spike.began` to its `ended_at`, or still running) holds `began`, if any: a rise found again
+    later (by a deploy's test, whose onset estimate points back into it) is that excursion, not a new one."""
+    for anomaly in session.scalars(
+        select(Anomaly)
+        .where(
+            Anomaly.project_id == project_id,
+            Anomaly.signature_id == signature_id,
+            Anomaly.environment == environment,
+            Anomaly.kind == "spike",
+            Anomaly.state != "resolved",
+        )
+        .order_by(Anomaly.id)
+    ):
+        state = (anomaly.details or {}).get("spike") or {}
+        if not state.get("began"):
+            continue
+        start = datetime.fromisoformat(str(state["began"]).replace("Z", "+00:00"))
+        end = state.get("ended_at")
+        if start <= began and (end is None or began < datetime.fromisoformat(str(end).replace("Z", "+00:00"))):
+            return anomaly
+    return None
+
+
 def continue_anomaly(
     anomaly: Anomaly,
     *,
