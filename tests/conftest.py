@@ -80,6 +80,18 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         return
     if BACKEND != "postgresql":
         raise pytest.UsageError(f"DETECTOR_TEST_DATABASE must be sqlite or postgresql, not {BACKEND!r}")
+    yield from _fresh_postgres_database()
+
+
+@pytest.fixture
+def postgresql_database_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database whichever DETECTOR_TEST_DATABASE says: for the tests of what
+    only PostgreSQL does (several workers sharing a queue, a read-only standby), which the SQLite run then
+    runs too, against the PostgreSQL beside it."""
+    yield from _fresh_postgres_database()
+
+
+def _fresh_postgres_database() -> Iterator[str]:
     reason = _postgres_reachable()
     if reason:
         pytest.skip(reason)

@@ -31,16 +31,17 @@ from detector.store.db import transaction
 from detector.store.models import Anomaly, Event, Notification, Project, RawItem, SignatureMinute
 from detector.store.queue import enqueue_items
 from tests.alerts.slack_standin import SlackStandin
-from tests.conftest import BACKEND, wait_for
+from tests.conftest import wait_for
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        BACKEND != "postgresql",
-        reason="several worker processes share work only on PostgreSQL (row leases with SKIP LOCKED); "
-        "SQLite runs one worker beside the API",
-    ),
-]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def database_url(postgresql_database_url: str) -> str:
+    # several worker processes share work only on PostgreSQL (row leases with SKIP LOCKED); SQLite runs
+    # one worker beside the API, so this runs on PostgreSQL in the SQLite run too
+    return postgresql_database_url
+
 
 EVENTS = 20_000
 MINUTES = 10
