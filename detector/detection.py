@@ -555,13 +555,17 @@ def _note_release_error_rate(anomaly: Anomaly, finding: Finding) -> None:
 
 SPIKE_CONTINUES_WITHIN = timedelta(hours=1)
 """A spike finding continues a spike anomaly of its signature that a pass saw this recently."""
+SPIKE_JOINS_DEPLOY_ANOMALY_WITHIN = timedelta(hours=24)
+"""A spike of a signature whose deploy anomaly (a bug a release brought, still open) was detected this
+recently is that bug seen again (its spike baseline still holds the hours before it), not a new alert;
+an older open one no longer silences the signature."""
 
 
 def _continued_anomaly(session: Session, project_id: int, finding: Finding) -> Anomaly | None:
     """The earlier open anomaly a finding continues (None: record it as is): a later deploy's signature
     finding continues the anomaly of the deploy that brought the signature, and a spike (an outage
     seen after two deploys, or first by a deploy test and then by the CUSUM) the running spike of
-    its signature."""
+    its signature, the spike whose excursion holds its onset, or its recent open deploy anomaly."""
     if finding.signature_id is None:
         return None
     if finding.kind not in SIGNATURE_DEPLOY_KINDS and finding.kind != "spike":
@@ -569,18 +573,29 @@ def _continued_anomaly(session: Session, project_id: int, finding: Finding) -> A
     if session.scalar(select(Anomaly.id).where(Anomaly.project_id == project_id, Anomaly.key == finding.key)):
         return None
     if finding.kind == "spike":
-        return running_spike_for(
-            session,
-            project_id=project_id,
-            signature_id=finding.signature_id,
-            environment=finding.environment,
-            seen_since=pd.Timestamp(finding.detected_at).to_pydatetime() - SPIKE_CONTINUES_WITHIN,
-        ) or spike_covering(
-            session,
-            project_id=project_id,
-            signature_id=finding.signature_id,
-            environment=finding.environment,
-            began=_spike_began(finding),
+        return (
+            running_spike_for(
+                session,
+                project_id=project_id,
+                signature_id=finding.signature_id,
+                environment=finding.environment,
+                seen_since=pd.Timestamp(finding.detected_at).to_pydatetime() - SPIKE_CONTINUES_WITHIN,
+            )
+            or spike_covering(
+                session,
+                project_id=project_id,
+                signature_id=finding.signature_id,
+                environment=finding.environment,
+                began=_spike_began(finding),
+            )
+            or open_deploy_anomaly_for(
+                session,
+                project_id=project_id,
+                signature_id=finding.signature_id,
+                environment=finding.environment,
+                excluding_key=finding.key,
+                detected_since=pd.Timestamp(finding.detected_at).to_pydatetime() - SPIKE_JOINS_DEPLOY_ANOMALY_WITHIN,
+            )
         )
     return open_deploy_anomaly_for(
         session,

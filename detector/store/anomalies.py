@@ -63,25 +63,29 @@ def upsert_anomaly(session: Session, *, project_id: int, values: dict[str, Any])
 
 
 def open_deploy_anomaly_for(
-    session: Session, *, project_id: int, signature_id: int, environment: str, excluding_key: str
+    session: Session,
+    *,
+    project_id: int,
+    signature_id: int,
+    environment: str,
+    excluding_key: str,
+    detected_since: datetime | None = None,
 ) -> Anomaly | None:
     """The earliest unresolved anomaly blaming a deploy for this signature in this environment, other than
-    the one keyed `excluding_key`: a later deploy's finding for the same signature continues it (one
-    incident, one alert) instead of opening another with new suspects."""
-    return session.scalar(
-        select(Anomaly)
-        .where(
-            Anomaly.project_id == project_id,
-            Anomaly.signature_id == signature_id,
-            Anomaly.environment == environment,
-            Anomaly.kind.in_(SIGNATURE_DEPLOY_KINDS),
-            Anomaly.state != "resolved",
-            Anomaly.key != excluding_key,
-        )
-        .order_by(Anomaly.id)
-        .limit(1)
-        .with_for_update()
+    the one keyed `excluding_key` (and detected since `detected_since`, when given): a later deploy's
+    finding for the same signature continues it (one incident, one alert) instead of opening another
+    with new suspects."""
+    query = select(Anomaly).where(
+        Anomaly.project_id == project_id,
+        Anomaly.signature_id == signature_id,
+        Anomaly.environment == environment,
+        Anomaly.kind.in_(SIGNATURE_DEPLOY_KINDS),
+        Anomaly.state != "resolved",
+        Anomaly.key != excluding_key,
     )
+    if detected_since is not None:
+        query = query.where(Anomaly.detected_at >= detected_since)
+    return session.scalar(query.order_by(Anomaly.id).limit(1).with_for_update())
 
 
 def running_spike_for(

@@ -3,6 +3,7 @@ reported (running or ended), continues that anomaly instead of opening a second 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -101,3 +102,20 @@ def test_an_onset_inside_an_ended_excursion_continues_its_anomaly(
             is None
         )
         assert session.scalar(select(func.count(Anomaly.id)).where(Anomaly.project_id == project.id)) == 1
+
+
+def test_a_spike_of_a_recent_open_deploy_bug_joins_its_anomaly_and_an_old_one_does_not(
+    factory: sessionmaker[Session], project: Project
+) -> None:
+    with transaction(factory) as session:
+        sig = a_signature(session, project)
+        bug = spike(sig, f"new_signature:{sig}:production:7", ONSET, ended=None, onset=None)
+        bug = replace(bug, kind="new_signature", release="web@1.7.0", deploy_id=None, details={})
+        reported, change = upsert_anomaly(session, project_id=project.id, values=_anomaly_values(bug))
+        assert change == "created"
+        # 13 h later the spike monitor, whose baseline still holds the hours before the bug, sees it rise
+        night = spike(sig, f"spike:{sig}:production:20:10", ONSET + timedelta(hours=13), ended=None, onset=None)
+        assert _continued_anomaly(session, project.id, night) is reported
+        # two days later an open but stale bug anomaly does not silence a new rise of the signature
+        later = spike(sig, f"spike:{sig}:production:d3", ONSET + timedelta(days=2), ended=None, onset=None)
+        assert _continued_anomaly(session, project.id, later) is None
