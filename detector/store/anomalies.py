@@ -88,13 +88,10 @@ def open_deploy_anomaly_for(
     return session.scalar(query.order_by(Anomaly.id).limit(1).with_for_update())
 
 
-def running_spike_for(
-    session: Session, *, project_id: int, signature_id: int, environment: str, seen_since: datetime
-) -> Anomaly | None:
-    """The unresolved spike anomaly of this signature and environment that a pass saw since `seen_since`
-    (`details.seen_at`, in the passes' own time, so replays of the past behave as live passes) and whose
-    excursion has not ended, if any."""
-    for anomaly in session.scalars(
+def _unresolved_spikes(
+    session: Session, project_id: int, signature_id: int, environment: str, *, for_update: bool
+) -> list[Anomaly]:
+    query = (
         select(Anomaly)
         .where(
             Anomaly.project_id == project_id,
@@ -104,8 +101,17 @@ def running_spike_for(
             Anomaly.state != "resolved",
         )
         .order_by(Anomaly.id)
-        .with_for_update()
-    ):
+    )
+    return list(session.scalars(query.with_for_update() if for_update else query))
+
+
+def running_spike_for(
+    session: Session, *, project_id: int, signature_id: int, environment: str, seen_since: datetime
+) -> Anomaly | None:
+    """The unresolved spike anomaly of this signature and environment that a pass saw since `seen_since`
+    (`details.seen_at`, in the passes' own time, so replays of the past behave as live passes) and whose
+    excursion has not ended, if any."""
+    for anomaly in _unresolved_spikes(session, project_id, signature_id, environment, for_update=True):
         details = anomaly.details or {}
         seen = details.get("seen_at")
         if seen is None or datetime.fromisoformat(str(seen)) < seen_since:
@@ -121,17 +127,7 @@ def spike_covering(
     """The unresolved spike anomaly of this signature and environment whose excursion (from its
     `details.spike.began` to its `ended_at`, or still running) holds `began`, if any: a rise found again
     later (by a deploy's test, whose onset estimate points back into it) is that excursion, not a new one."""
-    for anomaly in session.scalars(
-        select(Anomaly)
-        .where(
-            Anomaly.project_id == project_id,
-            Anomaly.signature_id == signature_id,
-            Anomaly.environment == environment,
-            Anomaly.kind == "spike",
-            Anomaly.state != "resolved",
-        )
-        .order_by(Anomaly.id)
-    ):
+    for anomaly in _unresolved_spikes(session, project_id, signature_id, environment, for_update=False):
         state = (anomaly.details or {}).get("spike") or {}
         if not state.get("began"):
             continue
