@@ -91,10 +91,6 @@ class DetectorConfig:
     """Length of one step of the spike CUSUM's false-alarm budget; None reads it off the data (the usual
     gap between minutes with session counts: 1 for per-minute counts, 60 for hourly series)."""
 
-    spike_quiet_minutes: int = 60
-    """After a deploy, spike monitoring of that environment restarts this much later (the deploy's own
-    tests own that period, and a rise then is attributed to the deploy, not reported as a spike)."""
-
     control_min_share: float = 0.1
     """Minimum share of post-deploy sessions on other releases for the concurrent control to count."""
 

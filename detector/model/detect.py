@@ -6,8 +6,8 @@ Per environment:
   on with mixture e-processes (anytime-valid, alpha-spent over deploys x streams):
   new signatures against a floor rate, known signatures against their pre-deploy rate *and* against
   the releases still running side by side, the release's errored-session share likewise;
-* every signature of the environment is watched by a Poisson CUSUM against its own baseline rate,
-  starting ``spike_quiet_minutes`` after the latest deploy (spikes not attributable to a deploy).
+* every signature of the environment is watched by a Poisson CUSUM against its own baseline rate; a
+  crossing is a spike when no watched deploy's releases explain the rise (onset against adoption).
 
 Only data up to ``at`` is used, so a pass gives the same findings live and in a replay.
 """
@@ -410,8 +410,59 @@ def detect_anomalies(
     claimed = {(f.signature_id, f.environment) for f in findings if f.signature_id is not None} | watched
     spikes = _spike_findings(prepared, config, spike_excursions)
     continued = {e.key for e in spike_excursions}
-    findings.extend(f for f in spikes if (f.signature_id, f.environment) not in claimed or f.key in continued)
+    spikes = [f for f in spikes if (f.signature_id, f.environment) not in claimed or f.key in continued]
+    findings.extend(_spikes_no_deploy_explains(prepared, config, active, per_week, spikes, continued))
     return sorted(findings, key=lambda f: (f.crossed_at, f.key))
+
+
+def _spikes_no_deploy_explains(
+    prepared: _Prepared,
+    config: DetectorConfig,
+    active: pd.DataFrame,
+    per_week: float,
+    spikes: list[Finding],
+    continued: set[str],
+) -> list[Finding]:
+    """The spikes to report: a new crossing in an environment with watched deploys is one only if onset
+    against adoption (:func:`attribute_rise`) says its rise began at some moment for every release alike.
+    A rise that follows a watched deploy's releases is that deploy's tests' business, however long after
+    the deploy the CUSUM sees it; an outage in the middle of a day of hourly deploys is still a spike."""
+    by_env: dict[str, pd.DataFrame] = {}
+    contexts: dict[tuple[str, int], _DeployContext] = {}
+
+    def context_at(environment: str, minute: int | None) -> _DeployContext | None:
+        """The watched deploy of ``environment`` at ``minute`` (None: its earliest, whose lineage holds
+        every later one, each tried as a cause too)."""
+        if environment not in by_env:
+            by_env[environment] = active[
+                (active["environment"].astype(str) == environment)
+                & (active["minute"] <= prepared.at_minute)
+                & np.array([prepared.code(str(r)) >= 0 for r in active["release"]], dtype=bool)
+            ].sort_values("minute")
+        watched = by_env[environment]
+        if minute is not None:
+            watched = watched[watched["minute"] == minute]
+        if not len(watched):
+            return None
+        deploy = next(watched.itertuples(index=False))
+        key = (environment, int(deploy.minute))
+        if key not in contexts:
+            contexts[key] = _deploy_context(prepared, deploy, per_week, config)
+        return contexts[key]
+
+    kept = []
+    for finding in spikes:
+        context = None if finding.key in continued else context_at(finding.environment, None)
+        rows = (prepared.env == prepared.code(finding.environment)) & (prepared.sig == finding.signature_id)
+        while context is not None:
+            attribution = _attribution(context, prepared.sessions, context.lineage, rows=rows)
+            if attribution.cause != "later_deploy":
+                break
+            # A later deploy fits better than the earliest: is that one's rise an onset or its own?
+            context = context_at(finding.environment, attribution.later_origin)
+        if context is None or attribution.cause == "onset":
+            kept.append(finding)
+    return kept
 
 
 def _deploy_findings(
@@ -430,43 +481,16 @@ def _deploy_findings(
     carry its code unless they fixed it), so a bug a night-time release brought is still its deploy's
     once the next release has replaced it. The other side (older releases, long-lived tabs) is the
     concurrent control, and the releases the deploy replaced, right before it, are the baseline."""
-    environment = str(deploy.environment)  # type: ignore[attr-defined]
-    release = str(deploy.release)  # type: ignore[attr-defined]
-    origin = int(deploy.minute)  # type: ignore[attr-defined]
-    lookback = round(config.lookback_days * 24 * 60)
-    length = prepared.at_minute - origin + 1
+    context = _deploy_context(prepared, deploy, per_week, config, gate_met_at)
+    environment, release, origin, lookback = context.environment, context.release, context.origin, context.lookback
+    lineage, base_start = context.lineage, context.baseline_start
     in_env = prepared.env == prepared.code(environment)
-    lineage = _lineage_codes(prepared, environment, origin, release)
     in_lineage = np.isin(prepared.release, lineage)
     pre = in_env & (prepared.minute >= origin - lookback) & (prepared.minute < origin)
     post = in_env & (prepared.minute >= origin)
     own_release = prepared.release == prepared.code(release)
-
     s_env = prepared.s_env == prepared.code(environment)
     s_lineage = np.isin(prepared.s_release, lineage)
-    s_post = s_env & (prepared.s_minute >= origin)
-    s_new = s_post & s_lineage
-    s_old = s_post & ~s_lineage
-    started_new = _per_minute(prepared.s_minute[s_new], prepared.s_started[s_new], origin, length)
-    started_old = _per_minute(prepared.s_minute[s_old], prepared.s_started[s_old], origin, length)
-
-    base_start = _baseline_start(prepared, environment, origin, lineage, config)
-    context = _DeployContext(
-        prepared=prepared,
-        deploy=deploy,
-        environment=environment,
-        release=release,
-        origin=origin,
-        lookback=lookback,
-        started_new=started_new,
-        started_old=started_old,
-        cum_new=np.cumsum(started_new),
-        per_week=per_week,
-        config=config,
-        lineage=lineage,
-        gate_met_at=gate_met_at,
-        baseline_start=base_start,
-    )
     pre_sessions = _sessions_by_sig(prepared, pre)
     base = in_env & ~in_lineage & (prepared.minute >= base_start) & (prepared.minute < origin)
     s_base = s_env & ~s_lineage & (prepared.s_minute >= base_start) & (prepared.s_minute < origin)
@@ -521,6 +545,37 @@ def _deploy_findings(
     findings = _attributed(context, findings)
     findings += _release_error_rate_findings(context, s_base)
     return findings
+
+
+def _deploy_context(
+    prepared: _Prepared, deploy: object, per_week: float, config: DetectorConfig, gate_met_at: GateLookup | None = None
+) -> _DeployContext:
+    """The deploy as its tests see it: its lineage, its sessions and the others' since, its baseline."""
+    environment = str(deploy.environment)  # type: ignore[attr-defined]
+    release = str(deploy.release)  # type: ignore[attr-defined]
+    origin = int(deploy.minute)  # type: ignore[attr-defined]
+    length = prepared.at_minute - origin + 1
+    lineage = _lineage_codes(prepared, environment, origin, release)
+    s_post = (prepared.s_env == prepared.code(environment)) & (prepared.s_minute >= origin)
+    s_lineage = np.isin(prepared.s_release, lineage)
+    s_new, s_old = s_post & s_lineage, s_post & ~s_lineage
+    started_new = _per_minute(prepared.s_minute[s_new], prepared.s_started[s_new], origin, length)
+    return _DeployContext(
+        prepared=prepared,
+        deploy=deploy,
+        environment=environment,
+        release=release,
+        origin=origin,
+        lookback=round(config.lookback_days * 24 * 60),
+        started_new=started_new,
+        started_old=_per_minute(prepared.s_minute[s_old], prepared.s_started[s_old], origin, length),
+        cum_new=np.cumsum(started_new),
+        per_week=per_week,
+        config=config,
+        lineage=lineage,
+        gate_met_at=gate_met_at,
+        baseline_start=_baseline_start(prepared, environment, origin, lineage, config),
+    )
 
 
 def _segment_deploy(context: _DeployContext, new: set[int], dormant: frozenset[int], known: set[int]) -> SegmentDeploy:
@@ -1113,12 +1168,7 @@ def _spike_findings(
     origins: dict[str, int] = {}
     for code in pd.unique(prepared.env).tolist():
         environment = prepared.name(code)
-        origin = prepared.at_minute - config.spike_window_minutes + 1
-        env_deploys = prepared.deploys[prepared.deploys["environment"] == environment]
-        if len(env_deploys):
-            origin = max(origin, int(env_deploys["minute"].max()) + config.spike_quiet_minutes)
-        if origin <= prepared.at_minute:
-            origins[environment] = origin
+        origins[environment] = prepared.at_minute - config.spike_window_minutes + 1
     n_streams = 0
     plans = []
     for environment, origin in origins.items():

@@ -176,3 +176,60 @@ def test_a_bug_a_later_release_fixed_stays_the_deploys_that_brought_it(rng):
     for hours in (1, 3, 5.9):
         findings = [f for f in run(data, DEPLOY_AT + pd.Timedelta(hours=hours)) if f.signature_id == 500]
         assert [(f.kind, f.deploy_id) for f in findings] == [("new_signature", 1)], hours
+
+
+def _canaries(first: pd.Timestamp, n: int) -> list[SimDeploy]:
+    """Hourly releases rolled out over 30 minutes, old tabs keeping 3 % of sessions."""
+    return [
+        SimDeploy(i + 1, f"web@1.{i + 1}.0", first + i * HOUR, rollout_minutes=30, final_share=0.97) for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_outage_between_hourly_deploys_is_a_spike_within_minutes(seed):
+    """An outage 34 minutes after a deploy, with the next deploy 26 minutes into it: every minute of it
+    lies within an hour of a deploy, where the spike monitor used to be blind."""
+    rng = np.random.default_rng(seed)
+    deploys = _canaries(DEPLOY_AT, 4)
+    start = DEPLOY_AT + HOUR + 34 * MIN
+    outage = SimSignature(600, 0.0002, episodes=((start, start + 70 * MIN, 0.02),), title="Error: 503")
+    data = simulate_project(
+        start=DEPLOY_AT - pd.Timedelta(days=1),
+        end=start + 70 * MIN,
+        sessions_per_minute=200.0,
+        diurnal_amplitude=0.0,
+        signatures=[*BACKGROUND, outage],
+        deploys=deploys,
+        rng=rng,
+    )
+    found = None
+    for minute in range(1, 31):
+        findings = [f for f in run(data, start + minute * MIN) if f.signature_id == 600]
+        assert all(f.kind == "spike" and f.deploy_id is None for f in findings), [(f.kind, f.deploy_id) for f in findings]
+        if findings:
+            found = minute
+            break
+    assert found is not None and found <= 10
+
+
+def test_a_regression_brought_by_an_hourly_deploy_is_never_a_spike(rng):
+    """A known error raised tenfold by one release of a day of hourly deploys: the spike CUSUM sees the
+    rise as soon as the deploy's tests do, but the rise follows that release's adoption, so it is left to
+    the deploy (and the releases after it carry it)."""
+    raised = {f"web@1.{i}.0": 0.005 for i in range(2, 6)}
+    known = SimSignature(700, 0.0005, raised, title="ReferenceError: helper is not defined")
+    data = simulate_project(
+        start=DEPLOY_AT - pd.Timedelta(days=1),
+        end=DEPLOY_AT + 5 * HOUR,
+        sessions_per_minute=200.0,
+        diurnal_amplitude=0.0,
+        signatures=[*BACKGROUND, known],
+        deploys=_canaries(DEPLOY_AT, 5),
+        rng=rng,
+    )
+    kinds = set()
+    for minutes in range(70, 300, 10):
+        findings = [f for f in run(data, DEPLOY_AT + minutes * MIN) if f.signature_id == 700]
+        assert all(f.kind != "spike" for f in findings), minutes
+        kinds |= {(f.kind, f.deploy_id) for f in findings}
+    assert kinds == {("regression", 2)}

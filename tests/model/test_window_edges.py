@@ -37,13 +37,12 @@ def loaded(data: dict, at: pd.Timestamp, config: DetectorConfig) -> dict:
 
 def boundaries(deploys: list[SimDeploy], config: DetectorConfig, end: pd.Timestamp) -> list[pd.Timestamp]:
     """Pass times on both sides of every edge a deploy makes: watch end, loaded window, baseline
-    ageing, spike quiet period and window, supersession, grace."""
+    ageing, spike window, supersession, grace."""
     offsets = [
         config.deploy_watch_minutes,
         24 * 60,
         config.baseline_max_minutes,
-        config.spike_quiet_minutes,
-        config.spike_quiet_minutes + config.spike_window_minutes,
+        config.spike_window_minutes,
         config.deploy_grace_minutes,
         10,
         60,
