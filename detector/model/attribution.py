@@ -14,7 +14,9 @@ counts of every release:
   and begins (and ends) when it does, not when a release was adopted. The deploy model likewise may
   end at a later deploy of its lineage (the release that fixed it).
 
-Both have two rates; ``onset`` also fits ``tau``, so it must beat the best deploy model by
+Two deploy models have two rates each, so the better fit is the likelier cause, with no margin (a rise
+the next release brought is not its predecessor's because the predecessor's release ran a few more of
+the error by chance). Both have two rates; ``onset`` also fits ``tau``, so it must beat the best deploy model by
 ``margin`` nats (``log 1000`` by default). Under a deploy-caused rise, the best ``tau`` beats the deploy
 model by ``g`` nats or more with probability about ``e^-g`` (the first affected sessions arriving late by
 chance), so ``log 1000`` misreads about 0.1-1 % of deploy incidents as onsets while an outage hitting
@@ -99,7 +101,7 @@ def attribute_rise(
 
     if later:
         best_later, later_origin = max(later)
-        if best_later - tested >= margin:
+        if best_later > tested:  # two deploys, two rates each: the better fit is the likelier cause
             return Attribution("later_deploy", onset_minute, tested - best_later, later_origin)
     best_deploy = max([tested, *[fit for fit, _ in later]])
     if onset_value - best_deploy >= margin:

@@ -694,15 +694,6 @@ class _DeployContext:
     def deploy_id(self) -> int:
         return int(self.deploy.deploy_id)  # type: ignore[attr-defined]
 
-    def control_informative(self) -> bool:
-        old_total = float(self.started_old.sum())
-        total = old_total + float(self.started_new.sum())
-        return (
-            old_total >= self.config.control_min_sessions
-            and total > 0
-            and old_total / total >= self.config.control_min_share
-        )
-
     def noisy_extra(self, sig: np.ndarray) -> np.ndarray:
         noisy = np.isin(sig, list(self.prepared.noisy_ids))
         return np.where(noisy, math.log(self.config.noisy_evidence_factor), 0.0)
@@ -938,13 +929,9 @@ def _regression_findings(
         ratios,
     )
     crossed = _crossings(context, stream, start, log_e >= thresholds)
-    if context.control_informative() and crossed:
-        crossed_control = _control_crossings(context, stream, old_stream, ratios, threshold)
-        crossed = {
-            s: max(row, _row_at_or_after(stream, s, crossed_control[s]))
-            for s, row in crossed.items()
-            if s in crossed_control
-        }
+    if crossed:
+        vetoed = _control_vetoes(context, stream, old_stream, baseline, set(crossed))
+        crossed = {s: row for s, row in crossed.items() if s not in vetoed}
     best = _max_per_group(stream.sig, log_e / thresholds)
     bounds = _group_bounds(stream.sig)
     return [
@@ -955,49 +942,60 @@ def _regression_findings(
     ]
 
 
-def _row_at_or_after(stream: _Stream, sig: int, minute: int) -> int:
-    """First row of ``sig`` in ``stream`` at or after ``minute`` (its last row if none)."""
-    rows = np.flatnonzero(stream.sig == sig)
-    later = rows[stream.minute[rows] >= minute]
-    return int(later[0]) if len(later) else int(rows[-1])
-
-
-def _control_crossings(
-    context: _DeployContext, stream: _Stream, old_stream: _Stream, ratios: np.ndarray, threshold: float
-) -> dict[int, int]:
-    """Minute at which new-vs-concurrent-release evidence first crossed, per signature."""
-    sigs = np.unique(stream.sig)
-    old_mask = np.isin(old_stream.sig, sigs)
+def _control_vetoes(
+    context: _DeployContext,
+    stream: _Stream,
+    old_stream: _Stream,
+    baseline: dict[int, float],
+    sigs: set[int],
+) -> set[int]:
+    """The signatures whose rise the older releases running side by side share: conditional on each
+    minute's affected sessions, "the lineage runs the others' rate" beats "it runs ``k`` times it" (``k``
+    the lineage's rate over its baseline) by ``log(onset_evidence_factor)``. Conditioning cancels what
+    hits all releases alike (time of day, a backend outage, a browser update). Where the others are too
+    few to tell (a full rollout, old tabs only) nothing is vetoed: the baseline test and the onset test
+    decide, where the confirmation once asked of them held a rare signature's regression for 17 hours."""
+    wanted = np.array(sorted(sigs), dtype=np.int64)
+    new_mask, old_mask = np.isin(stream.sig, wanted), np.isin(old_stream.sig, wanted)
+    if not old_mask.any():
+        return set()
     both = (
         pd.concat(
             [
-                pd.DataFrame({"sig": stream.sig, "minute": stream.minute, "new": stream.sessions, "old": 0.0}),
                 pd.DataFrame(
-                    {
-                        "sig": old_stream.sig[old_mask],
-                        "minute": old_stream.minute[old_mask],
-                        "new": 0.0,
-                        "old": old_stream.sessions[old_mask],
-                    }
-                ),
+                    {"sig": stream.sig[new_mask], "minute": stream.minute[new_mask], "new": stream.sessions[new_mask]}
+                ).assign(old=0.0),
+                pd.DataFrame(
+                    {"sig": old_stream.sig[old_mask], "minute": old_stream.minute[old_mask], "new": 0.0}
+                ).assign(old=old_stream.sessions[old_mask]),
             ]
         )
         .groupby(["sig", "minute"], sort=True)
         .sum()
     )
     sig = both.index.get_level_values(0).to_numpy(np.int64)
-    minute = both.index.get_level_values(1).to_numpy(np.int64)
+    offset = both.index.get_level_values(1).to_numpy(np.int64) - context.origin
     new, old = both["new"].to_numpy(), both["old"].to_numpy()
-    offset = minute - context.origin
     started_new = np.maximum(context.started_new[offset], new)
     started_old = np.maximum(context.started_old[offset], old)
     share = started_new / np.maximum(started_new + started_old, 1.0)
-    increments = conditional_log_lr_increments(new, old, share, ratios)
-    start = group_starts(sig)
-    log_e = mixture_log_evidence_from_increments(increments, start)
-    thresholds = threshold + context.noisy_extra(sig)
-    rows = _first_true_per_group(sig, log_e >= thresholds)
-    return {s: int(minute[r]) for s, r in rows.items()}
+    exposure = max(float(context.cum_new[-1]), 1.0)
+    new_rate = _sum_per_group(stream.sig[new_mask], stream.sessions[new_mask])
+    floor = min(context.config.rate_ratios)
+    ratio = np.array([max(new_rate.get(int(s), 0.0) / exposure / baseline[int(s)], floor) for s in sig])
+    pi = np.clip(share, 0.0, 1.0)
+    # log LR of "same rate" over "k times", per row: minus the control test's increment at k.
+    same_over_worse = (new + old) * np.log(ratio * pi + 1.0 - pi) - new * np.log(ratio)
+    totals = _sum_per_group(sig, same_over_worse)
+    margin = math.log(context.config.onset_evidence_factor)
+    return {s for s, value in totals.items() if value >= margin}
+
+
+def _sum_per_group(codes: np.ndarray, values: np.ndarray) -> dict[int, float]:
+    if len(codes) == 0:
+        return {}
+    series = pd.Series(values).groupby(codes).sum()
+    return dict(zip(series.index.tolist(), series.to_numpy().tolist(), strict=True))
 
 
 def _release_error_rate_findings(context: _DeployContext, s_base: np.ndarray) -> list[Finding]:
