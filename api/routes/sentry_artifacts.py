@@ -95,7 +95,8 @@ async def _read_chunks(request: Request) -> dict[str, bytes]:
             raw = await value.read()
             if field_name == "file_gzip":
                 try:
-                    raw = decode_body(raw, "gzip", max_size=LIMITS.chunk_size)
+                    # inflating is CPU work: in a thread, so other requests go on
+                    raw = await run_in_threadpool(decode_body, raw, "gzip", max_size=LIMITS.chunk_size)
                 except BodyTooLarge as exc:
                     raise PayloadTooLarge(
                         f"chunk {value.filename} inflates past the chunk size of {LIMITS.chunk_size} bytes"

@@ -282,3 +282,11 @@ def test_a_project_org_longer_than_its_column_is_refused(factory: sessionmaker[S
         create_project(session, slug="shop", org="o" * 65)
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Project)) == 0
+
+
+def test_a_nul_in_a_path_or_query_is_400(client: TestClient, project: Project, auth: dict[str, str]) -> None:
+    # PostgreSQL refuses a NUL in any text parameter, even a lookup's (found by tests/api/test_fuzz.py)
+    answer = client.get("/api/v1/projects/web%00", headers=auth)
+    assert_refused(answer, 400, "slug contains a NUL character")
+    answer = client.get(f"/api/v1/projects/{project.slug}/deploys?environment=a%00", headers=auth)
+    assert_refused(answer, 400, "environment contains a NUL character")

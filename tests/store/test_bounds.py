@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from detector.store.bounds import ValueNotStorable
 from detector.store.db import transaction
-from detector.store.models import Project, Release
+from detector.store.models import ArtifactBundle, Project, Release
 
 
 def releases(factory: sessionmaker[Session]) -> list[str]:
@@ -57,3 +57,20 @@ def test_a_lookup_by_a_value_longer_than_the_column_finds_nothing(factory: sessi
     # only writes are checked: a comparison with a longer value is valid SQL on both databases
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Release).where(Release.version == "v" * 300)) == 0
+
+
+@pytest.mark.parametrize(("text", "what"), [("web\x00", "a NUL character"), ("web\ud800", "a lone UTF-16 surrogate")])
+def test_text_no_database_can_take_is_refused_even_in_a_lookup(
+    factory: sessionmaker[Session], text: str, what: str
+) -> None:
+    # PostgreSQL refuses a NUL in any text parameter, and the driver cannot encode a surrogate
+    with pytest.raises(ValueNotStorable, match=rf"^slug contains {what}"), factory() as session:
+        session.scalar(select(Project).where(Project.slug == text))
+
+
+def test_text_inside_a_json_value_is_checked_on_write(factory: sessionmaker[Session]) -> None:
+    manifest = {"files": {"a\x00": {}}}  # a key: sentry-cli names files by their paths
+    row = {"org": "acme", "checksum": "a" * 40, "manifest": manifest, "data": b"", "created_at": datetime.now(UTC)}
+    refused = pytest.raises(ValueNotStorable, match=r"manifest contains a NUL character .*artifact_bundles.manifest")
+    with refused, transaction(factory) as session:
+        session.execute(insert(ArtifactBundle), [row])
