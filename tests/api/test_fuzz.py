@@ -163,7 +163,7 @@ def test_no_documented_route_answers_5xx(
 
     for operation in operations:
 
-        @examples(20)
+        @examples(15)
         @given(case=operation.as_strategy(), data=st.data())
         def fuzz(case: Any, data: st.DataObject) -> None:
             if case.path_parameters and data.draw(st.booleans(), label="known objects"):
