@@ -7,7 +7,8 @@ cannot encode a lone UTF-16 surrogate; SQLite stores or compares all of these as
 statements alike) and raises `ValueNotStorable` naming the column, so a client gets a 400 saying which
 value is refused, before anything is written, on both databases alike:
 
-- every statement: a string bind holding a NUL or a lone surrogate;
+- every statement: a string bind holding a NUL or a lone surrogate, an integer past 64 bits (SQLite's
+  driver cannot send it; PostgreSQL refuses it against a `bigint`);
 - INSERT and UPDATE: a string longer than its column, an integer outside its column's range, a NUL or a
   lone surrogate anywhere in a JSON value (keys included).
 
@@ -54,6 +55,7 @@ class _Binds:
     lengths: list[tuple[str, str, int]] = field(default_factory=list)
     integers: list[tuple[str, str, int]] = field(default_factory=list)
     documents: list[tuple[str, str]] = field(default_factory=list)
+    writes: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.texts or self.lengths or self.integers or self.documents)
@@ -76,7 +78,7 @@ def _binds_of(compiled: Compiled, dialect_name: str, writes: bool) -> _Binds:
         return found
     statement = getattr(compiled, "statement", None)
     table = getattr(getattr(statement, "table", None), "name", None)
-    binds = _Binds()
+    binds = _Binds(writes=writes)
     for name, bind in getattr(compiled, "binds", {}).items():
         if name.startswith("%("):  # an anonymous bind's own name: the compiled names it again as it renders it
             continue
@@ -89,11 +91,10 @@ def _binds_of(compiled: Compiled, dialect_name: str, writes: bool) -> _Binds:
                 binds.lengths.append((name, label, type_.length))
         elif writes and isinstance(type_, JSON):
             binds.documents.append((name, label))
-        elif writes:
-            for kind, bits in INTEGER_RANGES:
-                if isinstance(type_, kind):
-                    binds.integers.append((name, label, bits))
-                    break
+        elif isinstance(type_, Integer):
+            # a write is held to its column's range; a lookup to what either driver can send (64 bits)
+            bits = next(bits for kind, bits in INTEGER_RANGES if isinstance(type_, kind)) if writes else 63
+            binds.integers.append((name, "id" if column == "pk" else label, bits))  # `session.get` binds `pk_1`
     _BINDS[compiled] = binds
     return binds
 
@@ -136,8 +137,9 @@ def _check(params: dict[str, Any], binds: _Binds) -> None:
         value = params.get(name)
         if isinstance(value, int) and not -(2**bits) <= value < 2**bits:
             raise ValueNotStorable(
-                f"{_field(label)} is {value}, outside the range its column holds ({-(2**bits)} to {2**bits - 1}, "
-                f"{label})"
+                f"{_field(label)} is {value}, outside the range of its column ({-(2**bits)} to {2**bits - 1}, {label})"
+                if binds.writes
+                else f"{_field(label)} is {value}, outside the range of a 64-bit integer, so it names nothing"
             )
     for name, label in binds.documents:
         _check_document(label, params.get(name))

@@ -290,3 +290,18 @@ def test_a_nul_in_a_path_or_query_is_400(client: TestClient, project: Project, a
     assert_refused(answer, 400, "slug contains a NUL character")
     answer = client.get(f"/api/v1/projects/{project.slug}/deploys?environment=a%00", headers=auth)
     assert_refused(answer, 400, "environment contains a NUL character")
+
+
+@pytest.mark.parametrize("number", [2**63, 10**20, -(10**20)])
+def test_ids_past_64_bits_are_400(client: TestClient, project: Project, auth: dict[str, str], number: int) -> None:
+    base = f"/api/v1/projects/{project.slug}"
+    for method, path in [
+        ("GET", f"{base}/deploys/{number}"),
+        ("GET", f"{base}/deploys/{number}/verdict"),
+        ("GET", f"{base}/anomalies/{number}"),
+        ("POST", f"{base}/anomalies/{number}/resolve"),
+        ("GET", f"{base}/signatures/{number}/series"),
+        ("GET", f"{base}/anomalies?deploy_id={number}"),
+    ]:
+        answer = client.request(method, path, headers=auth)
+        assert_refused(answer, 400, str(number), "outside the range of a 64-bit integer")

@@ -168,6 +168,11 @@ def test_no_documented_route_answers_5xx(
         def fuzz(case: Any, data: st.DataObject) -> None:
             if case.path_parameters and data.draw(st.booleans(), label="known objects"):
                 case.path_parameters = {k: known.get(k, v) for k, v in case.path_parameters.items()}
+            elif case.path_parameters and data.draw(st.booleans(), label="ids past 64 bits"):
+                huge = data.draw(st.integers(min_value=2**63, max_value=2**80) | st.integers(max_value=-(2**63)))
+                case.path_parameters = {
+                    k: (str(huge) if k.endswith("_id") else known.get(k, v)) for k, v in case.path_parameters.items()
+                }
             request = case.as_transport_kwargs(base_url="http://testserver", headers=auth)
             if case.method.upper() in ("POST", "PUT") and data.draw(st.booleans(), label="free body"):
                 request.pop("json", None)

@@ -44,7 +44,9 @@ def test_an_update_past_the_limit_leaves_the_row_as_it_was(factory: sessionmaker
 
 
 def test_an_integer_outside_its_column_is_refused(factory: sessionmaker[Session], project: Project) -> None:
-    refused = pytest.raises(ValueNotStorable, match=r"rate_limit_per_minute is 2147483648, outside the range")
+    refused = pytest.raises(
+        ValueNotStorable, match=r"rate_limit_per_minute is 2147483648, outside the range of its column"
+    )
     with refused, transaction(factory) as session:
         session.get_one(Project, project.id).rate_limit_per_minute = 2**31
     with transaction(factory) as session:
