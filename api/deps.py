@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,6 +15,7 @@ from api.state import AppState
 from detector.errors import Unauthorized
 from detector.store.models import Project
 from detector.store.projects import get_project_by_slug
+from detector.times import utc_in_range
 
 
 def get_state(request: Request) -> AppState:
@@ -63,8 +64,9 @@ ProjectDep = Annotated[Project, Depends(project_from_slug)]
 
 
 def as_utc(value: datetime) -> datetime:
-    """Query times without an offset are taken as UTC (every stored time is UTC)."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """Query times in UTC, those without an offset taken as UTC (every stored time is UTC); a time outside
+    the accepted range (`detector.times.utc_in_range`) is a validation error, so a 422 naming the parameter."""
+    return utc_in_range(value, "time")
 
 
 UtcTime = Annotated[datetime, AfterValidator(as_utc)]

@@ -298,6 +298,8 @@ def serve(
 
     import uvicorn
 
+    from detector.http_server import ConnectionLimits, guarded_http_protocol
+
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     if worker_mode not in ("process", "thread"):
@@ -317,15 +319,22 @@ def serve(
     in_process = worker and worker_mode == "thread" and api_child_of is None
     os.environ["DETECTOR_SERVE_WORKER_THREAD"] = "1" if in_process else "0"
     # The app is named by import string, so this package never imports the web layer (api/).
-    # httptools and uvloop, named rather than found ("auto" falls back silently to the slower h11/asyncio).
+    # httptools (our bounded subclass of its protocol) and uvloop, named rather than found ("auto" falls back
+    # silently to the slower h11/asyncio).
     # Proxy headers (X-Forwarded-*) are honoured by the app itself for every request but intake, which
     # does not use them (api/server.py), so uvicorn's middleware is off here.
+    # httptools' protocol, bounded: head size, and seconds for a head and a body (slow clients are cut off)
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.request_header_timeout_seconds,
+        body_timeout=settings.request_body_timeout_seconds,
+    )
     config = uvicorn.Config(
         "api.server:app_from_environment",
         factory=True,
         log_level="warning",
         access_log=False,
-        http="httptools",
+        http=guarded_http_protocol(limits),  # type: ignore[arg-type]
         loop="uvloop",
         proxy_headers=False,
     )

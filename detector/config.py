@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     # (30 days there; 90 here, so replays of recent history fit): its minute's counts were settled long
     # ago, and retention may have removed the raw events that counting distinct users of that minute needs.
     max_event_age_days: float = Field(default=90, gt=0)
+    # what one HTTP connection of `detector serve` may make the server hold, and for how long
+    # (`detector.http_server`): a request head's bytes, then seconds for the head and for the body
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    request_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    request_body_timeout_seconds: float = Field(default=60.0, gt=0)
 
     # digest and worker
     # Items per digest transaction at most (with a lock target below, the largest); a batch takes what is

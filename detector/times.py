@@ -5,6 +5,36 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest time any input may name: nothing this detector counts happened before the unix epoch."""
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+"""The latest: a year short of `datetime.max`, so windows computed around an accepted time stay representable."""
+
+
+class TimeOutOfRange(ValueError):
+    """A time outside `EARLIEST`..`LATEST` once in UTC (its offset may push it past year 1 or 9999)."""
+
+
+def utc_in_range(value: datetime, what: str) -> datetime:
+    """`value` in UTC (a naive value is taken as UTC), or `TimeOutOfRange` naming `what` when it is outside
+    `EARLIEST`..`LATEST`: `0001-01-01T00:00:00+05:00` is a valid ISO 8601 time whose UTC form is not a
+    datetime at all, so every parser of client times goes through here before any arithmetic."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    else:
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise TimeOutOfRange(
+                f"{what} {value.isoformat()} is out of range: in UTC it falls before year 1 or after year 9999"
+            ) from None
+    if not EARLIEST <= value < LATEST:
+        raise TimeOutOfRange(
+            f"{what} {value.isoformat()} is out of range: times from {EARLIEST.date()} to before {LATEST.date()} "
+            "(UTC) are accepted"
+        )
+    return value
+
 
 def iso_utc(value: datetime | None) -> str | None:
     """`2026-11-27T15:04:00Z` (microseconds when there are any); a naive value is taken as UTC."""

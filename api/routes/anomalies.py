@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from api import schemas
 from api.deps import ProjectDep, SessionDep, StateDep, UtcTime
-from api.pagination import decode_cursor, page
+from api.pagination import ID_CURSOR, decode_cursor, page
 from api.schemas import documented
 from detector.changes import describe_changes
 from detector.notify import channel_for, enqueue_state_change
@@ -52,7 +52,7 @@ def anomalies(
         environment=environment,
         deploy_id=deploy_id,
         since=since,
-        before_id=decode_cursor(cursor),
+        before_id=decode_cursor(cursor, ID_CURSOR),
         limit=limit,
     )
     deploy_ids = {a.deploy_id for a in rows if a.deploy_id}
@@ -109,16 +109,10 @@ def change_anomaly_state(
     return anomaly_as_dict(anomaly, deploy, project_slug=project.slug, public_url=state.settings.public_url)
 
 
-def parse_at(at: datetime | None) -> datetime:
-    if at is None:
-        return datetime.now(UTC)
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 @router.post("/detect", **documented(schemas.DetectAnswer))
-def detect(project: ProjectDep, state: StateDep, at: datetime | None = None) -> dict[str, Any]:
+def detect(project: ProjectDep, state: StateDep, at: UtcTime | None = None) -> dict[str, Any]:
     """Run a detection pass now, or as it would have run at `at` (it sees only data up to `at`)."""
-    when = parse_at(at)
+    when = at or datetime.now(UTC)
     changes = run_project_pass(state.factory, state.settings, project_id=project.id, at=when)
     with state.factory() as session:
         items = describe_changes(session, changes, project_slug=project.slug, public_url=state.settings.public_url)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -13,12 +12,14 @@ from pydantic import BaseModel, Field
 
 from api import schemas
 from api.deps import ProjectDep, SessionDep, StateDep
-from api.pagination import decode_cursor, page
+from api.pagination import TIME_ID_CURSOR, decode_cursor, page
+from api.routes.intake import read_bounded_body
 from api.schemas import documented
 from api.state import AppState
 from detector.deploys.records import parse_commit_list, parse_sha, parse_timestamp
 from detector.deploys.service import DeployHook, record_deploy
-from detector.errors import InvalidInput, PayloadTooLarge
+from detector.errors import InvalidInput
+from detector.json_text import NotJson, parse_json
 from detector.sources.git_repo import GitRepo
 from detector.store.deploys import get_deploy, list_deploys
 
@@ -29,14 +30,12 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 async def json_body(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
-    """The request's JSON body; `InvalidInput` (400) when it is not JSON, 413 when too large."""
-    body = await request.body()
-    if len(body) > max_bytes:
-        raise PayloadTooLarge(f"request body is over {max_bytes} bytes")
+    """The request's JSON body; `InvalidInput` (400) when it is not JSON, 413 as soon as it passes `max_bytes`."""
+    body = await read_bounded_body(request, max_bytes)
     try:
-        return json.loads(body or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
+        return parse_json(body or b"null", "request body")
+    except NotJson as exc:
+        raise InvalidInput(str(exc)) from exc
 
 
 def json_object(data: Any) -> Mapping[str, Any]:
@@ -174,7 +173,7 @@ def deploys(
     limit: Limit = 50,
 ) -> dict[str, Any]:
     """Deploys, newest first, each with its commits and their changed files (no hunks)."""
-    after = _decode_after(cursor)
+    after = decode_cursor(cursor, TIME_ID_CURSOR)
     rows = list_deploys(
         session, project_id=project.id, environment=environment, release=release, after=after, limit=limit
     )
@@ -192,21 +191,10 @@ def deploy_detail(
     return get_deploy(session, project_id=project.id, deploy_id=deploy_id, include_patch=include == "patch")
 
 
-def _decode_after(cursor: str | None) -> tuple[datetime, int] | None:
-    value = decode_cursor(cursor)
-    if value is None:
-        return None
-    try:
-        when, deploy_id = value
-        return datetime.fromisoformat(when), int(deploy_id)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"invalid cursor {cursor!r}") from exc
-
-
 def _optional_text(data: Mapping[str, Any], key: str) -> str | None:
     value = data.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidInput(f"{key}: expected a string")
-    return value[:2048]
+    return value

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 try:
@@ -35,7 +36,7 @@ from api.errors import error_response, status_for
 from api.state import AppState
 from detector.config import Settings
 from detector.errors import DetectorError, PayloadTooLarge
-from detector.intake.accept import Accepted, IntakeLimits, accept_envelope, accept_store
+from detector.intake.accept import Accepted, IntakeLimits, accept_envelope, accept_store, decode_request_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -159,11 +160,16 @@ class IntakeEndpoint:
                     body = await _read_body(_replay(message, receive), limit, declared)
             received_at = datetime.now(UTC)
             encoding = by_name.get(b"content-encoding")
+            decoded = bool(encoding) and encoding.strip().lower() != b"identity"
+            if decoded:
+                # inflating is CPU work of up to max_decoded_bytes: in a thread, so other requests go on
+                body = await run_in_threadpool(decode_request_body, body, encoding.decode("latin-1"), limits)
             auth = by_name.get(b"x-sentry-auth")
             accepted = self.accept(
                 project_id=project_id,
                 body=body,
                 content_encoding=encoding.decode("latin-1") if encoding else None,
+                decoded=decoded,
                 query=_query(scope.get("query_string", b"")),
                 auth_header=auth.decode("latin-1") if auth else None,
                 lookup=state.keys.get,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from api import schemas
 from api.deps import ProjectDep, SessionDep, StateDep, TokenDep, UtcTime
-from api.pagination import decode_cursor, page
+from api.pagination import ID_CURSOR, decode_cursor, page
 from api.schemas import documented
 from detector.errors import NotFound
 from detector.store.models import Signature
@@ -52,7 +52,7 @@ def signatures(
         release=release,
         environment=environment,
         since=since,
-        after_id=decode_cursor(cursor),
+        after_id=decode_cursor(cursor, ID_CURSOR),
         limit=limit,
     )
     return page(rows, limit, rows[limit - 1]["id"] if len(rows) > limit else None)

@@ -11,7 +11,6 @@ files: ...") for a bundle that cannot be used. Malformed requests are 400s; noth
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +25,7 @@ from api.routes.intake import read_bounded_body
 from api.state import AppState
 from detector.errors import InvalidInput, NotFound, PayloadTooLarge
 from detector.intake.decode import BodyTooLarge, CorruptBody, decode_body
+from detector.json_text import NotJson, parse_json
 from detector.sourcemaps.bundle import InvalidBundle, parse_bundle
 from detector.sourcemaps.chunks import (
     AssembleRequest,
@@ -95,7 +95,8 @@ async def _read_chunks(request: Request) -> dict[str, bytes]:
             raw = await value.read()
             if field_name == "file_gzip":
                 try:
-                    raw = decode_body(raw, "gzip", max_size=LIMITS.chunk_size)
+                    # inflating is CPU work: in a thread, so other requests go on
+                    raw = await run_in_threadpool(decode_body, raw, "gzip", max_size=LIMITS.chunk_size)
                 except BodyTooLarge as exc:
                     raise PayloadTooLarge(
                         f"chunk {value.filename} inflates past the chunk size of {LIMITS.chunk_size} bytes"
@@ -167,8 +168,8 @@ def _assemble(state: AppState, org: str, req: AssembleRequest) -> dict[str, Any]
 async def assemble_artifact_bundle(org: str, request: Request, state: StateDep, _token: TokenDep) -> dict[str, Any]:
     body = await read_bounded_body(request, MAX_ASSEMBLE_BODY)
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"assemble request is not valid JSON: {exc}") from exc
+        payload = parse_json(body, "assemble request")
+    except NotJson as exc:
+        raise InvalidInput(str(exc)) from exc
     req = parse_assemble_request(payload, LIMITS)
     return await run_in_threadpool(_assemble, state, org, req)

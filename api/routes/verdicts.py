@@ -11,7 +11,10 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from api import schemas
 from api.deps import API_TOKEN, ProjectDep, SessionDep, StateDep
+from api.routes.deploys import MAX_BODY_BYTES
+from api.routes.intake import read_bounded_body
 from detector.errors import Unauthorized
+from detector.json_text import NotJson, parse_json
 from detector.model.verdict import VerdictStatus
 from detector.store.models import Deploy, Project
 from detector.store.projects import get_project_by_slug
@@ -44,8 +47,8 @@ async def gate_token(
         return credentials.credentials.strip()
     if request.method == "POST":
         try:
-            body = await request.json()
-        except ValueError:
+            body = parse_json(await read_bounded_body(request, MAX_BODY_BYTES), "request body")
+        except NotJson:
             body = None
         metadata = body.get("metadata") if isinstance(body, dict) else None
         token = metadata.get("token") if isinstance(metadata, dict) else None

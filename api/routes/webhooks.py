@@ -8,7 +8,6 @@ the body before the signature holds.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
@@ -17,8 +16,10 @@ from fastapi.responses import JSONResponse
 from api import schemas
 from api.deps import SessionDep, StateDep
 from api.routes.deploys import MAX_BODY_BYTES, deploy_hook, json_object
+from api.routes.intake import read_bounded_body
 from detector.deploys.service import record_commits, record_deploy
-from detector.errors import InvalidInput, PayloadTooLarge, Unauthorized
+from detector.errors import InvalidInput, Unauthorized
+from detector.json_text import NotJson, parse_json
 from detector.sources.github import parse_deployment_status, parse_push, verify_signature
 from detector.store.projects import get_project_by_slug
 
@@ -49,17 +50,16 @@ async def github_webhook(
     if not slug:
         raise InvalidInput("name the project: ?project=SLUG or the X-Detector-Project header")
     target = get_project_by_slug(session, slug)
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"webhook body is over {MAX_BODY_BYTES} bytes")
+    # refused while streaming: an unauthenticated sender cannot make this process hold more than the limit
+    body = await read_bounded_body(request, MAX_BODY_BYTES)
     if not x_hub_signature_256:
         raise Unauthorized("missing X-Hub-Signature-256: set the webhook's secret to the project's github secret")
     if not verify_signature(target.github_secret, body, x_hub_signature_256):
         raise Unauthorized("X-Hub-Signature-256 does not match this project's github secret")
     try:
-        payload = json_object(json.loads(body))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"webhook body is not valid JSON: {exc}") from exc
+        payload = json_object(parse_json(body, "webhook body"))
+    except NotJson as exc:
+        raise InvalidInput(str(exc)) from exc
 
     event = (x_github_event or "").lower()
     if event == "ping":

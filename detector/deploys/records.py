@@ -14,6 +14,7 @@ from typing import Any
 
 from detector.errors import InvalidInput
 from detector.sources.git_repo import CommitInfo
+from detector.times import TimeOutOfRange, utc_in_range
 
 CHANGE_TYPES = frozenset({"A", "M", "D", "R"})
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
@@ -100,9 +101,10 @@ def parse_timestamp(value: Any, *, name: str) -> datetime | None:
         raise InvalidInput(f"{name}: expected a time, got {value!r}")
     if isinstance(value, int | float):
         try:
-            return datetime.fromtimestamp(float(value), tz=UTC)
+            parsed = datetime.fromtimestamp(float(value), tz=UTC)
         except (OverflowError, OSError, ValueError) as exc:
             raise InvalidInput(f"{name}: {value!r} is not a usable unix time") from exc
+        return _in_range(parsed, name)
     if not isinstance(value, str):
         raise InvalidInput(f"{name}: expected an ISO 8601 time or unix seconds, got {type(value).__name__}")
     text = value.strip()
@@ -115,7 +117,14 @@ def parse_timestamp(value: Any, *, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
         raise InvalidInput(f"{name}: {value!r} is not an ISO 8601 time") from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return _in_range(parsed, name)
+
+
+def _in_range(value: datetime, name: str) -> datetime:
+    try:
+        return utc_in_range(value, name)
+    except TimeOutOfRange as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def parse_sha(value: Any, *, name: str) -> str:

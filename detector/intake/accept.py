@@ -7,7 +7,6 @@ Grouping, fingerprinting and counting happen later, in the digest.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from detector.intake.envelope import EnvelopeItem, MalformedEnvelope, parse_enve
 from detector.intake.normalize import InvalidEvent, parse_timestamp, validate_event
 from detector.intake.sessions import InvalidSession, parse_session_aggregates, parse_session_update
 from detector.intake.storable import may_hold_unstorable_text, unstorable_text
+from detector.json_text import NotJson, parse_json
 from detector.times import iso_utc
 
 STORED_ITEM_TYPES = frozenset({"event", "session", "sessions"})
@@ -69,7 +69,11 @@ class Accepted(NamedTuple):
 ProjectLookup = Callable[[int], ProjectKey | None]
 
 
-def _decode(body: bytes, content_encoding: str | None, limits: IntakeLimits) -> bytes:
+def decode_request_body(body: bytes, content_encoding: str | None, limits: IntakeLimits) -> bytes:
+    """The body with its `Content-Encoding` undone within the limits (413 past them, 400 if corrupt).
+
+    CPU-bound for a compressed body: the intake endpoint runs it in a thread, then hands the decoded body
+    to `accept_envelope`/`accept_store` with `decoded=True`."""
     if len(body) > limits.max_body_bytes:
         raise PayloadTooLarge(f"body of {len(body)} bytes is over the limit of {limits.max_body_bytes}")
     try:
@@ -136,18 +140,23 @@ def _refuse_unstorable_text(what: str, payload: bytes, data: object) -> None:
         raise InvalidInput(f"invalid {what}: {problem}, which cannot be stored")
 
 
-def _validate_session(item: EnvelopeItem) -> None:
+def _validate_session(item: EnvelopeItem, limits: IntakeLimits) -> None:
+    # a session item is stored and digested as an event is, so it is bounded as one
+    if len(item.payload) > limits.max_event_bytes:
+        raise PayloadTooLarge(
+            f"{item.type} item of {len(item.payload)} bytes is over the limit of {limits.max_event_bytes}"
+        )
     try:
         data: object = item.payload
         if may_hold_unstorable_text(item.payload):  # decoded only then (the parsers take decoded JSON too)
-            data = json.loads(item.payload)
+            data = parse_json(item.payload, f"{item.type} item payload")
             _refuse_unstorable_text(f"{item.type} item", item.payload, data)
         if item.type == "session":
             parse_session_update(data)  # type: ignore[arg-type]
         else:
             parse_session_aggregates(data)  # type: ignore[arg-type]
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"invalid {item.type} item: payload is not valid JSON: {exc}") from exc
+    except NotJson as exc:
+        raise InvalidInput(f"invalid {item.type} item: {exc}") from exc
     except InvalidSession as exc:
         raise InvalidInput(f"invalid {item.type} item: {exc}") from exc
 
@@ -161,11 +170,14 @@ def accept_envelope(
     auth_header: str | None,
     lookup: ProjectLookup,
     limits: IntakeLimits,
+    decoded: bool = False,
 ) -> Accepted:
-    """Validate one envelope request; the result lists the items to store (events and sessions)."""
-    decoded = _decode(body, content_encoding, limits)
+    """Validate one envelope request; the result lists the items to store (events and sessions). With
+    `decoded`, `body` is what `decode_request_body` made of the request's body."""
+    if not decoded:
+        body = decode_request_body(body, content_encoding, limits)
     try:
-        envelope = parse_envelope(decoded, max_items=limits.max_items)
+        envelope = parse_envelope(body, max_items=limits.max_items)
     except MalformedEnvelope as exc:
         raise InvalidInput(f"malformed envelope: {exc}") from exc
     dsn = envelope.headers.get("dsn")
@@ -182,7 +194,7 @@ def accept_envelope(
                 event_id = item_event_id
             items.append(AcceptedItem("event", item_event_id, payload))
         else:
-            _validate_session(item)
+            _validate_session(item, limits)
             items.append(AcceptedItem(item.type, None, item.payload))
     return Accepted(project.project_id, event_id, items, project)
 
@@ -196,9 +208,11 @@ def accept_store(
     auth_header: str | None,
     lookup: ProjectLookup,
     limits: IntakeLimits,
+    decoded: bool = False,
 ) -> Accepted:
-    """Validate one legacy `/store/` request: the body is a single event."""
-    decoded = _decode(body, content_encoding, limits)
+    """Validate one legacy `/store/` request: the body is a single event (`decoded` as for `accept_envelope`)."""
+    if not decoded:
+        body = decode_request_body(body, content_encoding, limits)
     project = _authenticate(project_id, lookup, query, auth_header, None)
-    event_id, payload = _validate_event(decoded, limits)
+    event_id, payload = _validate_event(body, limits)
     return Accepted(project.project_id, event_id, [AcceptedItem("event", event_id, payload)], project)

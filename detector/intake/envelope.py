@@ -9,11 +9,12 @@ inside payloads, so an event item's JSON is validated later by :mod:`detector.in
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from detector.json_text import NotJson, parse_json
 
 __all__ = ["Envelope", "EnvelopeItem", "MalformedEnvelope", "parse_envelope"]
 
@@ -57,7 +58,7 @@ class Envelope:
 
 def _parse_header(line: bytes, what: str) -> dict[str, Any]:
     try:
-        value = orjson.loads(line)  # fast; anything it refuses gets the stdlib's verdict and message below
+        value = orjson.loads(line)  # fast; anything it refuses gets `parse_json`'s message below
     except orjson.JSONDecodeError:
         pass
     else:
@@ -68,9 +69,9 @@ def _parse_header(line: bytes, what: str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise MalformedEnvelope(f"{what} is not valid UTF-8 (byte {exc.start})") from None
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MalformedEnvelope(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+        value = parse_json(text, what)
+    except NotJson as exc:
+        raise MalformedEnvelope(str(exc)) from None
     if not isinstance(value, dict):
         raise MalformedEnvelope(f"{what} must be a JSON object, not {type(value).__name__}")
     return value
@@ -85,7 +86,7 @@ def parse_envelope(body: bytes, *, max_items: int = 1000) -> Envelope:
     ``max_items`` items. Unknown item types are kept: callers pick the types they handle.
     """
     # Intake parses one envelope per request: the lines are cut inline and a header goes straight to
-    # orjson, with `_parse_header` (the stdlib's verdict and message) only for what orjson refuses or
+    # orjson, with `_parse_header` (its message naming the problem) only for what orjson refuses or
     # what is not an object. That is half the time of a call per line for a browser's one-event envelope.
     if not body:
         raise MalformedEnvelope("empty body: an envelope starts with a header line")

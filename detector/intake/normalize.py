@@ -31,6 +31,7 @@ from detector.intake.storable import (
     Unstorable,
     check_length,
 )
+from detector.times import TimeOutOfRange, utc_in_range
 
 __all__ = [
     "Frame",
@@ -210,7 +211,10 @@ def parse_timestamp(value: Any, what: str = "timestamp") -> datetime:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise InvalidEvent(f"{what} must be a number or an ISO 8601 string, got {type(value).__name__}")
     parsed = _parse_iso(value, what) if isinstance(value, str) else _from_unix_seconds(value, what)
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = utc_in_range(parsed, what)
+    except TimeOutOfRange as exc:
+        raise InvalidEvent(str(exc)) from None
     if parsed < _MIN_TIMESTAMP:
         raise InvalidEvent(f"{what} is before 2000-01-01: {parsed.isoformat()}")
     return parsed

@@ -15,7 +15,6 @@ exited with errors). Whatever the status, ``errors > 0`` makes a session errored
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +31,7 @@ from detector.intake.storable import (
     check_count,
     check_length,
 )
+from detector.json_text import NotJson, parse_json
 
 __all__ = [
     "SESSION_STATUSES",
@@ -123,9 +123,9 @@ class SessionAggregate:
 def _load(payload: bytes | str | dict[str, Any], what: str) -> dict[str, Any]:
     if isinstance(payload, bytes | str):
         try:
-            payload = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidSession(f"{what} payload is not valid JSON: {exc}") from None
+            payload = parse_json(payload, f"{what} payload")
+        except NotJson as exc:
+            raise InvalidSession(str(exc)) from None
     if not isinstance(payload, dict):
         raise InvalidSession(f"{what} payload must be a JSON object, got {type(payload).__name__}")
     return payload

@@ -10,7 +10,6 @@ that is absent, or a source map that does not parse is an :class:`InvalidBundle`
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from typing import Any
 
 from symbolic import SymbolicError
 from symbolic.sourcemap import SourceMapView
+
+from detector.json_text import NotJson, parse_json
 
 __all__ = ["BundleFile", "InvalidBundle", "ParsedBundle", "parse_bundle", "read_bundle_file"]
 
@@ -66,22 +67,65 @@ def _open_zip(data: bytes) -> zipfile.ZipFile:
         raise InvalidBundle(f"the artifact bundle is not a valid zip file: {exc}") from None
 
 
-def _read_member(archive: zipfile.ZipFile, path: str, max_size: int) -> bytes:
+MAX_RATIO = 100.0
+"""The most a member may inflate per compressed byte: source maps and minified code compress 3 to 20 times,
+a zip bomb a thousand times."""
+RATIO_FLOOR = 1024 * 1024
+"""Members that inflate to less than this are not held to `MAX_RATIO` (a small file of one repeated byte)."""
+_READ_SIZE = 64 * 1024
+
+
+@dataclass
+class _Budget:
+    """What is left of the bundle's `max_uncompressed` bytes, spent as members actually inflate."""
+
+    left: int
+    limit: int
+
+
+def _read_member(
+    archive: zipfile.ZipFile,
+    path: str,
+    max_size: int,
+    *,
+    keep: bool = True,
+    budget: _Budget | None = None,
+    max_ratio: float = MAX_RATIO,
+) -> bytes:
+    """The member's bytes (or b"" with `keep=False`), inflated a slice at a time. Refused before inflating
+    when its declared size is over `max_size` or `max_ratio` times its compressed size, and as soon as what
+    it actually inflates to passes its declared size or `budget`: a zip whose headers lie never makes this
+    hold more than they declare, and a discarded member is never held at all."""
     try:
         info = archive.getinfo(path)
     except KeyError:
         raise InvalidBundle(f"the manifest lists {path!r} but the bundle has no such file") from None
     if info.file_size > max_size:
         raise InvalidBundle(f"{path!r} is {info.file_size} bytes, over the limit of {max_size}")
+    if info.file_size > RATIO_FLOOR and info.file_size > max_ratio * max(info.compress_size, 1):
+        raise InvalidBundle(
+            f"{path!r} inflates to {info.file_size} bytes from {info.compress_size}, more than {max_ratio:g} times: "
+            "refused as a zip bomb"
+        )
+    kept = bytearray()
+    inflated = 0
     try:
         with archive.open(info) as handle:
-            # read one byte past the limit: a lying size field must not inflate unbounded data
-            data = handle.read(max_size + 1)
+            while piece := handle.read(_READ_SIZE):
+                inflated += len(piece)
+                if inflated > max_size:
+                    raise InvalidBundle(f"{path!r} is over the limit of {max_size} bytes")
+                if inflated > info.file_size:
+                    raise InvalidBundle(f"{path!r} inflates past the {info.file_size} bytes its zip header declares")
+                if budget is not None:
+                    budget.left -= len(piece)
+                    if budget.left < 0:
+                        raise InvalidBundle(f"the bundle unpacks to more than the limit of {budget.limit} bytes")
+                if keep:
+                    kept += piece
     except (zipfile.BadZipFile, NotImplementedError, EOFError, OSError, ValueError) as exc:
         raise InvalidBundle(f"cannot read {path!r} from the artifact bundle: {exc}") from None
-    if len(data) > max_size:
-        raise InvalidBundle(f"{path!r} is over the limit of {max_size} bytes")
-    return data
+    return bytes(kept)
 
 
 def _manifest_files(manifest: dict[str, Any]) -> list[BundleFile]:
@@ -112,11 +156,12 @@ def _manifest_files(manifest: dict[str, Any]) -> list[BundleFile]:
     return files
 
 
-def parse_bundle(data: bytes, *, max_uncompressed: int) -> ParsedBundle:
+def parse_bundle(data: bytes, *, max_uncompressed: int, max_ratio: float = MAX_RATIO) -> ParsedBundle:
     """Check `data` is a usable artifact bundle and describe its files.
 
     Every listed file must be present, and every `source_map` must parse; their total uncompressed
-    size must stay within `max_uncompressed` bytes. Raises :class:`InvalidBundle` otherwise.
+    size must stay within `max_uncompressed` bytes, and no member may inflate more than `max_ratio` times
+    its compressed size. Raises :class:`InvalidBundle` otherwise. CPU-bound: call it off the event loop.
     """
     with _open_zip(data) as archive:
         total = sum(info.file_size for info in archive.infolist())
@@ -124,16 +169,24 @@ def parse_bundle(data: bytes, *, max_uncompressed: int) -> ParsedBundle:
             raise InvalidBundle(f"the bundle unpacks to {total} bytes, over the limit of {max_uncompressed}")
         if MANIFEST not in archive.namelist():
             raise InvalidBundle("the artifact bundle has no manifest.json")
+        # the declared sizes are the sender's word: what members actually inflate to is counted as they do
+        budget = _Budget(max_uncompressed, max_uncompressed)
         try:
-            manifest = json.loads(_read_member(archive, MANIFEST, max_uncompressed))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidBundle(f"manifest.json is not valid JSON: {exc}") from None
+            manifest = parse_json(
+                _read_member(archive, MANIFEST, max_uncompressed, budget=budget, max_ratio=max_ratio), MANIFEST
+            )
+        except NotJson as exc:
+            raise InvalidBundle(str(exc)) from None
         if not isinstance(manifest, dict):
             raise InvalidBundle("manifest.json is not a JSON object")
         files = _manifest_files(manifest)
         for file in files:
-            content = _read_member(archive, file.path, max_uncompressed)
-            if file.file_type in SOURCE_MAP_TYPES:
+            # only source maps are parsed, so only they are held; the others are inflated to check, then dropped
+            is_map = file.file_type in SOURCE_MAP_TYPES
+            content = _read_member(
+                archive, file.path, max_uncompressed, keep=is_map, budget=budget, max_ratio=max_ratio
+            )
+            if is_map:
                 try:
                     SourceMapView.from_json_bytes(content)
                 except SymbolicError as exc:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.schema import CreateTable
 
 from detector.errors import DatabaseUnavailable
+from detector.store.bounds import install_value_bounds
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -187,12 +188,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 **kwargs,
             )
             event.listen(engine, "connect", _sqlite_connection_setup(queue_database_path(path)))
-            return engine
-        return create_engine(
-            url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=_json_serializer, **kwargs
-        )
+        else:
+            engine = create_engine(
+                url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=_json_serializer, **kwargs
+            )
     except (ArgumentError, ImportError) as exc:
         raise DatabaseUnavailable(f"cannot use database URL {url!r}: {exc}") from exc
+    install_value_bounds(engine)  # what a column cannot hold is a 400 naming it, on both databases alike
+    return engine
 
 
 def sqlite_free_bytes(engine: Engine) -> int | None:

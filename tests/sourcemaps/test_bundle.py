@@ -83,3 +83,12 @@ def test_bundles_that_unpack_past_the_limit_are_refused() -> None:
     assert len(data) < 2_000  # it compresses well: the check is on the unpacked size
     with pytest.raises(InvalidBundle, match="over the limit"):
         parse_bundle(data, max_uncompressed=5_000)
+
+
+def test_a_member_that_inflates_past_the_ratio_is_refused_as_a_zip_bomb() -> None:
+    # 4 MiB of zeros deflate about a thousand times over; a real source map compresses 3 to 20 times
+    data = BundleBuilder().add("~/app.js.map", bytes(4 * 1024 * 1024), "source_map").build()
+    with pytest.raises(InvalidBundle, match=r"'files/_/_/app.js.map' inflates to 4194304 bytes .* zip bomb"):
+        parse_bundle(data, max_uncompressed=LIMIT)
+    with pytest.raises(InvalidBundle, match="does not parse"):  # allowed that ratio, it is read (and is no map)
+        parse_bundle(data, max_uncompressed=LIMIT, max_ratio=10_000)
