@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -64,6 +65,15 @@ def _serve_docs_offline(app: FastAPI) -> None:
         )
 
 
+def _recent_intake_failure(state: AppState) -> str | None:
+    """Why intake's last commit failed, if none has succeeded since and it failed recently enough that
+    intake traffic would have tried again (`health_intake_failure_seconds`)."""
+    failure = state.writer.last_failure
+    if failure is None or time.monotonic() - failure[0] > state.settings.health_intake_failure_seconds:
+        return None
+    return failure[1]
+
+
 def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
     """The API. With `worker_factory(state) -> Worker`, a worker runs in a thread beside it."""
     state = build_state(settings)
@@ -118,7 +128,7 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
     def healthz() -> JSONResponse:
         """200 when events sent now will be stored and digested; 503 with the reasons when not (see
         `detector.health` and docs/OPERATIONS.md)."""
-        health = check_health(state.factory, state.settings)
+        health = check_health(state.factory, state.settings, intake_failure=_recent_intake_failure(state))
         if health.queue_depth is not None:
             state.metrics.queue_depth.set(health.queue_depth)
         return JSONResponse(health.as_dict(), status_code=200 if health.ok else 503)

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.config import Settings
 from detector.errors import RateLimited
 from detector.intake.accept import ProjectKey
 from detector.metrics import Metrics
+from detector.store.db import database_error_reason, is_transient_database_error
 from detector.store.models import Project
 from detector.store.projects import token_is_valid
 from detector.store.writer import GroupCommitWriter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,7 +49,18 @@ class ProjectKeyCache:
         with self._lock:
             stale = time.monotonic() - self._loaded_at > self.ttl
             if stale or project_id not in self._keys:
-                self._reload()
+                try:
+                    self._reload()
+                except DBAPIError as exc:
+                    # the database restarting: a key known a moment ago still opens the queue where it is
+                    # writable (SQLite's queue file), and the commit, not this lookup, says 503 where it is not
+                    if project_id not in self._keys or not is_transient_database_error(exc):
+                        raise
+                    log.warning(
+                        "project keys not reloaded, using those of %.0f s ago: %s",
+                        time.monotonic() - self._loaded_at,
+                        database_error_reason(exc),
+                    )
             return self._keys.get(project_id)
 
 

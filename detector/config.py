@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     # SQLite: `/healthz` answers 503 when the file system holding the database has less free space than this
     # (a small write still succeeds on a full disk, into pages the WAL already holds; intake's would not).
     health_min_free_disk_mb: float = Field(default=64.0, ge=0)
+    # While the database is restarting, unreachable, out of disk or locked, intake and the query API answer
+    # 503 with this `Retry-After` (SDKs wait that long before sending again): a PostgreSQL restart or
+    # failover takes seconds, and the API's pool reconnects on the first request after it.
+    database_retry_after_seconds: int = Field(default=5, ge=1)
+    # `/healthz` answers 503 while intake's last commit failed on the database, until one succeeds or this
+    # long has passed without intake traffic to try again (then the health check's own write decides).
+    health_intake_failure_seconds: float = Field(default=30.0, gt=0)
     # The worker deletes stored events whose minute is older than this (hourly, in batches); per-minute
     # counts, signatures and anomalies are kept, so detection and history are unchanged. At least
     # `max_event_age_days`, so an event intake still accepts finds its minute's events to count against.

@@ -41,4 +41,9 @@ class RateLimited(DetectorError):
 
 
 class DatabaseUnavailable(DetectorError):
-    """The database URL does not lead to a usable database."""
+    """The database cannot be used: a URL that leads to no usable database, or (with `retry_after`, in
+    seconds) one that is restarting, unreachable, out of disk or locked for now, worth trying again."""
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

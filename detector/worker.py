@@ -23,7 +23,7 @@ from detector.config import Settings
 from detector.intake.digest import DigestStats, Symbolicator, digest_batch
 from detector.metrics import Metrics
 from detector.store import dead_letters, queue
-from detector.store.db import WalCheckpointer, transaction
+from detector.store.db import WalCheckpointer, is_transient_database_error, transaction
 from detector.store.leases import beat_worker, forget_worker
 from detector.store.models import RawItem
 
@@ -31,10 +31,9 @@ log = logging.getLogger(__name__)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a digest failure is the database's state, not the items': unreachable, restarting, locked,
-    out of disk, a deadlock (all OperationalError), or a connection lost mid-statement. Those are retried
-    as they are; any other failure is an item's, counted against it."""
-    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    """Whether a digest failure is the database's state (`store.db.is_transient_database_error`), retried as
+    it is; any other failure is an item's, counted against it."""
+    return is_transient_database_error(exc)
 
 
 def _reason(exc: BaseException) -> str:

@@ -31,7 +31,9 @@ try:
 except ImportError:  # pragma: no cover - uvicorn without httptools: answers go through `send`
     _HttpToolsCycle = None
 
-from api.errors import error_response, status_for
+from sqlalchemy.exc import DBAPIError
+
+from api.errors import database_unavailable, error_response, status_for
 from api.state import AppState
 from detector.config import Settings
 from detector.errors import DetectorError, PayloadTooLarge
@@ -189,7 +191,13 @@ class IntakeEndpoint:
             )
         except _Disconnected:
             return
-        except DetectorError as exc:
+        except (DetectorError, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError):
+                # the database restarting or out of disk: 503 with Retry-After, which SDKs wait out
+                unavailable = database_unavailable(exc, retry_after=settings.database_retry_after_seconds)
+                if unavailable is None:
+                    raise
+                exc = unavailable
             state.metrics.intake_rejected_of(str(status_for(exc))).inc()
             response = error_response(exc)
             if self.cors and b"origin" in by_name:
