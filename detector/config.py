@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     slack_channel: str | None = None
     slack_api_url: str | None = None  # the Web API base (default https://slack.com/api/); for stand-ins
     slack_timeout_seconds: float = 5.0
+    # The longest wait between two tries of an alert while Slack is down (the backoff doubles from 2 s up to
+    # it): once Slack is back, a waiting alert goes out within this long. A 429's `Retry-After` is kept as is.
+    slack_retry_max_seconds: float = Field(default=30.0, gt=0)
 
     # Sentry pull mode
     sentry_pull_base_url: str | None = None

@@ -128,6 +128,16 @@ class WriteLockClock:
         return time.perf_counter() - first if first is not None else 0.0
 
 
+def _run_in_background(job: PeriodicJob, stop: threading.Event) -> None:
+    """`job` every `job.interval` seconds (from the end of one run to the start of the next) until `stop`."""
+    while not stop.is_set():
+        try:
+            job.run()
+        except Exception:  # the thread's boundary: log, and try again next interval
+            log.exception("worker job %s failed", job.name)
+        stop.wait(job.interval)
+
+
 @dataclass
 class Worker:
     settings: Settings
@@ -135,6 +145,8 @@ class Worker:
     metrics: Metrics
     symbolicate: Symbolicator | None = None
     jobs: list[PeriodicJob] = field(default_factory=list)
+    background_jobs: list[PeriodicJob] = field(default_factory=list)
+    """Jobs that run in a thread each, beside the loop: outbound calls that may hang until their timeout."""
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     batch_size: int = field(init=False)  # the batch the next `digest_once` claims
     _lock_clock: WriteLockClock | None = field(init=False, default=None)
@@ -249,9 +261,18 @@ class Worker:
         heartbeat.start()
         if self._checkpointer is not None:
             self._checkpointer.start()
+        background = [
+            threading.Thread(target=_run_in_background, args=(job, stop), name=job.name, daemon=True)
+            for job in self.background_jobs
+        ]
+        for thread in background:
+            thread.start()
         try:
             self._loop(stop)
         finally:
+            stop.set()  # the loop ended on an error: the background jobs end with it
+            for thread in background:
+                thread.join(timeout=60)
             if self._checkpointer is not None:
                 self._checkpointer.stop()
             heartbeat.stop()
