@@ -5,6 +5,9 @@ worker loop in a thread on the test's database."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -126,3 +129,17 @@ def test_an_alert_goes_out_within_one_retry_interval_of_slacks_recovery(
     assert delay <= interval + 1.5, f"the alert went out {delay:.1f} s after Slack recovered"
     (sent,) = rows(factory)
     assert sent.state == "sent" and sent.attempts >= 4
+
+
+def test_worker_once_delivers_the_alerts_that_are_due(
+    settings: Settings, factory: sessionmaker[Session], project: Project, slack: SlackStandin
+) -> None:
+    queue_new(factory, plain_anomaly(factory, project, "a"), "webhook")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_") or k.startswith("DETECTOR_TEST")}
+    env.update({"DETECTOR_DATABASE_URL": settings.database_url, "DETECTOR_SLACK_WEBHOOK_URL": slack.webhook_url})
+    done = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "worker", "--once"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(slack.accepted_payloads()) == 1, "the delivery job runs once too, not only the loop's jobs"
+    assert [row.state for row in rows(factory)] == ["sent"]
