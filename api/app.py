@@ -19,7 +19,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from api.errors import install_error_handlers
 from api.routes import anomalies, deploys, intake, projects, sentry_artifacts, sentry_releases, verdicts, webhooks
-from api.state import AppState, ProjectKeyCache, RateLimiter, TokenCache
+from api.state import AppState, ProjectKeyCache, QueueBound, RateLimiter, TokenCache
 from detector.config import Settings
 from detector.health import check_health
 from detector.metrics import Metrics, exposition, refresh_database_gauges
@@ -42,6 +42,13 @@ def build_state(settings: Settings) -> AppState:
         tokens=TokenCache(factory),
         limiter=RateLimiter(settings.default_rate_limit_per_minute),
         metrics=Metrics(),
+        queue_bound=QueueBound(
+            factory,
+            max_items=settings.queue_max_items,
+            max_bytes=settings.queue_max_bytes,
+            retry_after=settings.queue_full_retry_after_seconds,
+            refresh_seconds=settings.queue_bound_refresh_seconds,
+        ),
     )
 
 
@@ -81,6 +88,7 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state.writer.start()
+        state.queue_bound.start()
         stop = threading.Event()
         thread: threading.Thread | None = None
         if worker_factory is not None:
@@ -91,6 +99,7 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
             yield
         finally:
             state.writer.stop()
+            state.queue_bound.stop()
             stop.set()
             if thread is not None:
                 thread.join(timeout=30)

@@ -45,7 +45,7 @@ def error_response(exc: DetectorError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-        headers["X-Sentry-Rate-Limits"] = f"{exc.retry_after}:{exc.categories}:project"
+        headers["X-Sentry-Rate-Limits"] = f"{exc.retry_after}:{exc.categories}:{exc.scope}"
     if isinstance(exc, DatabaseUnavailable) and exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
     if status == 401:

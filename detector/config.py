@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     max_event_bytes: int = 1024 * 1024
     max_items_per_envelope: int = 1000
     default_rate_limit_per_minute: int = 0  # 0 = unlimited; projects can override
+    # The intake queue's bound: past either, intake answers 429 with `Retry-After` (as Sentry does over
+    # quota) instead of letting a burst grow the queue, its file and the drain without limit. 100,000
+    # items of bench.ingest's 2.1 KB events are ~210 MB and drain in about a minute; the bytes bound
+    # holds when events are larger. Sizes are estimated (`store.queue.queue_extent`), read every
+    # `queue_bound_refresh_seconds` by every API process, so all of them see what the others queued.
+    queue_max_items: int = Field(default=100_000, gt=0)
+    queue_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    queue_full_retry_after_seconds: int = Field(default=10, ge=1)
+    queue_bound_refresh_seconds: float = Field(default=0.5, gt=0)
+    # After a drain, a worker gives the queue's free space back to the file system once it is this large
+    # (SQLite: VACUUM of the queue's file; PostgreSQL: VACUUM of raw_items, which truncates empty pages).
+    queue_compact_min_mb: float = Field(default=16.0, ge=0)
     # Intake refuses an event whose own timestamp is older than this, as relay does past `max_secs_in_past`
     # (30 days there; 90 here, so replays of recent history fit): its minute's counts were settled long
     # ago, and retention may have removed the raw events that counting distinct users of that minute needs.

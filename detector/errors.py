@@ -32,12 +32,14 @@ class Forbidden(DetectorError):
 
 
 class RateLimited(DetectorError):
-    """The project's rate limit is exhausted; retry after `retry_after` seconds."""
+    """The project's rate limit is exhausted, or (scope `organization`, every category) the intake queue is
+    full; retry after `retry_after` seconds. `categories` and `scope` are those of `X-Sentry-Rate-Limits`."""
 
-    def __init__(self, message: str, *, retry_after: int, categories: str = "error") -> None:
+    def __init__(self, message: str, *, retry_after: int, categories: str = "error", scope: str = "project") -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.categories = categories
+        self.scope = scope
 
 
 class DatabaseUnavailable(DetectorError):

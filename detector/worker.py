@@ -29,6 +29,9 @@ from detector.store.models import RawItem
 
 log = logging.getLogger(__name__)
 
+COMPACT_EVERY_SECONDS = 60.0
+"""The least time between two compactions of the queue after a drain (`Worker.compact_queue_after_drain`)."""
+
 
 def is_transient(exc: BaseException) -> bool:
     """Whether a digest failure is the database's state (`store.db.is_transient_database_error`), retried as
@@ -152,6 +155,8 @@ class Worker:
     _lock_clock: WriteLockClock | None = field(init=False, default=None)
     _checkpointer: WalCheckpointer | None = field(init=False, default=None)
     _hold_per_item: float = field(init=False, default=0.0)
+    _digested_since_compact: int = field(init=False, default=0)
+    _compacted_at: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.batch_size = self.settings.digest_batch_size
@@ -238,6 +243,22 @@ class Worker:
             total.full = True  # a whole batch's worth, one by one: more may be waiting
         return total
 
+    def compact_queue_after_drain(self) -> None:
+        """Once the queue is drained after this worker digested some of it, give its free space back to the
+        file system (`queue.compact_queue`); at most once a minute, as a trickle drains every few batches."""
+        if not self._digested_since_compact or time.monotonic() - self._compacted_at < COMPACT_EVERY_SECONDS:
+            return
+        self._digested_since_compact = 0
+        self._compacted_at = time.monotonic()
+        engine = self.factory.kw["bind"]
+        try:
+            freed = queue.compact_queue(engine, min_free_bytes=int(self.settings.queue_compact_min_mb * 1048576))
+        except OperationalError as exc:  # locked or busy: the next drain tries again
+            log.warning("queue not compacted: %s", exc.orig)
+            return
+        if freed:
+            log.info("queue compacted after a drain: %.1f MB given back to the file system", freed / 1048576)
+
     def run_due_jobs(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         for job in self.jobs:
@@ -290,6 +311,9 @@ class Worker:
                 log.exception("digest batch failed")
                 stop.wait(1.0)
                 continue
+            self._digested_since_compact += stats.items
+            if not stats.items:
+                self.compact_queue_after_drain()
             self.run_due_jobs()
             if not stats.full:  # the queue is empty, or about to be: wait for more
                 stop.wait(self.settings.digest_interval_seconds)

@@ -176,19 +176,32 @@ class IntakeEndpoint:
             for item in items:
                 if item.item_type == "event":
                     errors += 1
-            state.limiter.take(accepted.key, errors, received_at)
-            await state.writer.write(
-                [
-                    {
-                        "project_id": accepted.project_id,
-                        "item_type": item.item_type,
-                        "event_id": item.event_id,
-                        "received_at": received_at,
-                        "payload": item.payload,
-                    }
-                    for item in items
-                ]
-            )
+            payload_bytes = 0
+            for item in items:
+                payload_bytes += len(item.payload)
+            # the queue's bound before the project's limit: a request refused for a full queue uses no quota
+            state.queue_bound.take(len(items), payload_bytes)
+            try:
+                state.limiter.take(accepted.key, errors, received_at)
+                await state.writer.write(
+                    [
+                        {
+                            "project_id": accepted.project_id,
+                            "item_type": item.item_type,
+                            "event_id": item.event_id,
+                            "received_at": received_at,
+                            "payload": item.payload,
+                        }
+                        for item in items
+                    ]
+                )
+            except Exception:
+                state.queue_bound.finish(len(items), payload_bytes, queued=False)
+                raise
+            except BaseException:  # cancelled while its commit runs, which may still store the rows
+                state.queue_bound.finish(len(items), payload_bytes, queued=True)
+                raise
+            state.queue_bound.finish(len(items), payload_bytes, queued=True)
         except _Disconnected:
             return
         except (DetectorError, DBAPIError) as exc:
