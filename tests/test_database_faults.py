@@ -14,8 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.state import ProjectKeyCache
+from detector.intake.accept import ProjectKey
 from detector.store.db import make_engine, make_sessionmaker, transaction, upgrade
 from detector.store.models import Event, Project
 from detector.store.projects import create_project, create_token
@@ -158,4 +161,22 @@ def test_a_full_disk_under_sqlite_answers_503_with_retry_after_loses_nothing_and
         assert wait_for(lambda: httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200, timeout=30)
     finally:
         server.stop()
+        factory.kw["bind"].dispose()
+
+
+def test_project_keys_read_before_a_restart_stay_usable_while_the_database_is_down(
+    cluster: ThrowawayPostgres,
+) -> None:
+    factory, project, _token = seed(cluster.url)
+    keys = ProjectKeyCache(factory, ttl=0.0)  # every lookup reloads: the outage shows at once
+    try:
+        assert keys.get(project.id) == ProjectKey(project.id, project.public_key, None)
+        cluster.stop()
+        # a known key still opens intake (the commit, not the lookup, decides whether the queue takes it)
+        assert keys.get(project.id) == ProjectKey(project.id, project.public_key, None)
+        with pytest.raises(OperationalError):
+            keys.get(project.id + 1)  # an unknown one cannot be told from a new project: the outage shows
+        cluster.start()
+        assert keys.get(project.id) is not None
+    finally:
         factory.kw["bind"].dispose()
