@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,7 +19,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from api.errors import install_error_handlers
 from api.routes import anomalies, deploys, intake, projects, sentry_artifacts, sentry_releases, verdicts, webhooks
-from api.state import AppState, ProjectKeyCache, RateLimiter, TokenCache
+from api.state import AppState, ProjectKeyCache, QueueBound, RateLimiter, TokenCache
 from detector.config import Settings
 from detector.health import check_health
 from detector.metrics import Metrics, exposition, refresh_database_gauges
@@ -41,6 +42,13 @@ def build_state(settings: Settings) -> AppState:
         tokens=TokenCache(factory),
         limiter=RateLimiter(settings.default_rate_limit_per_minute),
         metrics=Metrics(),
+        queue_bound=QueueBound(
+            factory,
+            max_items=settings.queue_max_items,
+            max_bytes=settings.queue_max_bytes,
+            retry_after=settings.queue_full_retry_after_seconds,
+            refresh_seconds=settings.queue_bound_refresh_seconds,
+        ),
     )
 
 
@@ -64,6 +72,15 @@ def _serve_docs_offline(app: FastAPI) -> None:
         )
 
 
+def _recent_intake_failure(state: AppState) -> str | None:
+    """Why intake's last commit failed, if none has succeeded since and it failed recently enough that
+    intake traffic would have tried again (`health_intake_failure_seconds`)."""
+    failure = state.writer.last_failure
+    if failure is None or time.monotonic() - failure[0] > state.settings.health_intake_failure_seconds:
+        return None
+    return failure[1]
+
+
 def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
     """The API. With `worker_factory(state) -> Worker`, a worker runs in a thread beside it."""
     state = build_state(settings)
@@ -71,6 +88,7 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state.writer.start()
+        state.queue_bound.start()
         stop = threading.Event()
         thread: threading.Thread | None = None
         if worker_factory is not None:
@@ -81,6 +99,7 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
             yield
         finally:
             state.writer.stop()
+            state.queue_bound.stop()
             stop.set()
             if thread is not None:
                 thread.join(timeout=30)
@@ -118,7 +137,7 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
     def healthz() -> JSONResponse:
         """200 when events sent now will be stored and digested; 503 with the reasons when not (see
         `detector.health` and docs/OPERATIONS.md)."""
-        health = check_health(state.factory, state.settings)
+        health = check_health(state.factory, state.settings, intake_failure=_recent_intake_failure(state))
         if health.queue_depth is not None:
             state.metrics.queue_depth.set(health.queue_depth)
         return JSONResponse(health.as_dict(), status_code=200 if health.ok else 503)

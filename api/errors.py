@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
 from detector.errors import (
     Conflict,
@@ -18,6 +19,7 @@ from detector.errors import (
     RateLimited,
     Unauthorized,
 )
+from detector.store.db import database_error_reason, is_transient_database_error
 
 STATUS_BY_ERROR: list[tuple[type[DetectorError], int]] = [
     (InvalidInput, 400),
@@ -43,10 +45,23 @@ def error_response(exc: DetectorError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-        headers["X-Sentry-Rate-Limits"] = f"{exc.retry_after}:{exc.categories}:project"
+        headers["X-Sentry-Rate-Limits"] = f"{exc.retry_after}:{exc.categories}:{exc.scope}"
+    if isinstance(exc, DatabaseUnavailable) and exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+
+def database_unavailable(exc: DBAPIError, *, retry_after: int) -> DatabaseUnavailable | None:
+    """The 503 a database failure deserves when it is the database's state (restarting, unreachable, out of
+    disk, locked), not the request's; None for any other database error."""
+    if not is_transient_database_error(exc):
+        return None
+    return DatabaseUnavailable(
+        f"the database is unavailable, try again in {retry_after} s: {database_error_reason(exc)}",
+        retry_after=retry_after,
+    )
 
 
 def validation_message(exc: RequestValidationError) -> str:
@@ -70,5 +85,15 @@ def install_error_handlers(app: FastAPI) -> None:
             {"detail": validation_message(exc), "errors": jsonable_encoder(exc.errors())}, status_code=422
         )
 
+    async def handle_database(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DBAPIError)
+        unavailable = database_unavailable(
+            exc, retry_after=request.app.state.detector.settings.database_retry_after_seconds
+        )
+        if unavailable is None:
+            raise exc
+        return error_response(unavailable)
+
     app.add_exception_handler(DetectorError, handle)
+    app.add_exception_handler(DBAPIError, handle_database)
     app.add_exception_handler(RequestValidationError, handle_validation)

@@ -412,6 +412,8 @@ def worker_command(
         while worker.digest_once().items:
             pass
         worker.run_due_jobs()
+        for job in worker.background_jobs:  # alerts and webhooks, which a running worker sends from a thread
+            job.run()
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

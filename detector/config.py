@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     max_event_bytes: int = 1024 * 1024
     max_items_per_envelope: int = 1000
     default_rate_limit_per_minute: int = 0  # 0 = unlimited; projects can override
+    # The intake queue's bound: past either, intake answers 429 with `Retry-After` (as Sentry does over
+    # quota) instead of letting a burst grow the queue, its file and the drain without limit. 100,000
+    # items of bench.ingest's 2.1 KB events are ~210 MB and drain in about a minute; the bytes bound
+    # holds when events are larger. Sizes are estimated (`store.queue.queue_extent`), read every
+    # `queue_bound_refresh_seconds` by every API process, so all of them see what the others queued.
+    queue_max_items: int = Field(default=100_000, gt=0)
+    queue_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    queue_full_retry_after_seconds: int = Field(default=10, ge=1)
+    queue_bound_refresh_seconds: float = Field(default=0.5, gt=0)
+    # After a drain, a worker gives the queue's free space back to the file system once it is this large
+    # (SQLite: VACUUM of the queue's file; PostgreSQL: VACUUM of raw_items, which truncates empty pages).
+    queue_compact_min_mb: float = Field(default=16.0, ge=0)
     # Intake refuses an event whose own timestamp is older than this, as relay does past `max_secs_in_past`
     # (30 days there; 90 here, so replays of recent history fit): its minute's counts were settled long
     # ago, and retention may have removed the raw events that counting distinct users of that minute needs.
@@ -82,6 +94,13 @@ class Settings(BaseSettings):
     # SQLite: `/healthz` answers 503 when the file system holding the database has less free space than this
     # (a small write still succeeds on a full disk, into pages the WAL already holds; intake's would not).
     health_min_free_disk_mb: float = Field(default=64.0, ge=0)
+    # While the database is restarting, unreachable, out of disk or locked, intake and the query API answer
+    # 503 with this `Retry-After` (SDKs wait that long before sending again): a PostgreSQL restart or
+    # failover takes seconds, and the API's pool reconnects on the first request after it.
+    database_retry_after_seconds: int = Field(default=5, ge=1)
+    # `/healthz` answers 503 while intake's last commit failed on the database, until one succeeds or this
+    # long has passed without intake traffic to try again (then the health check's own write decides).
+    health_intake_failure_seconds: float = Field(default=30.0, gt=0)
     # The worker deletes stored events whose minute is older than this (hourly, in batches); per-minute
     # counts, signatures and anomalies are kept, so detection and history are unchanged. At least
     # `max_event_age_days`, so an event intake still accepts finds its minute's events to count against.
@@ -93,6 +112,9 @@ class Settings(BaseSettings):
     slack_channel: str | None = None
     slack_api_url: str | None = None  # the Web API base (default https://slack.com/api/); for stand-ins
     slack_timeout_seconds: float = 5.0
+    # The longest wait between two tries of an alert while Slack is down (the backoff doubles from 2 s up to
+    # it): once Slack is back, a waiting alert goes out within this long. A 429's `Retry-After` is kept as is.
+    slack_retry_max_seconds: float = Field(default=30.0, gt=0)
 
     # Sentry pull mode
     sentry_pull_base_url: str | None = None

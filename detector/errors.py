@@ -32,13 +32,20 @@ class Forbidden(DetectorError):
 
 
 class RateLimited(DetectorError):
-    """The project's rate limit is exhausted; retry after `retry_after` seconds."""
+    """The project's rate limit is exhausted, or (scope `organization`, every category) the intake queue is
+    full; retry after `retry_after` seconds. `categories` and `scope` are those of `X-Sentry-Rate-Limits`."""
 
-    def __init__(self, message: str, *, retry_after: int, categories: str = "error") -> None:
+    def __init__(self, message: str, *, retry_after: int, categories: str = "error", scope: str = "project") -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.categories = categories
+        self.scope = scope
 
 
 class DatabaseUnavailable(DetectorError):
-    """The database URL does not lead to a usable database."""
+    """The database cannot be used: a URL that leads to no usable database, or (with `retry_after`, in
+    seconds) one that is restarting, unreachable, out of disk or locked for now, worth trying again."""
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.config import Settings
-from detector.store.db import sqlite_free_bytes, transaction
+from detector.store.db import database_error_reason, sqlite_free_bytes, transaction
 from detector.store.dead_letters import count_dead_letters
 from detector.store.leases import HEALTH_PREFIX, beat, worker_liveness
 from detector.store.queue import oldest_received, queue_depth
@@ -78,10 +78,19 @@ def _seconds_since(then: datetime | None, now: datetime) -> float | None:
     return None if then is None else round(max(0.0, (now - then).total_seconds()), 3)
 
 
-def check_health(factory: sessionmaker[Session], settings: Settings, *, now: datetime | None = None) -> Health:
+def check_health(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    intake_failure: str | None = None,
+) -> Health:
     """Read the queue, the dead letters and the workers' heartbeats, and prove the database takes a write
-    (this process's `health:` row, committed)."""
+    (this process's `health:` row, committed). `intake_failure`: why this process's last intake commit
+    failed, when none has succeeded since (`GroupCommitWriter.last_failure`), which this small write
+    cannot show (on SQLite the queue is another file; an update in place needs no new page)."""
     now = now or datetime.now(UTC)
+    intake_reasons = [f"intake cannot write the queue: {intake_failure}"] if intake_failure else []
     try:
         with factory() as session:
             depth = queue_depth(session)
@@ -89,7 +98,7 @@ def check_health(factory: sessionmaker[Session], settings: Settings, *, now: dat
             dead = count_dead_letters(session)
             liveness = worker_liveness(session, now=now)
     except Exception as exc:  # a health check reports, it does not raise
-        return Health(reasons=[f"the database cannot be read: {_short(exc)}"])
+        return Health(reasons=[f"the database cannot be read: {_short(exc)}", *intake_reasons])
     facts = {
         "queue_depth": depth,
         "oldest_queued_seconds": oldest,
@@ -105,14 +114,15 @@ def check_health(factory: sessionmaker[Session], settings: Settings, *, now: dat
         free_disk_bytes=sqlite_free_bytes(factory.kw["bind"]),
         min_free_disk_mb=settings.health_min_free_disk_mb,
     )
+    write_reasons = []
     try:
         with transaction(factory) as session:
             beat(session, f"{HEALTH_PREFIX}{socket.gethostname()}:{os.getpid()}", now=now, alive_for=0.0)
     except Exception as exc:  # as above
-        reasons.insert(0, f"the database cannot be written: {_short(exc)}")
+        write_reasons.append(f"the database cannot be written: {_short(exc)}")
+    reasons = [*write_reasons, *intake_reasons, *reasons]
     return Health(reasons=reasons, **facts)  # type: ignore[arg-type]
 
 
 def _short(exc: Exception) -> str:
-    reason = getattr(exc, "orig", None) or exc
-    return str(reason).strip().splitlines()[0][:200] if str(reason).strip() else type(reason).__name__
+    return database_error_reason(exc)

@@ -7,8 +7,14 @@ accepts them. A row is leased before it is sent, so two workers never send the s
 
 Retries belong to the outbox, not to the sender: each row gets one request per delivery round, and the
 first failure that is not the message's own fault (an outage, a timeout, a 429) ends the round and
-postpones every row the round still held, so a Slack outage costs the worker loop one request timeout
-per round, never minutes of sleeping in front of the digest.
+postpones every row the round still held. Delivery runs in a thread of the worker's own
+(`scheduling.DeliveryJob`), so a Slack that hangs delays alerts only, never the digest or detection.
+
+A 429 waits exactly Slack's `Retry-After` and is not an attempt (Slack declined to process the
+message; it says nothing about an outage), so rate limits neither grow the backoff nor bring a row
+closer to giving up. Other transient failures wait 2, 4, 8 ... seconds, up to
+`slack_retry_max_seconds`: once Slack is back, a waiting alert goes out within that interval. A row is
+given up (`failed`) when Slack refuses it for good, or when it has failed for `GIVE_UP_AFTER`.
 
 With a bot token (`channel == "bot"`) the first message opens a thread; growth and state changes
 (`enqueue_state_change`, e.g. a resolve through the API) are posted as replies in it.
@@ -40,8 +46,8 @@ from detector.store.models import Anomaly, Deploy, Notification, Project, Signat
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
-MAX_ATTEMPTS = 50
-BACKOFF_CAP = timedelta(minutes=10)
+GIVE_UP_AFTER = timedelta(hours=24)
+"""A message still undelivered this long after it was queued is marked failed: its news is a day old."""
 
 
 def channel_for(settings: Settings) -> str | None:
@@ -320,11 +326,12 @@ def _send(settings: Settings, notification: Notification, message: dict[str, Any
     return WebhookSender(settings.slack_webhook_url, timeout=timeout, max_attempts=1).post(message)
 
 
-def _retry_wait(result: SendResult, attempts: int) -> timedelta:
-    """Slack's `Retry-After` when it gave one, else 2, 4, 8 … seconds (capped) by attempts so far."""
+def retry_wait(result: SendResult, attempts: int, *, cap_seconds: float) -> timedelta:
+    """Slack's `Retry-After` when it gave one (as is), else 2, 4, 8 … seconds by the failed attempts so
+    far (429s are not attempts), at most `cap_seconds`."""
     if result.retry_after is not None:
         return timedelta(seconds=result.retry_after)
-    return min(BACKOFF_CAP, timedelta(seconds=2 ** min(max(attempts, 1), 10)))
+    return timedelta(seconds=min(cap_seconds, 2.0 ** min(max(attempts, 1), 20)))
 
 
 def _first_message(session: Session, notification: Notification) -> Notification | None:
@@ -390,7 +397,9 @@ def deliver_pending(
             _release(factory, [notification_id], not_before=datetime.now(UTC) + timedelta(seconds=1))
             continue
         result = _send(settings, notification, message, thread_ts)
-        retry_at = _finish(factory, notification_id, result, thread_ts=thread_ts)
+        retry_at = _finish(
+            factory, notification_id, result, thread_ts=thread_ts, cap_seconds=settings.slack_retry_max_seconds
+        )
         if result.ok:
             sent += 1
             continue
@@ -403,13 +412,20 @@ def deliver_pending(
 
 
 def _finish(
-    factory: sessionmaker[Session], notification_id: int, result: SendResult, *, thread_ts: str | None = None
+    factory: sessionmaker[Session],
+    notification_id: int,
+    result: SendResult,
+    *,
+    thread_ts: str | None = None,
+    cap_seconds: float = 30.0,
 ) -> datetime | None:
     """Record one send's outcome; returns when to try again if it is worth trying again."""
     with transaction(factory) as session:
         row = session.get(Notification, notification_id)
         assert row is not None
-        row.attempts += 1
+        rate_limited = not result.ok and not result.permanent and result.retry_after is not None
+        if not rate_limited:
+            row.attempts += 1
         row.lease_owner = None
         row.lease_until = None
         if result.ok:
@@ -418,11 +434,11 @@ def _finish(
             log.info("alert %s for anomaly %s delivered to %s", notification_id, row.anomaly_id, row.channel)
             return None
         row.last_error = result.error
-        if result.permanent or row.attempts >= MAX_ATTEMPTS:
+        if result.permanent or datetime.now(UTC) - row.created_at >= GIVE_UP_AFTER:
             row.state = "failed"
             log.error("alert %s failed for good: %s", notification_id, result.error)
             return None
-        wait = _retry_wait(result, row.attempts)
+        wait = retry_wait(result, row.attempts, cap_seconds=cap_seconds)
         row.next_attempt_at = datetime.now(UTC) + wait
         log.warning("alert %s not delivered (%s); next try in %s", notification_id, result.error, wait)
         return row.next_attempt_at

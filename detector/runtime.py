@@ -11,7 +11,7 @@ from typing import Any
 
 from detector.config import Settings
 from detector.metrics import Metrics
-from detector.scheduling import DetectionJob
+from detector.scheduling import DeliveryJob, DetectionJob
 from detector.sourcemaps.symbolicator import make_symbolicator
 from detector.sources.sentry_pull import SentryPull, pull_is_configured
 from detector.store.db import make_engine, make_sessionmaker
@@ -26,6 +26,10 @@ RETENTION_INTERVAL_SECONDS = 3600.0
 """How often a worker deletes stored events past `raw_event_retention_days` (the first run is at start)."""
 
 
+DELIVERY_INTERVAL_SECONDS = 1.0
+"""How often a worker looks for due alerts and webhooks: an alert waits at most this long past its due time."""
+
+
 def retain_events(factory: Any, settings: Settings) -> int:
     """The retention task: stored events older than the retention go; counts and signatures stay."""
     cutoff = datetime.now(UTC) - timedelta(days=settings.raw_event_retention_days)
@@ -38,7 +42,9 @@ def retain_events(factory: Any, settings: Settings) -> int:
 def build_worker_from_settings(settings: Settings, metrics: Metrics, factory: Any = None) -> Worker:
     factory = factory or make_sessionmaker(make_engine(settings.database_url))
     worker = Worker(settings=settings, factory=factory, metrics=metrics, symbolicate=make_symbolicator())
-    worker.jobs.append(PeriodicJob("detection-and-alerts", 1.0, DetectionJob(factory, settings, metrics).run))
+    worker.jobs.append(PeriodicJob("detection", 1.0, DetectionJob(factory, settings, metrics).run))
+    delivery = DeliveryJob(factory, settings, metrics)
+    worker.background_jobs.append(PeriodicJob("delivery", DELIVERY_INTERVAL_SECONDS, delivery.run))
     retention = partial(retain_events, factory, settings)
     worker.jobs.append(PeriodicJob("event-retention", RETENTION_INTERVAL_SECONDS, retention))
     if pull_is_configured(settings):

@@ -48,8 +48,27 @@ def _claim(session: Session, name: str, owner: str, now: datetime, interval: tim
 
 
 @dataclass
+class DeliveryJob:
+    """What leaves for other services: the Slack outbox and the verdict webhooks, whatever is due. The
+    worker runs it in a thread of its own (`Worker.background_jobs`): a Slack or webhook receiver that
+    hangs until the request's timeout delays those messages, never the digest or a detection pass."""
+
+    factory: sessionmaker[Session]
+    settings: Settings
+    metrics: Metrics
+
+    def run(self) -> None:
+        deliver_verdict_webhooks(self.factory, self.settings)
+        if channel_for(self.settings) is not None:
+            sent = deliver_pending(self.factory, self.settings, metrics=self.metrics)
+            if sent:
+                self.metrics.alerts_sent.inc(sent)
+
+
+@dataclass
 class DetectionJob:
-    """The worker's periodic job: due detection passes, then the alerts they queued."""
+    """The worker's periodic job: due detection passes (their alerts are queued in the outbox, which
+    `DeliveryJob` sends)."""
 
     factory: sessionmaker[Session]
     settings: Settings
@@ -59,11 +78,6 @@ class DetectionJob:
     def run(self) -> None:
         if self.settings.detect_schedule == "on":
             self.run_due_passes()
-        deliver_verdict_webhooks(self.factory, self.settings)
-        if channel_for(self.settings) is not None:
-            sent = deliver_pending(self.factory, self.settings, metrics=self.metrics)
-            if sent:
-                self.metrics.alerts_sent.inc(sent)
 
     def run_due_passes(self) -> None:
         interval = timedelta(seconds=self.settings.detect_interval_seconds)

@@ -23,18 +23,20 @@ from detector.config import Settings
 from detector.intake.digest import DigestStats, Symbolicator, digest_batch
 from detector.metrics import Metrics
 from detector.store import dead_letters, queue
-from detector.store.db import WalCheckpointer, transaction
+from detector.store.db import WalCheckpointer, is_transient_database_error, transaction
 from detector.store.leases import beat_worker, forget_worker
 from detector.store.models import RawItem
 
 log = logging.getLogger(__name__)
 
+COMPACT_EVERY_SECONDS = 60.0
+"""The least time between two compactions of the queue after a drain (`Worker.compact_queue_after_drain`)."""
+
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a digest failure is the database's state, not the items': unreachable, restarting, locked,
-    out of disk, a deadlock (all OperationalError), or a connection lost mid-statement. Those are retried
-    as they are; any other failure is an item's, counted against it."""
-    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    """Whether a digest failure is the database's state (`store.db.is_transient_database_error`), retried as
+    it is; any other failure is an item's, counted against it."""
+    return is_transient_database_error(exc)
 
 
 def _reason(exc: BaseException) -> str:
@@ -129,6 +131,16 @@ class WriteLockClock:
         return time.perf_counter() - first if first is not None else 0.0
 
 
+def _run_in_background(job: PeriodicJob, stop: threading.Event) -> None:
+    """`job` every `job.interval` seconds (from the end of one run to the start of the next) until `stop`."""
+    while not stop.is_set():
+        try:
+            job.run()
+        except Exception:  # the thread's boundary: log, and try again next interval
+            log.exception("worker job %s failed", job.name)
+        stop.wait(job.interval)
+
+
 @dataclass
 class Worker:
     settings: Settings
@@ -136,11 +148,15 @@ class Worker:
     metrics: Metrics
     symbolicate: Symbolicator | None = None
     jobs: list[PeriodicJob] = field(default_factory=list)
+    background_jobs: list[PeriodicJob] = field(default_factory=list)
+    """Jobs that run in a thread each, beside the loop: outbound calls that may hang until their timeout."""
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     batch_size: int = field(init=False)  # the batch the next `digest_once` claims
     _lock_clock: WriteLockClock | None = field(init=False, default=None)
     _checkpointer: WalCheckpointer | None = field(init=False, default=None)
     _hold_per_item: float = field(init=False, default=0.0)
+    _digested_since_compact: int = field(init=False, default=0)
+    _compacted_at: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.batch_size = self.settings.digest_batch_size
@@ -227,6 +243,22 @@ class Worker:
             total.full = True  # a whole batch's worth, one by one: more may be waiting
         return total
 
+    def compact_queue_after_drain(self) -> None:
+        """Once the queue is drained after this worker digested some of it, give its free space back to the
+        file system (`queue.compact_queue`); at most once a minute, as a trickle drains every few batches."""
+        if not self._digested_since_compact or time.monotonic() - self._compacted_at < COMPACT_EVERY_SECONDS:
+            return
+        self._digested_since_compact = 0
+        self._compacted_at = time.monotonic()
+        engine = self.factory.kw["bind"]
+        try:
+            freed = queue.compact_queue(engine, min_free_bytes=int(self.settings.queue_compact_min_mb * 1048576))
+        except OperationalError as exc:  # locked or busy: the next drain tries again
+            log.warning("queue not compacted: %s", exc.orig)
+            return
+        if freed:
+            log.info("queue compacted after a drain: %.1f MB given back to the file system", freed / 1048576)
+
     def run_due_jobs(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         for job in self.jobs:
@@ -250,9 +282,18 @@ class Worker:
         heartbeat.start()
         if self._checkpointer is not None:
             self._checkpointer.start()
+        background = [
+            threading.Thread(target=_run_in_background, args=(job, stop), name=job.name, daemon=True)
+            for job in self.background_jobs
+        ]
+        for thread in background:
+            thread.start()
         try:
             self._loop(stop)
         finally:
+            stop.set()  # the loop ended on an error: the background jobs end with it
+            for thread in background:
+                thread.join(timeout=60)
             if self._checkpointer is not None:
                 self._checkpointer.stop()
             heartbeat.stop()
@@ -270,6 +311,9 @@ class Worker:
                 log.exception("digest batch failed")
                 stop.wait(1.0)
                 continue
+            self._digested_since_compact += stats.items
+            if not stats.items:
+                self.compact_queue_after_drain()
             self.run_due_jobs()
             if not stats.full:  # the queue is empty, or about to be: wait for more
                 stop.wait(self.settings.digest_interval_seconds)

@@ -23,7 +23,7 @@ from detector.detection import AnomalyChange
 from detector.intake.digest import digest_all
 from detector.metrics import Metrics
 from detector.notify import deliver_pending, enqueue_alerts, enqueue_state_change
-from detector.scheduling import DetectionJob, run_project_pass
+from detector.scheduling import DeliveryJob, DetectionJob, run_project_pass
 from detector.store.db import transaction
 from detector.store.models import Anomaly, Notification, Project, WorkerLease
 from detector.store.projects import create_token
@@ -124,12 +124,14 @@ def test_slack_outage_keeps_the_alert_in_the_outbox_and_it_goes_out_once_when_sl
     settings = webhook_settings(settings, slack)
     seed_incident(factory, project)
     metrics = Metrics()
-    job = DetectionJob(factory, settings, metrics, owner="test-worker")
+    detection = DetectionJob(factory, settings, metrics, owner="test-worker")
+    delivery = DeliveryJob(factory, settings, metrics)
     slack.outage(times=5, status=503)
 
     started = time.monotonic()
-    job.run()
-    assert time.monotonic() - started < 5, "an outage costs one request, not a sleep in front of the digest"
+    detection.run()
+    delivery.run()
+    assert time.monotonic() - started < 5, "an outage costs one request, not a sleep in a retry loop"
     assert metrics.detection_passes._value.get() == 1
     (queued,) = rows(factory)
     assert queued.state == "pending" and queued.attempts == 1
@@ -141,15 +143,16 @@ def test_slack_outage_keeps_the_alert_in_the_outbox_and_it_goes_out_once_when_sl
 
     # Slack is still down, and the next pass runs anyway; the alert is not due yet, so nothing is sent.
     first_pass = passes(factory)
-    job.run()
+    detection.run()
+    delivery.run()
     assert passes(factory) > first_pass, "detection goes on during the outage"
     assert metrics.detection_passes._value.get() == 2
     assert len(slack.requests) == requests_during_outage
 
     slack._state.faults.clear()  # Slack is back
     make_due(factory)
-    job.run()
-    job.run()
+    delivery.run()
+    delivery.run()
     (sent,) = rows(factory)
     assert sent.state == "sent" and sent.attempts == 2 and sent.last_error is None
     accepted = slack.accepted_payloads()
@@ -172,7 +175,7 @@ def test_429_retry_after_sets_next_attempt_and_postpones_the_rest_of_the_round(
     assert deliver_pending(factory, settings) == 0
     assert len(slack.requests) == 1, "a 429 ends the round: Slack asked for quiet"
     limited, untried = rows(factory)
-    assert limited.attempts == 1 and limited.last_error == "rate_limited"
+    assert limited.attempts == 0 and limited.last_error == "rate_limited", "a 429 is not an attempt"
     assert timedelta(seconds=29) <= limited.next_attempt_at - before <= timedelta(seconds=32)
     assert untried.attempts == 0 and untried.next_attempt_at >= limited.next_attempt_at
     assert limited.lease_until is None and untried.lease_until is None
@@ -213,8 +216,8 @@ def test_bot_posts_the_alert_then_replies_in_its_thread_on_growth_and_resolve(
     (verdict,) = slack.replies(alert.ts)
     assert "Deploy verdict: failing for web@1.2.0" in (verdict.text or "")
 
-    job = DetectionJob(factory, settings, Metrics(), owner="test-worker")
-    job.run()
+    DetectionJob(factory, settings, Metrics(), owner="test-worker").run()
+    DeliveryJob(factory, settings, Metrics()).run()
     replies = slack.replies(alert.ts)
     assert len(replies) == 2, [m.text for m in slack.messages]
     assert "Still open" in str(replies[1].blocks) or "Grown" in str(replies[1].blocks)

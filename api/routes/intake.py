@@ -32,7 +32,9 @@ try:
 except ImportError:  # pragma: no cover - uvicorn without httptools: answers go through `send`
     _HttpToolsCycle = None
 
-from api.errors import error_response, status_for
+from sqlalchemy.exc import DBAPIError
+
+from api.errors import database_unavailable, error_response, status_for
 from api.state import AppState
 from detector.config import Settings
 from detector.errors import DetectorError, PayloadTooLarge
@@ -180,22 +182,41 @@ class IntakeEndpoint:
             for item in items:
                 if item.item_type == "event":
                     errors += 1
-            state.limiter.take(accepted.key, errors, received_at)
-            await state.writer.write(
-                [
-                    {
-                        "project_id": accepted.project_id,
-                        "item_type": item.item_type,
-                        "event_id": item.event_id,
-                        "received_at": received_at,
-                        "payload": item.payload,
-                    }
-                    for item in items
-                ]
-            )
+            payload_bytes = 0
+            for item in items:
+                payload_bytes += len(item.payload)
+            # the queue's bound before the project's limit: a request refused for a full queue uses no quota
+            state.queue_bound.take(len(items), payload_bytes)
+            try:
+                state.limiter.take(accepted.key, errors, received_at)
+                await state.writer.write(
+                    [
+                        {
+                            "project_id": accepted.project_id,
+                            "item_type": item.item_type,
+                            "event_id": item.event_id,
+                            "received_at": received_at,
+                            "payload": item.payload,
+                        }
+                        for item in items
+                    ]
+                )
+            except Exception:
+                state.queue_bound.finish(len(items), payload_bytes, queued=False)
+                raise
+            except BaseException:  # cancelled while its commit runs, which may still store the rows
+                state.queue_bound.finish(len(items), payload_bytes, queued=True)
+                raise
+            state.queue_bound.finish(len(items), payload_bytes, queued=True)
         except _Disconnected:
             return
-        except DetectorError as exc:
+        except (DetectorError, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError):
+                # the database restarting or out of disk: 503 with Retry-After, which SDKs wait out
+                unavailable = database_unavailable(exc, retry_after=settings.database_retry_after_seconds)
+                if unavailable is None:
+                    raise
+                exc = unavailable
             state.metrics.intake_rejected_of(str(status_for(exc))).inc()
             response = error_response(exc)
             if self.cors and b"origin" in by_name:

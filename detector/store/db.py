@@ -19,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Connection, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.schema import CreateTable
 
@@ -208,6 +208,20 @@ def sqlite_free_bytes(engine: Engine) -> int | None:
         return shutil.disk_usage(Path(engine.url.database).resolve().parent).free
     except OSError:
         return None
+
+
+def is_transient_database_error(exc: BaseException) -> bool:
+    """Whether a failure is the database's state, not the request's or the items': unreachable, restarting,
+    locked, out of disk, read-only, a deadlock (all OperationalError), or a connection lost mid-statement.
+    The same work can succeed later, unchanged."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def database_error_reason(exc: BaseException) -> str:
+    """The first line of the driver's message (SQLAlchemy's own repeats the statement and its parameters)."""
+    reason = getattr(exc, "orig", None) or exc
+    text = str(reason).strip()
+    return text.splitlines()[0][:200] if text else type(reason).__name__
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -255,3 +255,73 @@ def queue_depth(session: Session) -> int:
 
 def oldest_received(session: Session) -> datetime | None:
     return session.scalar(select(func.min(RawItem.received_at)).where(claimable()))
+
+
+class QueueExtent(NamedTuple):
+    items: int
+    payload_bytes: int
+
+
+_EXTENT_SAMPLE = 256
+"""Payload sizes sampled from the newest items to estimate the queue's bytes."""
+
+
+def queue_extent(session: Session | Connection) -> QueueExtent:
+    """The queue's items and payload bytes, estimated in O(log n) whatever its depth: items from the ids'
+    range (ids grow with every item and the digest takes the oldest first, so the range is the count, or
+    a little more once another worker holds an older batch), bytes from the mean size of the newest
+    `_EXTENT_SAMPLE` items. Counting the rows read every payload's pages: 200 MB at the bound."""
+    connection = session.connection() if isinstance(session, Session) else session
+    low, high = connection.exec_driver_sql("SELECT min(id), max(id) FROM raw_items").one()
+    if low is None:
+        return QueueExtent(0, 0)
+    size = "octet_length" if connection.dialect.name == "postgresql" else "length"
+    mean = connection.exec_driver_sql(
+        f"SELECT avg(n) FROM (SELECT {size}(payload) AS n FROM raw_items ORDER BY id DESC LIMIT {_EXTENT_SAMPLE}) s"
+    ).scalar()
+    items = int(high) - int(low) + 1
+    return QueueExtent(items, int(items * float(mean or 0)))
+
+
+def queue_file_bytes(engine: Engine) -> int:
+    """What the queue takes on disk: SQLite, the queue's file (pages, free ones included); PostgreSQL,
+    `raw_items` with its TOAST table and indexes."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            return int(connection.exec_driver_sql("SELECT pg_total_relation_size('raw_items')").scalar() or 0)
+        pages = connection.exec_driver_sql(f"PRAGMA {QUEUE_SCHEMA}.page_count").scalar() or 0
+        page_size = connection.exec_driver_sql(f"PRAGMA {QUEUE_SCHEMA}.page_size").scalar() or 0
+        return int(pages) * int(page_size)
+
+
+def compact_queue(engine: Engine, *, min_free_bytes: int) -> int:
+    """Give the queue's free space back to the file system, once a drain left at least `min_free_bytes`
+    of it; returns the bytes given back (0 when there was too little to bother).
+
+    SQLite: `VACUUM` of the queue's file (what remains is copied, so it is quick on a drained queue; intake
+    waits for its write lock meanwhile), then a TRUNCATE checkpoint so its WAL shrinks too. PostgreSQL:
+    `VACUUM raw_items`, which truncates the table's empty pages at its end (it takes the lock for that only
+    when no intake transaction holds one, so it never blocks intake for long)."""
+    before = queue_file_bytes(engine)
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            live = connection.exec_driver_sql("SELECT count(*) FROM (SELECT 1 FROM raw_items LIMIT 1000) s").scalar()
+        if before < min_free_bytes or live:  # an empty table's every page is free; a busy one, not yet
+            return 0
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM raw_items")
+    else:
+        with engine.connect() as connection:
+            free = connection.exec_driver_sql(f"PRAGMA {QUEUE_SCHEMA}.freelist_count").scalar() or 0
+            page_size = connection.exec_driver_sql(f"PRAGMA {QUEUE_SCHEMA}.page_size").scalar() or 0
+        if int(free) * int(page_size) < min_free_bytes:
+            return 0
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(f"VACUUM {QUEUE_SCHEMA}")
+            cursor.execute(f"PRAGMA {QUEUE_SCHEMA}.wal_checkpoint(TRUNCATE)")
+            cursor.close()
+        finally:
+            raw.close()
+    return max(0, before - queue_file_bytes(engine))

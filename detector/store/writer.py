@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from detector.store.db import database_error_reason
 from detector.store.queue import enqueue_items
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class GroupCommitWriter:
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _thread: threading.Thread | None = None
     _stopping: bool = False
+    last_failure: tuple[float, str] | None = None
+    """`(time.monotonic(), reason)` of the last commit that failed, None once one succeeds after it: what
+    `/healthz` reports while intake cannot write."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
@@ -105,6 +109,9 @@ class GroupCommitWriter:
             except Exception as exc:  # the task boundary: report to every waiting request
                 log.exception("intake commit failed for %d requests", len(batch))
                 error = exc
+                self.last_failure = (time.monotonic(), database_error_reason(exc))
+            else:
+                self.last_failure = None
             by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = defaultdict(list)
             for pending in batch:
                 by_loop[pending.loop].append(pending.future)

@@ -158,6 +158,17 @@ class SlackStandin:
         """Answer the next `times` requests with a redirect (to the stand-in's own `/redirected`)."""
         self._add_faults(times, _Fault(status=status, location=location))
 
+    def end_faults(self) -> None:
+        """Drop the faults not yet consumed: Slack has recovered."""
+        with self._lock:
+            self._state.faults.clear()
+
+    @property
+    def faults_left(self) -> int:
+        """Injected faults not yet consumed (one is consumed as a request arrives, before any delay)."""
+        with self._lock:
+            return len(self._state.faults)
+
     def _add_faults(self, times: int, fault: _Fault) -> None:
         with self._lock:
             self._state.faults.extend([fault] * times)
