@@ -1,8 +1,8 @@
 """A deploy's verdict, the answer CI and rollout controllers act on (pure; no database, no HTTP).
 
 `pending` while the watch runs without enough evidence, `failing` once an anomaly of the deploy crossed,
-`healthy` once an anytime-valid upper confidence bound on the new release's errored-session rate is
-below the margin (with enough sessions and no new signature above the floor), `inconclusive` when the
+`healthy` once the new release's errored-session rate is shown, anytime-valid, below the margin of the
+old one's (with enough sessions and no new signature above the floor), `inconclusive` when the
 watch ended without either. See docs/MODEL.md, "Deploy verdicts", for the statistic and its guarantees.
 
 `healthy` rests on `detector.model.noninferiority`: an e-process against "the new rate is at or above the
