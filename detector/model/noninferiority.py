@@ -44,6 +44,7 @@ bottom: ``E_t`` is computed as that bound over a partition of [0, 1), fine aroun
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import logsumexp
@@ -70,7 +71,20 @@ def _boundaries() -> np.ndarray:
     return CELL_FLOOR * CELL_RATIO ** np.arange(count)
 
 
-def log_evidence_below_margin(
+@dataclass(frozen=True)
+class _Prepared:
+    """What E_t needs that does not depend on the shift: the partition, log B at each sub-cell's top, and
+    M's tilts (per run, minute and sub-cell)."""
+
+    started: np.ndarray
+    errored: np.ndarray
+    log_b: np.ndarray
+    margin_lo: np.ndarray
+    r: np.ndarray
+    errored_terms: np.ndarray
+
+
+def _prepare(
     started: np.ndarray,
     errored: np.ndarray,
     old_errored: np.ndarray | float,
@@ -81,11 +95,8 @@ def log_evidence_below_margin(
     alpha: float,
     min_sessions: int,
     horizon_minutes: int,
-    shift: np.ndarray | float = 0.0,
     fine_points: int = FINE_POINTS,
-) -> np.ndarray:
-    """log E_t for runs (rows) of per-minute counts (columns) and each run's baseline; shape (runs, minutes).
-    ``shift`` (one per run) moves H0 to p >= g(q) + shift."""
+) -> _Prepared:
     n_i = np.atleast_2d(np.asarray(started, float))
     s_i = np.minimum(np.atleast_2d(np.asarray(errored, float)), n_i)
     runs = n_i.shape[0]
@@ -93,7 +104,6 @@ def log_evidence_below_margin(
     n = np.maximum(np.broadcast_to(np.asarray(old_sessions, float), (runs,)).astype(float), k)
     if np.any(n <= 0):
         raise ValueError("the baseline needs sessions")
-    shifts = np.broadcast_to(np.asarray(shift, float), (runs,))
 
     # the partition of [0, 1): 0, the cell boundaries, and the fine points around the baseline's estimate
     bounds = _boundaries()
@@ -127,12 +137,46 @@ def log_evidence_below_margin(
     var_old = (slope**2 * anchor * (1 - anchor) / n[:, None])[:, None, :]
     tilt = math.sqrt(2 * math.log(1 / alpha)) / (horizon[..., None] * np.sqrt(var_new + var_old))
     r = np.clip(1 - tilt * (1 - m_tilde)[:, None, :], 0.02, 0.999)
+    return _Prepared(
+        started=n_i,
+        errored=s_i,
+        log_b=log_b,
+        margin_lo=margin_of(q_lo, tolerance, absolute),
+        r=r,
+        errored_terms=s_i[..., None] * np.log(r),
+    )
 
-    g_lo = margin_of(q_lo, tolerance, absolute)
-    m = np.clip(g_lo + shifts[:, None], _EPS, 1 - 1e-9)[:, None, :]
-    terms = s_i[..., None] * np.log(r) + (n_i - s_i)[..., None] * (np.log1p(-r * m) - np.log1p(-m))
-    log_m = np.cumsum(terms, axis=1)
-    return np.asarray((log_b[:, None, :] + log_m).min(axis=-1))
+
+def _log_evidence(prepared: _Prepared, shifts: np.ndarray) -> np.ndarray:
+    """log E_t from `_prepare` at one shift per run: min over sub-cells of log B(top) + log M_t(g(bottom))."""
+    p = prepared
+    m = np.clip(p.margin_lo + shifts[:, None], _EPS, 1 - 1e-9)[:, None, :]
+    terms = p.errored_terms + (p.started - p.errored)[..., None] * (np.log1p(-p.r * m) - np.log1p(-m))
+    return np.asarray((p.log_b[:, None, :] + np.cumsum(terms, axis=1)).min(axis=-1))
+
+
+def log_evidence_below_margin(
+    started: np.ndarray,
+    errored: np.ndarray,
+    old_errored: np.ndarray | float,
+    old_sessions: np.ndarray | float,
+    *,
+    tolerance: float,
+    absolute: float,
+    alpha: float,
+    min_sessions: int,
+    horizon_minutes: int,
+    shift: np.ndarray | float = 0.0,
+    fine_points: int = FINE_POINTS,
+) -> np.ndarray:
+    """log E_t for runs (rows) of per-minute counts (columns) and each run's baseline; shape (runs, minutes).
+    ``shift`` (one per run) moves H0 to p >= g(q) + shift."""
+    prepared = _prepare(
+        started, errored, old_errored, old_sessions, tolerance=tolerance, absolute=absolute, alpha=alpha,
+        min_sessions=min_sessions, horizon_minutes=horizon_minutes, fine_points=fine_points,
+    )  # fmt: skip
+    runs = prepared.started.shape[0]
+    return _log_evidence(prepared, np.broadcast_to(np.asarray(shift, float), (runs,)).astype(float))
 
 
 def first_below_margin(
@@ -186,9 +230,10 @@ def excess_upper_bound(
     rows_n, rows_s = np.where(keep, n_i, 0.0), np.where(keep, s_i, 0.0)
     threshold = math.log(1 / alpha)
 
+    prepared = _prepare(rows_n, rows_s, old_errored, old_sessions, alpha=alpha, **tuning)  # type: ignore[arg-type]
+
     def reached(shift: np.ndarray) -> np.ndarray:
-        log_e = log_evidence_below_margin(rows_n, rows_s, old_errored, old_sessions, alpha=alpha, shift=shift, **tuning)  # type: ignore[arg-type]
-        return log_e[np.arange(len(at)), at] >= threshold
+        return _log_evidence(prepared, shift)[np.arange(len(at)), at] >= threshold
 
     at_zero = reached(np.zeros(len(at)))
     low = np.where(at_zero, -1.0, 0.0)

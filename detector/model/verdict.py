@@ -182,13 +182,13 @@ def reported_bound(
 ) -> float:
     """The bound the verdict reports beside the margin ``g(old estimate)``: that margin plus the upper
     confidence bound on ``new rate - g(old rate)``, at its minimum over the minutes with enough sessions
-    (every 5th, the last and the healthy one: any of a confidence sequence's sets is valid). Below the
+    (every 10th, the last and the healthy one: any of a confidence sequence's sets is valid). Below the
     margin exactly when the release was shown below it; at most 1."""
     cum = np.cumsum(started)
     enough = np.flatnonzero(cum >= policy.min_sessions)
     if len(enough) == 0:
         enough = np.array([len(started) - 1])
-    asked = set(enough[::5].tolist()) | {int(enough[-1])}
+    asked = set(enough[::10].tolist()) | {int(enough[-1])}
     if healthy_at is not None:
         asked.add(healthy_at)
     tuning = policy.tuning()
