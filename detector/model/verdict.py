@@ -1,26 +1,15 @@
 """A deploy's verdict, the answer CI and rollout controllers act on (pure; no database, no HTTP).
 
 `pending` while the watch runs without enough evidence, `failing` once an anomaly of the deploy crossed,
-`healthy` once an anytime-valid upper confidence bound on the new release's errored-session rate is
-below the margin (with enough sessions and no new signature above the floor), `inconclusive` when the
+`healthy` once the new release's errored-session rate is shown, anytime-valid, below the margin of the
+old one's (with enough sessions and no new signature above the floor), `inconclusive` when the
 watch ended without either. See docs/MODEL.md, "Deploy verdicts", for the statistic and its guarantees.
 
-The bound is a one-sided confidence sequence for a Bernoulli rate built by inverting a family of
-mixture likelihood-ratio test martingales (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon 2021,
-"Time-uniform, nonparametric, nonasymptotic confidence sequences", Ann. Statist. 49(2)): for each
-candidate rate ``m``,
-
-    M_t(m) = mean_r  r**S_t * ((1 - r m) / (1 - m))**(n_t - S_t)        r in ``LOWER_RATIOS`` (all < 1)
-
-is a nonnegative martingale with mean 1 when the true rate is ``m`` (a supermartingale when it is above),
-so by Ville's inequality ``P(exists t: M_t(p) >= 1/alpha) <= alpha`` at the true rate ``p``. ``M_t`` grows
-with ``m``, so ``{m : M_t(m) < 1/alpha}`` is an interval ``[0, U_t)`` and ``U_t`` is an upper bound that
-holds at every minute at once: polling it as often as one likes does not inflate ``alpha``, and its running
-minimum is as valid (what the verdict reports).
-
-The old rate is an estimate too: the margin is computed from its one-sided Clopper-Pearson lower bound at
-``baseline_alpha``, and the sequence spends the rest of ``alpha``, so a release at or above the margin of
-the true old rate is called healthy with probability at most ``alpha`` in all.
+`healthy` rests on `detector.model.noninferiority`: an e-process against "the new rate is at or above the
+margin of the old rate", both rates unknown (the old one seen on the baseline, the new one minute by
+minute), valid at every minute at once (Ville's inequality), so polling the verdict every minute does not
+inflate `alpha`, and `healthy` may stay once reached. Its tilt is tuned to the sample expected at
+`horizon_minutes` (30), where it needs 2.45 standard errors of the difference between the two rates.
 """
 
 from __future__ import annotations
@@ -32,8 +21,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 import numpy as np
-from scipy.special import logsumexp
-from scipy.stats import beta
+
+from detector.model.noninferiority import excess_upper_bound, first_below_margin, margin_of
 
 
 class VerdictStatus(StrEnum):
@@ -41,12 +30,6 @@ class VerdictStatus(StrEnum):
     FAILING = "failing"
     HEALTHY = "healthy"
     INCONCLUSIVE = "inconclusive"
-
-
-LOWER_RATIOS: tuple[float, ...] = (0.25, 0.5, 0.65, 0.8, 0.9)
-"""Alternatives mixed by the bound, as shares of the tested rate: a release as good as the one it replaced
-sits at 0.5-0.8 of the margin (0.5 at a 0.5 % base rate, where the absolute margin rules; 0.8 where the
-relative one does), so the mixture puts its weight there."""
 
 
 @dataclass(frozen=True)
@@ -62,11 +45,11 @@ class VerdictPolicy:
     watch_minutes: int = 60
     """After this long without `healthy` or `failing` the verdict is `inconclusive`."""
     alpha: float = 0.05
-    """Probability that a release whose true rate is above the margin is ever called `healthy`: split
-    between the baseline (`baseline_alpha`, a lower bound on the old rate) and the new release's bound."""
-    baseline_alpha: float = 0.01
-    """The part of `alpha` spent on the old rate, itself an estimate: the margin is computed from its
-    one-sided Clopper-Pearson lower bound at this level, not from the estimate."""
+    """Probability that a release whose true rate is at or above the margin of the true old rate is ever
+    called `healthy` (the old rate's own uncertainty included)."""
+    horizon_minutes: int = 30
+    """The statistic is tuned to be sharpest on the sample this many minutes of the release's busiest
+    minute so far would bring: where `healthy` is wanted by (it stays valid at every other minute)."""
     new_signature_floor: float = 0.001
     """A new signature on more than this share of the release's sessions keeps it from `healthy`."""
     failing_alpha: float = 0.002
@@ -78,30 +61,24 @@ class VerdictPolicy:
             raise ValueError("tolerance must be at least 1")
         if self.absolute_margin < 0:
             raise ValueError("absolute_margin must not be negative")
-        if self.min_sessions < 1 or self.watch_minutes < 1:
-            raise ValueError("min_sessions and watch_minutes must be at least 1")
+        if self.min_sessions < 1 or self.watch_minutes < 1 or self.horizon_minutes < 1:
+            raise ValueError("min_sessions, watch_minutes and horizon_minutes must be at least 1")
         if not 0 < self.alpha < 1 or not 0 < self.failing_alpha < 1:
             raise ValueError("alpha and failing_alpha must be in (0, 1)")
-        if not 0 < self.baseline_alpha < self.alpha:
-            raise ValueError("baseline_alpha must be in (0, alpha)")
 
-    @property
-    def release_alpha(self) -> float:
-        """The part of `alpha` the new release's confidence sequence spends."""
-        return self.alpha - self.baseline_alpha
-
-    def old_rate_lower(self, errored: np.ndarray | float, sessions: np.ndarray | float) -> np.ndarray:
-        """One-sided Clopper-Pearson lower bound on the old rate at `baseline_alpha` (0 without errors)."""
-        k = np.asarray(errored, float)
-        n = np.maximum(np.asarray(sessions, float), k)
-        with np.errstate(invalid="ignore"):
-            lower = beta.ppf(self.baseline_alpha, np.maximum(k, 1e-9), n - k + 1.0)
-        return np.asarray(np.where(k > 0, lower, 0.0))
+    def tuning(self) -> dict[str, float | int]:
+        """The arguments `noninferiority` takes from the policy."""
+        return {
+            "tolerance": self.tolerance,
+            "absolute": self.absolute_margin,
+            "alpha": self.alpha,
+            "min_sessions": self.min_sessions,
+            "horizon_minutes": self.horizon_minutes,
+        }
 
     def margin(self, old_rate: np.ndarray | float) -> np.ndarray:
         """The rate the new release must be shown to stay below: max(old * tolerance, old + absolute)."""
-        old = np.asarray(old_rate, float)
-        return np.asarray(np.minimum(np.maximum(old * self.tolerance, old + self.absolute_margin), 1.0))
+        return margin_of(old_rate, self.tolerance, self.absolute_margin)
 
 
 @dataclass(frozen=True)
@@ -166,53 +143,61 @@ class Verdict:
     anomalies: tuple[AnomalySummary, ...] = field(default_factory=tuple)
 
 
-def log_evidence_below(errored: np.ndarray, sessions: np.ndarray, rate: np.ndarray | float) -> np.ndarray:
-    """log M_t(rate): evidence that the true errored-session rate is below `rate` (see the module doc)."""
-    s = np.asarray(errored, float)[..., None]
-    n = np.asarray(sessions, float)[..., None]
-    m = np.clip(np.asarray(rate, float), 1e-12, 1 - 1e-12)[..., None]
-    r = np.asarray(LOWER_RATIOS)
-    terms = s * np.log(r) + (n - s) * (np.log1p(-r * m) - np.log1p(-m))
-    return np.asarray(logsumexp(terms, axis=-1) - math.log(len(r)))
-
-
-def upper_confidence_bound(errored: np.ndarray, sessions: np.ndarray, alpha: float, iterations: int = 50) -> np.ndarray:
-    """U_t for each (errored, sessions) pair: the smallest rate whose evidence reaches log(1/alpha); 1 when
-    none does. Vectorised bisection (log M_t grows with the rate)."""
-    s = np.asarray(errored, float)
-    n = np.maximum(np.asarray(sessions, float), s)
-    threshold = math.log(1 / alpha)
-    low = np.where(n > 0, s / np.maximum(n, 1.0), 0.0)
-    high = np.full_like(low, 1.0 - 1e-9)
-    reachable = log_evidence_below(s, n, high) >= threshold
-    for _ in range(iterations):
-        mid = (low + high) / 2
-        above = log_evidence_below(s, n, mid) >= threshold
-        high = np.where(above, mid, high)
-        low = np.where(above, low, mid)
-    return np.where(reachable, high, 1.0)
-
-
 def first_healthy_minutes(
-    cum_errored: np.ndarray, cum_sessions: np.ndarray, margins: np.ndarray, policy: VerdictPolicy
+    started: np.ndarray,
+    errored: np.ndarray,
+    old_errored: np.ndarray | float,
+    old_sessions: np.ndarray | float,
+    policy: VerdictPolicy,
 ) -> np.ndarray:
-    """For runs of cumulative counts (rows: runs, columns: minutes) and each run's margin, the first minute
-    (index) at which the bound is below the margin with at least `min_sessions`; -1 where none is."""
-    n = np.atleast_2d(np.asarray(cum_sessions, float))
-    s = np.atleast_2d(np.asarray(cum_errored, float))
-    m = np.broadcast_to(np.asarray(margins, float).reshape(-1, 1), n.shape)
-    below = (n >= policy.min_sessions) & (log_evidence_below(s, n, m) >= math.log(1 / policy.release_alpha))
-    return np.where(below.any(axis=1), below.argmax(axis=1), -1)
+    """For runs of per-minute counts (rows: runs, columns: minutes since the deploy) and each run's
+    baseline, the first minute (index) at which the release is shown below the margin with at least
+    `min_sessions`; -1 where it never is."""
+    tuning = policy.tuning()
+    alpha, min_sessions = tuning.pop("alpha"), tuning.pop("min_sessions")
+    return first_below_margin(
+        started, errored, old_errored, old_sessions, alpha=float(alpha), min_sessions=int(min_sessions), **tuning
+    )
 
 
 def first_healthy_minute(
-    cum_errored: np.ndarray, cum_sessions: np.ndarray, margin: float, policy: VerdictPolicy
+    started: np.ndarray, errored: np.ndarray, old_errored: float, old_sessions: float, policy: VerdictPolicy
 ) -> int | None:
-    """The first minute (index) at which the bound is below the margin with enough sessions, if any."""
-    if len(cum_sessions) == 0:
+    """The first minute (index) at which the release is shown below the margin with enough sessions."""
+    if len(started) == 0 or old_sessions <= 0:
         return None
-    minute = int(first_healthy_minutes(cum_errored, cum_sessions, np.array([margin]), policy)[0])
+    minute = int(
+        first_healthy_minutes(np.asarray([started]), np.asarray([errored]), old_errored, old_sessions, policy)[0]
+    )
     return None if minute < 0 else minute
+
+
+def reported_bound(
+    started: np.ndarray,
+    errored: np.ndarray,
+    old_errored: float,
+    old_sessions: float,
+    policy: VerdictPolicy,
+    healthy_at: int | None,
+) -> float:
+    """The bound the verdict reports beside the margin ``g(old estimate)``: that margin plus the upper
+    confidence bound on ``new rate - g(old rate)``, at its minimum over the minutes with enough sessions
+    (every 10th, the last and the healthy one: any of a confidence sequence's sets is valid). Below the
+    margin exactly when the release was shown below it; at most 1."""
+    cum = np.cumsum(started)
+    enough = np.flatnonzero(cum >= policy.min_sessions)
+    if len(enough) == 0:
+        enough = np.array([len(started) - 1])
+    asked = set(enough[::10].tolist()) | {int(enough[-1])}
+    if healthy_at is not None:
+        asked.add(healthy_at)
+    tuning = policy.tuning()
+    alpha = float(tuning.pop("alpha"))
+    excess = excess_upper_bound(
+        started, errored, old_errored, old_sessions, np.array(sorted(asked)), alpha=alpha, **tuning
+    )
+    old = old_errored / old_sessions
+    return float(min(float(policy.margin(old)) + float(excess.min()), 1.0))
 
 
 def deploy_verdict(
@@ -229,15 +214,10 @@ def deploy_verdict(
     sessions = int(cum_sessions[-1]) if len(cum_sessions) else 0
     bad = int(cum_errored[-1]) if len(cum_errored) else 0
     rate = bad / sessions if sessions else None
-    bound = None
-    if sessions:
-        # the running minimum: an intersection of a confidence sequence's sets is one too
-        seen = cum_sessions > 0
-        bound = float(upper_confidence_bound(cum_errored[seen], cum_sessions[seen], policy.release_alpha).min())
+    errored = np.diff(cum_errored, prepend=0.0)
     old_rate = exposure.old_rate
-    margin = None
-    if old_rate is not None:
-        margin = float(policy.margin(policy.old_rate_lower(exposure.baseline_errored, exposure.baseline_started)))
+    margin = bound = healthy_at = None
+    base_errored = min(exposure.baseline_errored, exposure.baseline_started)
     minutes = max(int((at - exposure.deployed_at).total_seconds() // 60), 0)
     watch_over = at >= exposure.deployed_at + timedelta(minutes=policy.watch_minutes)
 
@@ -256,6 +236,14 @@ def deploy_verdict(
             anomalies=tuple(anomalies),
         )
 
+    floor = policy.new_signature_floor
+    above_floor = [s for s in exposure.new_signatures if sessions and s.sessions / sessions > floor]
+    if old_rate is not None:
+        margin = float(policy.margin(old_rate))
+        if sessions:
+            if not above_floor and not anomalies:
+                healthy_at = first_healthy_minute(started, errored, base_errored, exposure.baseline_started, policy)
+            bound = reported_bound(started, errored, base_errored, exposure.baseline_started, policy, healthy_at)
     needed = math.log(1 / policy.failing_alpha)
     confirmed = [a for a in anomalies if a.evidence is None or a.evidence >= needed]
     if confirmed:
@@ -266,11 +254,6 @@ def deploy_verdict(
             summary = (str(first.top_suspect.get("message") or "").splitlines() or [""])[0]
             suspect = f"; top suspect {str(first.top_suspect.get('sha', ''))[:12]} {summary!r}"
         return verdict(VerdictStatus.FAILING, f"{_kind_phrase(first.kind)}: {first.title}{more}{suspect}.")
-    floor = policy.new_signature_floor
-    above_floor = [s for s in exposure.new_signatures if sessions and s.sessions / sessions > floor]
-    healthy_at = None
-    if margin is not None and not above_floor and not anomalies:
-        healthy_at = first_healthy_minute(cum_errored, cum_sessions, margin, policy)
     if healthy_at is not None:
         at_healthy = cum_sessions[healthy_at]
         return verdict(
