@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # counts, signatures and anomalies are kept, so detection and history are unchanged. At least
     # `max_event_age_days`, so an event intake still accepts finds its minute's events to count against.
     raw_event_retention_days: float = Field(default=90, gt=0)
+    # ... checked this often by each worker (first at its start); a run deletes in batches of 5,000 rows
+    # per transaction, so it never holds the write lock long.
+    raw_event_retention_interval_seconds: float = Field(default=3600, gt=0)
 
     # alerts
     slack_webhook_url: str | None = None

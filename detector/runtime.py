@@ -22,10 +22,6 @@ from detector.worker import PeriodicJob, Worker
 log = logging.getLogger(__name__)
 
 
-RETENTION_INTERVAL_SECONDS = 3600.0
-"""How often a worker deletes stored events past `raw_event_retention_days` (the first run is at start)."""
-
-
 def retain_events(factory: Any, settings: Settings) -> int:
     """The retention task: stored events older than the retention go; counts and signatures stay."""
     cutoff = datetime.now(UTC) - timedelta(days=settings.raw_event_retention_days)
@@ -40,7 +36,7 @@ def build_worker_from_settings(settings: Settings, metrics: Metrics, factory: An
     worker = Worker(settings=settings, factory=factory, metrics=metrics, symbolicate=make_symbolicator())
     worker.jobs.append(PeriodicJob("detection-and-alerts", 1.0, DetectionJob(factory, settings, metrics).run))
     retention = partial(retain_events, factory, settings)
-    worker.jobs.append(PeriodicJob("event-retention", RETENTION_INTERVAL_SECONDS, retention))
+    worker.jobs.append(PeriodicJob("event-retention", settings.raw_event_retention_interval_seconds, retention))
     if pull_is_configured(settings):
         pull = SentryPull.from_settings(settings, factory)
         worker.jobs.append(PeriodicJob("sentry-pull", settings.sentry_pull_interval_seconds, pull.run))
