@@ -15,7 +15,8 @@ from detector.errors import RateLimited
 from detector.intake.accept import ProjectKey
 from detector.metrics import Metrics
 from detector.store.models import Project
-from detector.store.projects import token_is_valid
+from detector.store.projects import token_scopes
+from detector.store.scopes import TokenScope
 from detector.store.writer import GroupCommitWriter
 
 
@@ -50,21 +51,22 @@ class ProjectKeyCache:
 
 @dataclass
 class TokenCache:
-    """Valid API tokens seen recently, so authenticated reads do not hit the database each time."""
+    """The scopes of API tokens seen recently, so authenticated requests do not hit the database each time."""
 
     factory: sessionmaker[Session]
     ttl: float = 30.0
-    _valid: dict[str, float] = field(default_factory=dict)
+    _scopes: dict[str, tuple[frozenset[TokenScope], float]] = field(default_factory=dict)
 
-    def is_valid(self, token: str) -> bool:
-        seen = self._valid.get(token)
-        if seen is not None and time.monotonic() - seen < self.ttl:
-            return True
+    def scopes_of(self, token: str) -> frozenset[TokenScope] | None:
+        """The token's scopes; None for an unknown token (never cached, so a new token works at once)."""
+        seen = self._scopes.get(token)
+        if seen is not None and time.monotonic() - seen[1] < self.ttl:
+            return seen[0]
         with self.factory() as session:
-            ok = token_is_valid(session, token)
-        if ok:
-            self._valid[token] = time.monotonic()
-        return ok
+            scopes = token_scopes(session, token)
+        if scopes is not None:
+            self._scopes[token] = (scopes, time.monotonic())
+        return scopes
 
 
 @dataclass

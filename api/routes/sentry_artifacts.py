@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from api.deps import SessionDep, StateDep, TokenDep
+from api.deps import IngestToken, SessionDep, StateDep
 from api.routes.intake import read_bounded_body
 from api.state import AppState
 from detector.errors import InvalidInput, NotFound, PayloadTooLarge
@@ -64,7 +64,7 @@ def _public_base(request: Request, state: AppState) -> str:
 
 @router.get("/chunk-upload/")
 def get_chunk_upload_options(
-    org: str, request: Request, session: SessionDep, state: StateDep, _token: TokenDep
+    org: str, request: Request, session: SessionDep, state: StateDep, _token: IngestToken
 ) -> dict[str, Any]:
     _require_org(session, state, org)
     return chunk_upload_options(f"{_public_base(request, state)}/api/0/organizations/{org}/chunk-upload/", LIMITS)
@@ -118,7 +118,7 @@ def _save_chunks(state: AppState, org: str, chunks: dict[str, bytes]) -> None:
 
 
 @router.post("/chunk-upload/")
-async def post_chunks(org: str, request: Request, state: StateDep, _token: TokenDep) -> dict[str, Any]:
+async def post_chunks(org: str, request: Request, state: StateDep, _token: IngestToken) -> dict[str, Any]:
     chunks = await _read_chunks(request)
     await run_in_threadpool(_save_chunks, state, org, chunks)
     return {"chunks": sorted(chunks)}
@@ -164,7 +164,7 @@ def _assemble(state: AppState, org: str, req: AssembleRequest) -> dict[str, Any]
 
 
 @router.post("/artifactbundle/assemble/")
-async def assemble_artifact_bundle(org: str, request: Request, state: StateDep, _token: TokenDep) -> dict[str, Any]:
+async def assemble_artifact_bundle(org: str, request: Request, state: StateDep, _token: IngestToken) -> dict[str, Any]:
     body = await read_bounded_body(request, MAX_ASSEMBLE_BODY)
     try:
         payload = json.loads(body)

@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from detector.store.scopes import ALL_SCOPES_TEXT
 from detector.store.types import BigId, Json, UTCDateTime
 
 
@@ -58,6 +59,8 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # `scopes.TokenScope` names, space-separated; tokens from before migration 0008 hold them all
+    scopes: Mapped[str] = mapped_column(String(64), server_default=ALL_SCOPES_TEXT)
 
 
 # --- intake queue and events --------------------------------------------------------------------
