@@ -26,7 +26,7 @@ from api.routes.intake import read_bounded_body
 from api.state import AppState
 from detector.errors import InvalidInput, NotFound, PayloadTooLarge
 from detector.intake.decode import BodyTooLarge, CorruptBody, decode_body
-from detector.sourcemaps.bundle import InvalidBundle, parse_bundle
+from detector.sourcemaps.bundle import InvalidBundle, UnsafeArtifactName, parse_bundle
 from detector.sourcemaps.chunks import (
     AssembleRequest,
     ChecksumMismatch,
@@ -141,6 +141,9 @@ def _assemble(state: AppState, org: str, req: AssembleRequest) -> dict[str, Any]
         try:
             data = assemble_file(req.checksum, [stored[c] for c in req.chunks], LIMITS)
             bundle = parse_bundle(data, max_uncompressed=MAX_UNPACKED_BYTES)
+        except UnsafeArtifactName as exc:
+            # 400, not sentry-cli's "error" state: a name that points outside the release is refused loudly
+            raise InvalidInput(f"artifact bundle refused: {exc}") from exc
         except (ChecksumMismatch, InvalidBundle) as exc:
             return {"state": "error", "detail": str(exc), "missingChunks": []}
         artifacts.store_bundle(
