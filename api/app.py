@@ -38,7 +38,7 @@ def build_state(settings: Settings) -> AppState:
         writer=GroupCommitWriter(factory),
         keys=ProjectKeyCache(factory),
         tokens=TokenCache(factory),
-        limiter=RateLimiter(settings.default_rate_limit_per_minute),
+        limiter=RateLimiter(factory, settings.default_rate_limit_per_minute),
         metrics=Metrics(),
     )
 

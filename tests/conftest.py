@@ -151,8 +151,15 @@ def free_port() -> int:
 class LiveServer:
     """`detector serve` in a subprocess on loopback, on the test's database."""
 
-    def __init__(self, database_url: str, tmp_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        tmp_path: Path,
+        extra_env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.port = free_port()
+        self.extra_args = extra_args or []
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")},
@@ -167,7 +174,10 @@ class LiveServer:
     def start(self) -> LiveServer:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "detector.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [
+                *(sys.executable, "-m", "detector.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)),
+                *self.extra_args,
+            ],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

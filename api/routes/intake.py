@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 try:
@@ -173,7 +174,9 @@ class IntakeEndpoint:
             for item in items:
                 if item.item_type == "event":
                     errors += 1
-            state.limiter.take(accepted.key, errors, received_at)
+            if errors and state.limiter.limit_for(accepted.key) > 0:
+                # a database write (the count all API processes share): off the event loop
+                await run_in_threadpool(state.limiter.take, accepted.key, errors, received_at)
             await state.writer.write(
                 [
                     {

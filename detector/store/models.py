@@ -87,6 +87,18 @@ class RawItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class RateWindow(Base):
+    """Events a project's key has sent in one minute (`minute` = unix seconds // 60), shared by every API
+    process (`rate_limits`). SQLite: in the queue's file with `raw_items` (created on connect, like it), so
+    intake's counting never waits for the digest's lock on the main file."""
+
+    __tablename__ = "rate_windows"
+
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    used: Mapped[int] = mapped_column(Integer)
+
+
 class QueueDigested(Base):
     """SQLite: raw items digested but not yet deleted from the queue's file. SQLite commits a transaction
     over two files as two commits, so the digest records what it digested here, with the digest's rows,
