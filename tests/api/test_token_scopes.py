@@ -88,19 +88,43 @@ def test_a_token_made_before_scopes_keeps_every_scope_after_the_upgrade(
     engine.dispose()
     upgrade(database_url)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_") or k.startswith("DETECTOR_TEST")}
-    listed = subprocess.run(
-        [sys.executable, "-m", "detector.cli", "token", "list", "--json"],
-        env={**env, "DETECTOR_DATABASE_URL": database_url},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    listed = run_detector(database_url, tmp_path, "token", "list", "--json")
     assert [t["scopes"] for t in json.loads(listed.stdout)] == [["ingest", "read", "deploy", "admin"]]
     headers = {"Authorization": f"Bearer {old_token}"}
     with TestClient(create_app(settings)) as client:
         for method, path, body, _accepted in ROUTES:
             answer = client.request(method, path, headers=headers, json=body)
             assert answer.status_code not in (401, 403), (method, path, answer.text)
+
+
+def run_detector(database_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_") or k.startswith("DETECTOR_TEST")}
+    return subprocess.run(
+        [sys.executable, "-m", "detector.cli", *args],
+        env={**env, "DETECTOR_DATABASE_URL": database_url},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_cli_makes_a_token_with_only_the_scopes_named(
+    database_url: str, client: TestClient, project: Project, tmp_path: Path
+) -> None:
+    made = run_detector(database_url, tmp_path, "token", "create", "--scope", "read", "--label", "grafana", "--json")
+    assert made.returncode == 0, made.stderr
+    answer = json.loads(made.stdout)
+    assert answer["scopes"] == ["read"]
+    headers = {"Authorization": f"Bearer {answer['token']}"}
+    assert client.get("/api/v1/projects", headers=headers).status_code == 200
+    refused = client.post("/api/v1/projects/web/deploys", headers=headers, json={"release": "web@1"})
+    assert refused.status_code == 403 and "'deploy'" in refused.json()["detail"]
+
+    listed = json.loads(run_detector(database_url, tmp_path, "token", "list", "--json").stdout)
+    assert [(t["label"], t["scopes"]) for t in listed] == [("grafana", ["read"])]
+    assert "token" not in listed[0]  # shown once, when made
+
+    bad = run_detector(database_url, tmp_path, "token", "create", "--scope", "write")
+    assert bad.returncode == 1
+    assert "unknown token scope 'write'" in bad.stderr and "ingest, read, deploy, admin" in bad.stderr
