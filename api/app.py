@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -40,7 +39,7 @@ def build_state(settings: Settings) -> AppState:
         writer=GroupCommitWriter(factory),
         keys=ProjectKeyCache(factory),
         tokens=TokenCache(factory),
-        limiter=RateLimiter(settings.default_rate_limit_per_minute),
+        limiter=RateLimiter(factory, settings.default_rate_limit_per_minute),
         metrics=Metrics(),
         queue_bound=QueueBound(
             factory,
@@ -116,13 +115,7 @@ def create_app(settings: Settings, *, worker_factory: Any = None) -> FastAPI:
     )
     app.state.detector = state
     _serve_docs_offline(app)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=["*"],
-        allow_methods=["GET", "POST", "PUT", "OPTIONS"],
-        allow_headers=["*"],
-        expose_headers=["Retry-After", "X-Sentry-Rate-Limits"],
-    )
+    # No CORS middleware: only the intake routes answer CORS (api/cors.py), the query API none.
     install_error_handlers(app)
     app.include_router(intake.router)
     app.include_router(projects.router)

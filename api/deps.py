@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated
 
@@ -12,9 +12,10 @@ from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
 from api.state import AppState
-from detector.errors import Unauthorized
+from detector.errors import Forbidden, Unauthorized
 from detector.store.models import Project
 from detector.store.projects import get_project_by_slug
+from detector.store.scopes import TokenScope, allows
 from detector.times import utc_in_range
 
 
@@ -47,20 +48,55 @@ def bearer_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Dep
     return credentials.credentials.strip()
 
 
-def require_token(state: StateDep, token: Annotated[str, Depends(bearer_token)]) -> str:
-    if not state.tokens.is_valid(token):
+def check_scopes(state: AppState, token: str, accepted: tuple[TokenScope, ...], what: str) -> None:
+    """Unauthorized for an unknown token, Forbidden for one that holds none of `accepted` (admin holds all)."""
+    held = state.tokens.scopes_of(token)
+    if held is None:
         raise Unauthorized("unknown API token")
-    return token
+    if not allows(held, accepted):
+        needed = " or ".join(f"'{scope}'" for scope in accepted)
+        has = ", ".join(scope for scope in TokenScope if scope in held) or "none"
+        raise Forbidden(
+            f"this API token may not {what}: that needs the {needed} scope (the token has: {has}); "
+            f"make one with `detector token create --scope {accepted[0]}`"
+        )
 
 
-TokenDep = Annotated[str, Depends(require_token)]
+def token_with(*accepted: TokenScope, what: str) -> Callable[..., str]:
+    """A dependency: the request's bearer token, if it holds one of `accepted`."""
+
+    def require(state: StateDep, token: Annotated[str, Depends(bearer_token)]) -> str:
+        check_scopes(state, token, accepted, what)
+        return token
+
+    return require
 
 
-def project_from_slug(slug: str, session: SessionDep, _token: TokenDep) -> Project:
-    return get_project_by_slug(session, slug)
+def project_with(*accepted: TokenScope, what: str) -> Callable[..., Project]:
+    """A dependency: the project named by the route's `slug`, for a token holding one of `accepted`."""
+    require = token_with(*accepted, what=what)
+
+    # a default, not an annotation: annotations are strings here, and `require` is not a module name
+    def project_from_slug(slug: str, session: SessionDep, _token: str = Depends(require)) -> Project:
+        return get_project_by_slug(session, slug)
+
+    return project_from_slug
 
 
-ProjectDep = Annotated[Project, Depends(project_from_slug)]
+READ = TokenScope.READ
+DEPLOY = TokenScope.DEPLOY
+ReadToken = Annotated[str, Depends(token_with(READ, what="read"))]
+ReadProject = Annotated[Project, Depends(project_with(READ, what="read"))]
+"""The native read API."""
+DeployReadToken = Annotated[str, Depends(token_with(READ, DEPLOY, what="read releases and deploys"))]
+DeployReadProject = Annotated[Project, Depends(project_with(READ, DEPLOY, what="read deploys and verdicts"))]
+"""What a deploy job reads on its way (sentry-cli's release calls, the latest deploy, the verdict)."""
+DeployToken = Annotated[str, Depends(token_with(DEPLOY, what="record releases, commits or deploys"))]
+DeployProject = Annotated[Project, Depends(project_with(DEPLOY, what="record deploys"))]
+IngestToken = Annotated[str, Depends(token_with(TokenScope.INGEST, what="upload source maps"))]
+AdminProject = Annotated[
+    Project, Depends(project_with(TokenScope.ADMIN, what="change anomalies or run a detection pass"))
+]
 
 
 def as_utc(value: datetime) -> datetime:

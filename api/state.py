@@ -16,10 +16,12 @@ from detector.config import Settings
 from detector.errors import RateLimited
 from detector.intake.accept import ProjectKey
 from detector.metrics import Metrics
-from detector.store.db import database_error_reason, is_transient_database_error
+from detector.store.db import database_error_reason, is_transient_database_error, transaction
 from detector.store.models import Project
-from detector.store.projects import token_is_valid
+from detector.store.projects import token_scopes
 from detector.store.queue import queue_extent
+from detector.store.rate_limits import take_from_window
+from detector.store.scopes import TokenScope
 from detector.store.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -67,49 +69,54 @@ class ProjectKeyCache:
 
 @dataclass
 class TokenCache:
-    """Valid API tokens seen recently, so authenticated reads do not hit the database each time."""
+    """The scopes of API tokens seen recently, so authenticated requests do not hit the database each time."""
 
     factory: sessionmaker[Session]
     ttl: float = 30.0
-    _valid: dict[str, float] = field(default_factory=dict)
+    _scopes: dict[str, tuple[frozenset[TokenScope], float]] = field(default_factory=dict)
 
-    def is_valid(self, token: str) -> bool:
-        seen = self._valid.get(token)
-        if seen is not None and time.monotonic() - seen < self.ttl:
-            return True
+    def scopes_of(self, token: str) -> frozenset[TokenScope] | None:
+        """The token's scopes; None for an unknown token (never cached, so a new token works at once)."""
+        seen = self._scopes.get(token)
+        if seen is not None and time.monotonic() - seen[1] < self.ttl:
+            return seen[0]
         with self.factory() as session:
-            ok = token_is_valid(session, token)
-        if ok:
-            self._valid[token] = time.monotonic()
-        return ok
+            scopes = token_scopes(session, token)
+        if scopes is not None:
+            self._scopes[token] = (scopes, time.monotonic())
+        return scopes
 
 
 @dataclass
 class RateLimiter:
-    """A per-project fixed one-minute window (per API process)."""
+    """A per-project fixed one-minute window, counted in the database (`store.rate_limits`), so all API
+    processes and replicas share one limit. Costs one short write per request, only for projects with a
+    limit (none by default)."""
 
+    factory: sessionmaker[Session]
     default_per_minute: int
-    _window: dict[int, tuple[int, int]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def limit_for(self, project: ProjectKey) -> int:
+        """The project's events per minute; 0 is unlimited."""
+        return project.rate_limit_per_minute or self.default_per_minute
 
     def take(self, project: ProjectKey, n: int, now: datetime | None = None) -> None:
-        limit = project.rate_limit_per_minute or self.default_per_minute
+        """Count `n` events, or RateLimited (nothing counted) when they would pass the limit this minute.
+        Blocking (a database write): call it off the event loop."""
+        limit = self.limit_for(project)
         if limit <= 0 or n == 0:
             return
         ts = (now or datetime.now(UTC)).timestamp()
         minute = int(ts // 60)
-        with self._lock:
-            window, used = self._window.get(project.project_id, (minute, 0))
-            if window != minute:
-                used = 0
-            if used + n > limit:
-                retry = max(1, 60 - int(ts % 60))
-                raise RateLimited(
-                    f"project {project.project_id} is over its limit of {limit} events per minute",
-                    retry_after=retry,
-                    categories="error;default",
-                )
-            self._window[project.project_id] = (minute, used + n)
+        with transaction(self.factory) as session:
+            used = take_from_window(session, project_id=project.project_id, minute=minute, n=n, limit=limit)
+        if used is None:
+            retry = max(1, 60 - int(ts % 60))
+            raise RateLimited(
+                f"project {project.project_id} is over its limit of {limit} events per minute",
+                retry_after=retry,
+                categories="error;default",
+            )
 
 
 @dataclass

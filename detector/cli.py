@@ -37,8 +37,10 @@ from detector.store.projects import (
     create_token,
     get_project_by_slug,
     list_projects,
+    list_tokens,
     project_as_dict,
 )
+from detector.store.scopes import ALL_SCOPES, parse_scopes, scopes_as_text
 from detector.supervise import Supervisor, stop_all
 from detector.times import iso_utc, json_default
 
@@ -230,17 +232,44 @@ def project_set_repo(
 @token_app.command("create")
 def token_create(
     label: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="What it may do, repeatable: ingest (source maps), read (the query API), deploy (releases, "
+            "deploys, verdicts), admin (everything). Default: every scope.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create an API token (shown once)."""
     settings = load_settings()
     factory = session_factory(settings)
-    with transaction(factory) as session:
-        token = create_token(session, label=label)
+    try:
+        scopes = parse_scopes(scope) if scope else ALL_SCOPES
+        with transaction(factory) as session:
+            token = create_token(session, label=label, scopes=scopes)
+    except DetectorError as exc:
+        raise fail(str(exc)) from exc
     if as_json:
-        echo_json({"token": token})
+        echo_json({"token": token, "scopes": scopes_as_text(scopes).split()})
     else:
         typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False) -> None:
+    """List API tokens: id, label, scopes, creation time (a token itself is never shown again)."""
+    settings = load_settings()
+    with session_factory(settings)() as session:
+        tokens = list_tokens(session)
+    if as_json:
+        echo_json(tokens)
+        return
+    table = Table("id", "label", "scopes", "created")
+    for t in tokens:
+        table.add_row(str(t["id"]), str(t["label"]), " ".join(t["scopes"]), str(t["created_at"]))  # type: ignore[arg-type]
+    Console().print(table)
 
 
 def _check_port_free(host: str, port: int) -> None:

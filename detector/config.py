@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_database_url() -> str:
@@ -44,6 +45,9 @@ class Settings(BaseSettings):
     # After a drain, a worker gives the queue's free space back to the file system once it is this large
     # (SQLite: VACUUM of the queue's file; PostgreSQL: VACUUM of raw_items, which truncates empty pages).
     queue_compact_min_mb: float = Field(default=16.0, ge=0)
+    # Origins whose pages may post events (the browser SDK), comma-separated, `*` for any; intake only: the
+    # query API answers no CORS at all. Other origins get 403, as relay refuses a project's disallowed domains.
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     # Intake refuses an event whose own timestamp is older than this, as relay does past `max_secs_in_past`
     # (30 days there; 90 here, so replays of recent history fit): its minute's counts were settled long
     # ago, and retention may have removed the raw events that counting distinct users of that minute needs.
@@ -105,6 +109,9 @@ class Settings(BaseSettings):
     # counts, signatures and anomalies are kept, so detection and history are unchanged. At least
     # `max_event_age_days`, so an event intake still accepts finds its minute's events to count against.
     raw_event_retention_days: float = Field(default=90, gt=0)
+    # ... checked this often by each worker (first at its start); a run deletes in batches of 5,000 rows
+    # per transaction, so it never holds the write lock long.
+    raw_event_retention_interval_seconds: float = Field(default=3600, gt=0)
 
     # alerts
     slack_webhook_url: str | None = None
@@ -131,6 +138,22 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://"):
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        origins = [str(o).strip().rstrip("/").lower() for o in items if str(o).strip()]
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(
+                    f"DETECTOR_CORS_ALLOWED_ORIGINS: {origin!r} is not an origin (scheme://host[:port], or *)"
+                )
+        if not origins:
+            raise ValueError("DETECTOR_CORS_ALLOWED_ORIGINS is empty: list origins, or * for any")
+        return origins
 
     @model_validator(mode="after")
     def _heartbeat_within_staleness(self) -> Settings:

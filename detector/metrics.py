@@ -10,6 +10,7 @@ any process. Without the variable (tests, a lone `detector worker`) each registr
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from detector.store.dead_letters import count_dead_letters
 from detector.store.models import Anomaly, Notification, WorkerLease
 from detector.store.queue import oldest_received, queue_depth
+from detector.store.size import measure_store
 
 M = TypeVar("M", Counter, Gauge, Histogram)
 
@@ -47,9 +49,15 @@ class Children(Generic[M]):
         return child
 
 
+STORE_SIZE_EVERY_SECONDS = 60.0
+"""A scrape measures the store's size at most this often (a count of a big SQLite table takes a while)."""
+
+
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    store_measured_at: float | None = None
+    """`time.monotonic()` of the last store measurement by this process."""
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -118,6 +126,26 @@ class Metrics:
             **MOST_RECENT,
             registry=r,
         )
+        self.store_rows = Gauge(
+            "detector_store_rows",
+            "Rows per main table (PostgreSQL: the planner's estimate past a million rows)",
+            ["table"],
+            **MOST_RECENT,
+            registry=r,
+        )
+        self.store_bytes = Gauge(
+            "detector_store_bytes",
+            "Bytes the database takes on disk (SQLite: main and queue files with their WALs)",
+            **MOST_RECENT,
+            registry=r,
+        )
+        self.store_table_bytes = Gauge(
+            "detector_store_table_bytes",
+            "PostgreSQL: bytes per main table, with its indexes and TOAST",
+            ["table"],
+            **MOST_RECENT,
+            registry=r,
+        )
 
 
 def refresh_database_gauges(session: Session, metrics: Metrics) -> None:
@@ -137,6 +165,22 @@ def refresh_database_gauges(session: Session, metrics: Metrics) -> None:
         select(Notification.state, func.count()).where(Notification.state != "sent").group_by(Notification.state)
     ).all():
         metrics.alerts_waiting.labels(state=state).set(count)
+    refresh_store_size(session, metrics)
+
+
+def refresh_store_size(session: Session, metrics: Metrics) -> None:
+    """Set the store size gauges, unless this process measured less than `STORE_SIZE_EVERY_SECONDS` ago."""
+    now = time.monotonic()
+    if metrics.store_measured_at is not None and now - metrics.store_measured_at < STORE_SIZE_EVERY_SECONDS:
+        return
+    size = measure_store(session)
+    for table, rows in size.rows.items():
+        metrics.store_rows.labels(table=table).set(rows)
+    if size.bytes_on_disk is not None:
+        metrics.store_bytes.set(size.bytes_on_disk)
+    for table, table_bytes in size.table_bytes.items():
+        metrics.store_table_bytes.labels(table=table).set(table_bytes)
+    metrics.store_measured_at = now
 
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"

@@ -22,10 +22,6 @@ from detector.worker import PeriodicJob, Worker
 log = logging.getLogger(__name__)
 
 
-RETENTION_INTERVAL_SECONDS = 3600.0
-"""How often a worker deletes stored events past `raw_event_retention_days` (the first run is at start)."""
-
-
 DELIVERY_INTERVAL_SECONDS = 1.0
 """How often a worker looks for due alerts and webhooks: an alert waits at most this long past its due time."""
 
@@ -46,7 +42,7 @@ def build_worker_from_settings(settings: Settings, metrics: Metrics, factory: An
     delivery = DeliveryJob(factory, settings, metrics)
     worker.background_jobs.append(PeriodicJob("delivery", DELIVERY_INTERVAL_SECONDS, delivery.run))
     retention = partial(retain_events, factory, settings)
-    worker.jobs.append(PeriodicJob("event-retention", RETENTION_INTERVAL_SECONDS, retention))
+    worker.jobs.append(PeriodicJob("event-retention", settings.raw_event_retention_interval_seconds, retention))
     if pull_is_configured(settings):
         pull = SentryPull.from_settings(settings, factory)
         worker.jobs.append(PeriodicJob("sentry-pull", settings.sentry_pull_interval_seconds, pull.run))

@@ -158,8 +158,8 @@ class LiveServer:
         extra_env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
     ) -> None:
-        self.extra_args = extra_args or []
         self.port = free_port()
+        self.extra_args = extra_args or []
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")},
@@ -175,14 +175,7 @@ class LiveServer:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "detector.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
+                *(sys.executable, "-m", "detector.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)),
                 *self.extra_args,
             ],
             env=self.env,

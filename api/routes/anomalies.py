@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from api import schemas
-from api.deps import ProjectDep, SessionDep, StateDep, UtcTime
+from api.deps import AdminProject, ReadProject, SessionDep, StateDep, UtcTime
 from api.pagination import ID_CURSOR, decode_cursor, page
 from api.schemas import documented
 from detector.changes import describe_changes
@@ -31,7 +31,7 @@ def _with_deploy(session: SessionDep, anomaly: Anomaly) -> Deploy | None:
 
 @router.get("/anomalies", **documented(schemas.AnomalyPage))
 def anomalies(
-    project: ProjectDep,
+    project: ReadProject,
     session: SessionDep,
     state: StateDep,
     kind: str | None = None,
@@ -70,7 +70,7 @@ def anomalies(
 
 
 @router.get("/anomalies/{anomaly_id}", **documented(schemas.AnomalyDetail))
-def anomaly_detail(project: ProjectDep, session: SessionDep, state: StateDep, anomaly_id: int) -> dict[str, Any]:
+def anomaly_detail(project: ReadProject, session: SessionDep, state: StateDep, anomaly_id: int) -> dict[str, Any]:
     anomaly = get_anomaly(session, project_id=project.id, anomaly_id=anomaly_id)
     data = anomaly_as_dict(
         anomaly,
@@ -95,7 +95,7 @@ def anomaly_detail(project: ProjectDep, session: SessionDep, state: StateDep, an
 
 @router.post("/anomalies/{anomaly_id}/{action}", **documented(schemas.Anomaly))
 def change_anomaly_state(
-    project: ProjectDep,
+    project: AdminProject,
     session: SessionDep,
     state: StateDep,
     anomaly_id: int,
@@ -110,7 +110,7 @@ def change_anomaly_state(
 
 
 @router.post("/detect", **documented(schemas.DetectAnswer))
-def detect(project: ProjectDep, state: StateDep, at: UtcTime | None = None) -> dict[str, Any]:
+def detect(project: AdminProject, state: StateDep, at: UtcTime | None = None) -> dict[str, Any]:
     """Run a detection pass now, or as it would have run at `at` (it sees only data up to `at`)."""
     when = at or datetime.now(UTC)
     changes = run_project_pass(state.factory, state.settings, project_id=project.id, at=when)

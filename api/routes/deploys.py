@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api import schemas
-from api.deps import ProjectDep, SessionDep, StateDep
+from api.deps import DeployProject, DeployReadProject, SessionDep, StateDep
 from api.pagination import TIME_ID_CURSOR, decode_cursor, page
 from api.routes.intake import read_bounded_body
 from api.schemas import documented
@@ -120,7 +120,7 @@ DEPLOY_BODY = {"requestBody": {"required": True, "content": {"application/json":
         200: {"model": schemas.Deploy, "description": "Already recorded (the same deploy sent again)"},
     },
 )
-async def create_deploy(request: Request, project: ProjectDep, session: SessionDep, state: StateDep) -> JSONResponse:
+async def create_deploy(request: Request, project: DeployProject, session: SessionDep, state: StateDep) -> JSONResponse:
     """Record a deploy. Commits come from `commits`, else from the linked repository between
     `from_sha` (or the previous deploy's sha) and `sha`, else from the release. 201 when recorded,
     200 when the same deploy was already recorded."""
@@ -165,7 +165,7 @@ async def create_deploy(request: Request, project: ProjectDep, session: SessionD
 
 @router.get("/projects/{slug}/deploys", **documented(schemas.DeployPage))
 def deploys(
-    project: ProjectDep,
+    project: DeployReadProject,
     session: SessionDep,
     environment: str | None = None,
     release: str | None = None,
@@ -183,7 +183,7 @@ def deploys(
 
 @router.get("/projects/{slug}/deploys/{deploy_id}", **documented(schemas.Deploy))
 def deploy_detail(
-    project: ProjectDep,
+    project: DeployReadProject,
     session: SessionDep,
     deploy_id: int,
     include: Annotated[str | None, Query(description="`patch` adds each file's diff hunks.")] = None,

@@ -4,9 +4,10 @@ Intake is the hot path (one request per browser error), so it is a plain ASGI en
 FastAPI route: no dependency resolution, no request object, one JSON answer built by hand. The same
 endpoint serves two ways:
 
-- inside the app, as routes of `router` (behind the app's middleware: CORS, error handlers);
+- inside the app, as routes of `router` (behind the app's middleware and error handlers);
 - in front of the app, through `with_fast_intake(app)`, which `detector serve` uses: intake requests
-  skip the middleware stack and get the CORS headers the app's middleware would have added. There, an
+  skip the middleware stack. Either way the endpoint itself answers CORS (`api.cors`, the allowed
+  origins of `DETECTOR_CORS_ALLOWED_ORIGINS`), the only routes that do. There, an
   accepted request's answer goes out in one write to the connection when uvicorn's httptools protocol
   serves it (`_write_whole_answer`), the bytes uvicorn would have written in two.
 """
@@ -34,6 +35,7 @@ except ImportError:  # pragma: no cover - uvicorn without httptools: answers go 
 
 from sqlalchemy.exc import DBAPIError
 
+from api.cors import IntakeCors
 from api.errors import database_unavailable, error_response, status_for
 from api.state import AppState
 from detector.config import Settings
@@ -50,10 +52,6 @@ Accept = Callable[..., Accepted]
 INTAKE_PATH = re.compile(r"^/api/(\d+)/(envelope|store)/?$")
 """The intake URLs, with and without the trailing slash SDKs differ on."""
 
-_CORS_HEADERS = [
-    (b"access-control-allow-origin", b"*"),
-    (b"access-control-expose-headers", b"Retry-After, X-Sentry-Rate-Limits"),
-]
 _JSON = (b"content-type", b"application/json")
 
 
@@ -118,13 +116,12 @@ def _limits(settings: Settings) -> IntakeLimits:
 class IntakeEndpoint:
     """The ASGI endpoint for one intake URL kind (`accept_envelope` or `accept_store`)."""
 
-    def __init__(self, accept: Accept, *, cors: bool = False, whole_answers: bool = False) -> None:
+    def __init__(self, accept: Accept, *, whole_answers: bool = False) -> None:
         self.accept = accept
-        self.cors = cors
         self.whole_answers = whole_answers
         """Answer accepted requests in one write when `send` is uvicorn's own (`_write_whole_answer`)."""
-        # The limits of the last settings seen: built once, not per request.
-        self._limits: tuple[Settings, IntakeLimits] | None = None
+        # The limits and CORS policy of the last settings seen: built once, not per request.
+        self._limits: tuple[Settings, IntakeLimits, IntakeCors] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         project_id = scope.get("path_params", {}).get("project_id")
@@ -140,15 +137,17 @@ class IntakeEndpoint:
         settings = state.settings
         cached = self._limits
         if cached is not None and cached[0] is settings:
-            limits = cached[1]
+            limits, cors = cached[1], cached[2]
         else:
-            limits = _limits(settings)
-            self._limits = (settings, limits)
+            limits, cors = _limits(settings), intake_cors(settings)
+            self._limits = (settings, limits, cors)
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         by_name = dict(headers)
         if len(by_name) < len(headers):  # a repeated header: the first one counts, as a scan of the list finds it
             by_name = {name: value for name, value in reversed(headers)}
+        origin = by_name.get(b"origin")
         try:
+            cors.check(origin)
             limit = limits.max_body_bytes
             declared = by_name.get(b"content-length")
             if declared and declared.isdigit() and int(declared) > limit:
@@ -188,7 +187,9 @@ class IntakeEndpoint:
             # the queue's bound before the project's limit: a request refused for a full queue uses no quota
             state.queue_bound.take(len(items), payload_bytes)
             try:
-                state.limiter.take(accepted.key, errors, received_at)
+                if errors and state.limiter.limit_for(accepted.key) > 0:
+                    # a database write (the count all API processes share): off the event loop
+                    await run_in_threadpool(state.limiter.take, accepted.key, errors, received_at)
                 await state.writer.write(
                     [
                         {
@@ -219,8 +220,8 @@ class IntakeEndpoint:
                 exc = unavailable
             state.metrics.intake_rejected_of(str(status_for(exc))).inc()
             response = error_response(exc)
-            if self.cors and b"origin" in by_name:
-                response.raw_headers.extend(_CORS_HEADERS)
+            if origin is not None and cors.allows(origin):  # a page it may read the reason, not others
+                response.raw_headers.extend(cors.headers(origin))
             await response(scope, receive, send)
             return
         metrics = state.metrics
@@ -229,8 +230,8 @@ class IntakeEndpoint:
         metrics.intake_latency.observe(time.perf_counter() - started)
         event_id = accepted.event_id
         answer = _ANSWER_NO_ID if not event_id else _answer(orjson.dumps({"id": event_id}))
-        if self.cors and b"origin" in by_name:
-            answer = (answer[0] + _CORS_HEADERS, answer[1])
+        if origin is not None:
+            answer = (answer[0] + cors.headers(origin), answer[1])
         if self.whole_answers and _write_whole_answer(send, answer[0], answer[1]):
             return
         await send({"type": "http.response.start", "status": 200, "headers": answer[0]})
@@ -316,6 +317,22 @@ def _replay(first: Message, receive: Receive) -> Receive:
     return replay
 
 
+def intake_cors(settings: Settings) -> IntakeCors:
+    return IntakeCors.from_origins(settings.cors_allowed_origins)
+
+
+class Preflight:
+    """ASGI endpoint for `OPTIONS` on an intake URL: the browser's CORS preflight, answered by the intake's
+    policy (an object, not a function, so Starlette routes it as an ASGI app)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state: AppState = scope["app"].state.detector
+        await intake_cors(state.settings).preflight(scope, send)
+
+
+preflight = Preflight()
+
+
 envelope = IntakeEndpoint(accept_envelope)
 store = IntakeEndpoint(accept_store)
 
@@ -325,6 +342,11 @@ router.routes.extend(
     for kind, endpoint in (("envelope", envelope), ("store", store))
     for slash in ("/", "")
 )
+router.routes.extend(
+    Route(f"/api/{{project_id:int}}/{kind}{slash}", preflight, methods=["OPTIONS"], include_in_schema=False)
+    for kind in ("envelope", "store")
+    for slash in ("/", "")
+)
 
 
 class FastIntake:
@@ -332,7 +354,7 @@ class FastIntake:
 
     `app` is the app `api.app.create_app` built (its state holds what intake needs); `rest` is what
     answers every other request, `app` itself or `app` behind more middleware. Answers exactly as the
-    routes inside `app` do, CORS headers included (the app allows every origin); preflight `OPTIONS`
+    routes inside `app` do, CORS headers included; preflight `OPTIONS`
     requests still go to `rest`.
     """
 
@@ -340,8 +362,8 @@ class FastIntake:
         self.app = app
         self.rest: ASGIApp = app if rest is None else rest
         self.endpoints = {
-            "envelope": IntakeEndpoint(accept_envelope, cors=True, whole_answers=True),
-            "store": IntakeEndpoint(accept_store, cors=True, whole_answers=True),
+            "envelope": IntakeEndpoint(accept_envelope, whole_answers=True),
+            "store": IntakeEndpoint(accept_store, whole_answers=True),
         }
         self._state: AppState | None = None
 

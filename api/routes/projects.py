@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api import schemas
-from api.deps import ProjectDep, SessionDep, StateDep, TokenDep, UtcTime
+from api.deps import ReadProject, ReadToken, SessionDep, StateDep, UtcTime
 from api.pagination import ID_CURSOR, decode_cursor, page
 from api.schemas import documented
 from detector.errors import NotFound
@@ -23,19 +23,19 @@ SERIES_DEFAULT_WINDOW = timedelta(hours=24)
 
 
 @router.get("/projects", **documented(schemas.ProjectPage))
-def projects(session: SessionDep, state: StateDep, _token: TokenDep) -> dict[str, Any]:
+def projects(session: SessionDep, state: StateDep, _token: ReadToken) -> dict[str, Any]:
     items = [project_as_dict(p, state.settings.public_url) for p in list_projects(session)]
     return {"items": items, "next": None}
 
 
 @router.get("/projects/{slug}", **documented(schemas.Project))
-def project_detail(project: ProjectDep, state: StateDep) -> dict[str, Any]:
+def project_detail(project: ReadProject, state: StateDep) -> dict[str, Any]:
     return project_as_dict(project, state.settings.public_url)
 
 
 @router.get("/projects/{slug}/signatures", **documented(schemas.SignaturePage))
 def signatures(
-    project: ProjectDep,
+    project: ReadProject,
     session: SessionDep,
     release: str | None = None,
     environment: str | None = None,
@@ -60,7 +60,7 @@ def signatures(
 
 @router.get("/projects/{slug}/signatures/{signature_id}/series", **documented(schemas.SeriesPage))
 def signature_timeseries(
-    project: ProjectDep,
+    project: ReadProject,
     session: SessionDep,
     signature_id: int,
     since: UtcTime | None = None,
@@ -80,5 +80,5 @@ def signature_timeseries(
 
 
 @router.get("/projects/{slug}/events/{event_id}", **documented(schemas.Event))
-def event_detail(project: ProjectDep, session: SessionDep, event_id: str) -> dict[str, Any]:
+def event_detail(project: ReadProject, session: SessionDep, event_id: str) -> dict[str, Any]:
     return get_event(session, project_id=project.id, event_id=event_id)

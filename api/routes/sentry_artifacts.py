@@ -20,13 +20,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from api.deps import SessionDep, StateDep, TokenDep
+from api.deps import IngestToken, SessionDep, StateDep
 from api.routes.intake import read_bounded_body
 from api.state import AppState
 from detector.errors import InvalidInput, NotFound, PayloadTooLarge
 from detector.intake.decode import BodyTooLarge, CorruptBody, decode_body
 from detector.json_text import NotJson, parse_json
-from detector.sourcemaps.bundle import InvalidBundle, parse_bundle
+from detector.sourcemaps.bundle import InvalidBundle, UnsafeArtifactName, parse_bundle
 from detector.sourcemaps.chunks import (
     AssembleRequest,
     ChecksumMismatch,
@@ -64,7 +64,7 @@ def _public_base(request: Request, state: AppState) -> str:
 
 @router.get("/chunk-upload/")
 def get_chunk_upload_options(
-    org: str, request: Request, session: SessionDep, state: StateDep, _token: TokenDep
+    org: str, request: Request, session: SessionDep, state: StateDep, _token: IngestToken
 ) -> dict[str, Any]:
     _require_org(session, state, org)
     return chunk_upload_options(f"{_public_base(request, state)}/api/0/organizations/{org}/chunk-upload/", LIMITS)
@@ -119,7 +119,7 @@ def _save_chunks(state: AppState, org: str, chunks: dict[str, bytes]) -> None:
 
 
 @router.post("/chunk-upload/")
-async def post_chunks(org: str, request: Request, state: StateDep, _token: TokenDep) -> dict[str, Any]:
+async def post_chunks(org: str, request: Request, state: StateDep, _token: IngestToken) -> dict[str, Any]:
     chunks = await _read_chunks(request)
     await run_in_threadpool(_save_chunks, state, org, chunks)
     return {"chunks": sorted(chunks)}
@@ -142,6 +142,9 @@ def _assemble(state: AppState, org: str, req: AssembleRequest) -> dict[str, Any]
         try:
             data = assemble_file(req.checksum, [stored[c] for c in req.chunks], LIMITS)
             bundle = parse_bundle(data, max_uncompressed=MAX_UNPACKED_BYTES)
+        except UnsafeArtifactName as exc:
+            # 400, not sentry-cli's "error" state: a name that points outside the release is refused loudly
+            raise InvalidInput(f"artifact bundle refused: {exc}") from exc
         except (ChecksumMismatch, InvalidBundle) as exc:
             return {"state": "error", "detail": str(exc), "missingChunks": []}
         artifacts.store_bundle(
@@ -165,7 +168,7 @@ def _assemble(state: AppState, org: str, req: AssembleRequest) -> dict[str, Any]
 
 
 @router.post("/artifactbundle/assemble/")
-async def assemble_artifact_bundle(org: str, request: Request, state: StateDep, _token: TokenDep) -> dict[str, Any]:
+async def assemble_artifact_bundle(org: str, request: Request, state: StateDep, _token: IngestToken) -> dict[str, Any]:
     body = await read_bounded_body(request, MAX_ASSEMBLE_BODY)
     try:
         payload = parse_json(body, "assemble request")

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, StateDep, TokenDep
+from api.deps import DeployReadToken, DeployToken, SessionDep, StateDep
 from api.routes.deploys import deploy_hook, json_body, json_object
 from detector.deploys.records import parse_commit_list, parse_timestamp
 from detector.deploys.service import RefRange, record_deploy, record_release_commits, record_release_refs
@@ -59,7 +59,7 @@ def release_in_org(session: Session, org: str, version: str) -> Release:
 
 
 @router.get("/organizations/{org}/repos/")
-def repositories(org: str, session: SessionDep, _token: TokenDep) -> list[dict[str, Any]]:
+def repositories(org: str, session: SessionDep, _token: DeployReadToken) -> list[dict[str, Any]]:
     """No hosted repositories: commits arrive with `set-commits --local`, or are read from a linked clone."""
     org_projects(session, org)
     return []
@@ -69,7 +69,9 @@ def repositories(org: str, session: SessionDep, _token: TokenDep) -> list[dict[s
 
 
 @router.get("/organizations/{org}/releases/")
-def list_releases(org: str, session: SessionDep, _token: TokenDep, project: str | None = None) -> list[dict[str, Any]]:
+def list_releases(
+    org: str, session: SessionDep, _token: DeployReadToken, project: str | None = None
+) -> list[dict[str, Any]]:
     projects = org_projects(session, org)
     stmt = select(Release).where(Release.org == org).order_by(Release.date_created.desc()).limit(1000)
     releases = list(session.scalars(stmt))
@@ -80,7 +82,7 @@ def list_releases(org: str, session: SessionDep, _token: TokenDep, project: str 
 
 
 @router.post("/organizations/{org}/releases/")
-async def create_release(org: str, request: Request, session: SessionDep, _token: TokenDep) -> JSONResponse:
+async def create_release(org: str, request: Request, session: SessionDep, _token: DeployToken) -> JSONResponse:
     """Create the release, or return the existing one (208, as Sentry does) with the fields updated."""
     data = json_object(await json_body(request))
     projects = projects_named(session, org, data.get("projects"))
@@ -91,7 +93,7 @@ async def create_release(org: str, request: Request, session: SessionDep, _token
 
 @router.post("/projects/{org}/{project}/releases/")
 async def create_project_release(
-    org: str, project: str, request: Request, session: SessionDep, _token: TokenDep
+    org: str, project: str, request: Request, session: SessionDep, _token: DeployToken
 ) -> JSONResponse:
     """The older project-scoped form of release creation (sentry-cli 1.x/2.x single-project calls)."""
     data = json_object(await json_body(request))
@@ -100,7 +102,7 @@ async def create_project_release(
 
 
 @router.get("/organizations/{org}/releases/{version:path}/previous-with-commits/")
-def previous_with_commits(org: str, version: str, session: SessionDep, _token: TokenDep) -> dict[str, Any]:
+def previous_with_commits(org: str, version: str, session: SessionDep, _token: DeployReadToken) -> dict[str, Any]:
     """The newest earlier release with commits (sentry-cli starts `set-commits` after its last
     commit), or `{}` when there is none."""
     release = release_in_org(session, org, version)
@@ -109,7 +111,7 @@ def previous_with_commits(org: str, version: str, session: SessionDep, _token: T
 
 
 @router.get("/organizations/{org}/releases/{version:path}/commits/")
-def release_commits(org: str, version: str, session: SessionDep, _token: TokenDep) -> list[dict[str, Any]]:
+def release_commits(org: str, version: str, session: SessionDep, _token: DeployReadToken) -> list[dict[str, Any]]:
     release = release_in_org(session, org, version)
     rows = session.scalars(
         select(Commit)
@@ -125,7 +127,7 @@ def release_commits(org: str, version: str, session: SessionDep, _token: TokenDe
 
 @router.post("/organizations/{org}/releases/{version:path}/deploys/", status_code=201)
 async def create_deploy(
-    org: str, version: str, request: Request, session: SessionDep, state: StateDep, _token: TokenDep
+    org: str, version: str, request: Request, session: SessionDep, state: StateDep, _token: DeployToken
 ) -> dict[str, Any]:
     """Record a deploy of an existing release for each of its projects (or the `projects` named)."""
     data = json_object(await json_body(request))
@@ -166,19 +168,19 @@ async def create_deploy(
 
 
 @router.get("/organizations/{org}/releases/{version:path}/deploys/")
-def list_release_deploys(org: str, version: str, session: SessionDep, _token: TokenDep) -> list[dict[str, Any]]:
+def list_release_deploys(org: str, version: str, session: SessionDep, _token: DeployReadToken) -> list[dict[str, Any]]:
     release = release_in_org(session, org, version)
     return [deploy_as_sentry(d) for d in store.release_deploys(session, release=release)]
 
 
 @router.get("/organizations/{org}/releases/{version:path}/")
-def release_detail(org: str, version: str, session: SessionDep, _token: TokenDep) -> dict[str, Any]:
+def release_detail(org: str, version: str, session: SessionDep, _token: DeployReadToken) -> dict[str, Any]:
     return release_as_sentry(session, release_in_org(session, org, version))
 
 
 @router.get("/projects/{org}/{project}/releases/{version:path}/")
 def project_release_detail(
-    org: str, project: str, version: str, session: SessionDep, _token: TokenDep
+    org: str, project: str, version: str, session: SessionDep, _token: DeployReadToken
 ) -> dict[str, Any]:
     projects_named(session, org, [project])
     return release_as_sentry(session, release_in_org(session, org, version))
@@ -186,7 +188,7 @@ def project_release_detail(
 
 @router.put("/organizations/{org}/releases/{version:path}/")
 async def update_release(
-    org: str, version: str, request: Request, session: SessionDep, _token: TokenDep
+    org: str, version: str, request: Request, session: SessionDep, _token: DeployToken
 ) -> dict[str, Any]:
     """Update a release: `commits` (set-commits --local) replace its commits, enriched from linked
     repositories; `refs` read ranges from linked repositories; `dateReleased` finalizes it."""
@@ -200,7 +202,7 @@ async def update_release(
 
 @router.put("/projects/{org}/{project}/releases/{version:path}/")
 async def update_project_release(
-    org: str, project: str, version: str, request: Request, session: SessionDep, _token: TokenDep
+    org: str, project: str, version: str, request: Request, session: SessionDep, _token: DeployToken
 ) -> dict[str, Any]:
     data = json_object(await json_body(request))
     release_in_org(session, org, version)

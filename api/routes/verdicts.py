@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from api import schemas
-from api.deps import API_TOKEN, ProjectDep, SessionDep, StateDep
+from api.deps import API_TOKEN, DEPLOY, READ, DeployReadProject, SessionDep, StateDep, check_scopes
 from api.routes.deploys import MAX_BODY_BYTES
 from api.routes.intake import read_bounded_body
 from detector.errors import Unauthorized
@@ -61,8 +61,7 @@ GateToken = Annotated[str, Depends(gate_token)]
 
 
 def gate_project(slug: str, session: SessionDep, state: StateDep, token: GateToken) -> Project:
-    if not state.tokens.is_valid(token):
-        raise Unauthorized("unknown API token")
+    check_scopes(state, token, (READ, DEPLOY), "read verdicts")
     return get_project_by_slug(session, slug)
 
 
@@ -82,7 +81,7 @@ def _gate(body: dict[str, Any]) -> JSONResponse:
 
 @router.get("/projects/{slug}/deploys/{deploy_id}/verdict", **schemas.documented(schemas.Verdict))
 def deploy_verdict(
-    project: ProjectDep,
+    project: DeployReadProject,
     session: SessionDep,
     deploy_id: int,
     tolerance: Tolerance = None,
@@ -95,7 +94,7 @@ def deploy_verdict(
 
 @router.get("/projects/{slug}/releases/{version}/verdict", **schemas.documented(schemas.Verdict))
 def release_verdict(
-    project: ProjectDep,
+    project: DeployReadProject,
     session: SessionDep,
     version: str,
     environment: str | None = None,

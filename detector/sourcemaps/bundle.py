@@ -19,8 +19,9 @@ from symbolic import SymbolicError
 from symbolic.sourcemap import SourceMapView
 
 from detector.json_text import NotJson, parse_json
+from detector.sourcemaps.names import unsafe_path_problem, unsafe_url_problem
 
-__all__ = ["BundleFile", "InvalidBundle", "ParsedBundle", "parse_bundle", "read_bundle_file"]
+__all__ = ["BundleFile", "InvalidBundle", "ParsedBundle", "UnsafeArtifactName", "parse_bundle", "read_bundle_file"]
 
 MANIFEST = "manifest.json"
 SOURCE_MAP_TYPES = frozenset({"source_map", "indexed_source_map"})
@@ -29,6 +30,10 @@ MAX_FILES = 10_000
 
 class InvalidBundle(ValueError):
     """The artifact bundle cannot be used; the message says which part and why."""
+
+
+class UnsafeArtifactName(InvalidBundle):
+    """A file's path or URL has a `..` segment or is absolute (`names`): refused, not stored as given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,10 @@ def _manifest_files(manifest: dict[str, Any]) -> list[BundleFile]:
         url = entry.get("url")
         if not isinstance(url, str) or not url.strip():
             raise InvalidBundle(f"manifest entry for {path!r} has no 'url'")
+        if (problem := unsafe_path_problem(path)) is not None:
+            raise UnsafeArtifactName(f"artifact file {path!r} {problem}")
+        if (problem := unsafe_url_problem(url.strip())) is not None:
+            raise UnsafeArtifactName(f"artifact URL {url.strip()!r} (file {path!r}) {problem}")
         headers = entry.get("headers") if isinstance(entry.get("headers"), dict) else {}
         file_type = entry.get("type") if isinstance(entry.get("type"), str) else "unknown"
         debug_id = _header(headers, "debug-id", "debug_id")

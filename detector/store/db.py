@@ -63,19 +63,25 @@ QUEUE_SCHEMA = "queue"
 
 
 @cache
-def _queue_table_sql() -> str:
-    """`CREATE TABLE IF NOT EXISTS` for `models.RawItem` in the queue's file, as SQLite declares it, minus the
-    foreign key to `projects` (SQLite has none across files), with ids that are never reused."""
-    from detector.store.models import RawItem  # the models import nothing of this module; this keeps it so
+def _queue_table_sql() -> tuple[str, ...]:
+    """`CREATE TABLE IF NOT EXISTS` for the tables of the queue's file, `models.RawItem` and
+    `models.RateWindow`, as SQLite declares them, minus foreign keys to `projects` (SQLite has none across
+    files), with raw item ids that are never reused."""
+    from detector.store.models import RateWindow, RawItem  # the models import nothing of this module; this keeps it so
 
-    columns = [
-        Column(column.name, column.type, primary_key=column.primary_key, nullable=column.nullable)
-        for column in RawItem.__table__.columns
-    ]
-    # AUTOINCREMENT: an id is never used twice, even once the queue has been empty. The digest marks items
-    # by id (`models.QueueDigested`); a reused id would match a mark not yet deleted, and be lost.
-    table = Table(RawItem.__tablename__, MetaData(), *columns, schema=QUEUE_SCHEMA, sqlite_autoincrement=True)
-    return str(CreateTable(table, if_not_exists=True).compile(dialect=sqlite.dialect())).strip()
+    statements = []
+    for model in (RawItem, RateWindow):
+        columns = [
+            Column(column.name, column.type, primary_key=column.primary_key, nullable=column.nullable)
+            for column in model.__table__.columns
+        ]
+        # AUTOINCREMENT: an id is never used twice, even once the queue has been empty. The digest marks items
+        # by id (`models.QueueDigested`); a reused id would match a mark not yet deleted, and be lost.
+        table = Table(
+            model.__tablename__, MetaData(), *columns, schema=QUEUE_SCHEMA, sqlite_autoincrement=model is RawItem
+        )
+        statements.append(str(CreateTable(table, if_not_exists=True).compile(dialect=sqlite.dialect())).strip())
+    return tuple(statements)
 
 
 def queue_database_path(database_path: str) -> str:
@@ -104,7 +110,8 @@ def _sqlite_connection_setup(queue_path: str) -> Callable[[Any, Any], None]:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(_queue_table_sql())
+        for statement in _queue_table_sql():
+            cursor.execute(statement)
         cursor.close()
 
     return set_up

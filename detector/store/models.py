@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from detector.store.scopes import ALL_SCOPES_TEXT
 from detector.store.types import BigId, Json, UTCDateTime
 
 
@@ -58,6 +59,8 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # `scopes.TokenScope` names, space-separated; tokens from before migration 0008 hold them all
+    scopes: Mapped[str] = mapped_column(String(64), server_default=ALL_SCOPES_TEXT)
 
 
 # --- intake queue and events --------------------------------------------------------------------
@@ -82,6 +85,18 @@ class RawItem(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class RateWindow(Base):
+    """Events a project's key has sent in one minute (`minute` = unix seconds // 60), shared by every API
+    process (`rate_limits`). SQLite: in the queue's file with `raw_items` (created on connect, like it), so
+    intake's counting never waits for the digest's lock on the main file."""
+
+    __tablename__ = "rate_windows"
+
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    used: Mapped[int] = mapped_column(Integer)
 
 
 class QueueDigested(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, exists, select
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from detector.errors import Conflict, InvalidInput, NotFound
 from detector.store.models import ApiToken, Project, RawItem, Release, ReleaseProject
+from detector.store.scopes import ALL_SCOPES, TokenScope, scopes_as_text, scopes_from_text
 from detector.times import iso_utc
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
@@ -100,16 +102,33 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, *, label: str = "") -> str:
-    """A new API token; only its hash is stored, so the returned value is shown once."""
+def create_token(session: Session, *, label: str = "", scopes: Iterable[TokenScope] = ALL_SCOPES) -> str:
+    """A new API token allowed `scopes` (every scope by default); only its hash is stored, so the returned
+    value is shown once."""
+    chosen = frozenset(scopes)
+    if not chosen:
+        raise InvalidInput("a token needs at least one scope: " + ", ".join(TokenScope))
     token = "dtk_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(token_hash=hash_token(token), label=label, created_at=datetime.now(UTC)))
+    row = ApiToken(
+        token_hash=hash_token(token), label=label, created_at=datetime.now(UTC), scopes=scopes_as_text(chosen)
+    )
+    session.add(row)
     session.flush()
     return token
 
 
-def token_is_valid(session: Session, token: str) -> bool:
-    return session.scalar(select(ApiToken.id).where(ApiToken.token_hash == hash_token(token))) is not None
+def token_scopes(session: Session, token: str) -> frozenset[TokenScope] | None:
+    """The scopes of a known token; None for a token that is not one of ours."""
+    stored = session.scalar(select(ApiToken.scopes).where(ApiToken.token_hash == hash_token(token)))
+    return None if stored is None else scopes_from_text(stored)
+
+
+def list_tokens(session: Session) -> list[dict[str, object]]:
+    """Every token as `detector token list` shows it (never the token itself: only its hash is kept)."""
+    rows = session.scalars(select(ApiToken).order_by(ApiToken.id))
+    return [
+        {"id": t.id, "label": t.label, "scopes": t.scopes.split(), "created_at": iso_utc(t.created_at)} for t in rows
+    ]
 
 
 GATE_SETTINGS = (

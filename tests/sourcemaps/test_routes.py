@@ -236,3 +236,36 @@ def test_malformed_assemble_requests_are_400(client: TestClient, auth: dict[str,
         )
         assert response.status_code == 400, body
         assert message in response.json()["detail"]
+
+
+def test_artifact_names_with_dot_dot_or_absolute_paths_are_refused_with_400_and_store_nothing(
+    client: TestClient, auth: dict[str, str], project: Project, factory: sessionmaker[Session], app_js: bytes
+) -> None:
+    def bundle_with(path: str, url: str) -> bytes:
+        builder = BundleBuilder()
+        builder.files[path] = (app_js, {"type": "minified_source", "url": url})
+        return builder.build()
+
+    cases = [
+        (bundle_with("files/_/_/app.js", "~/../../etc/passwd"), "'..' segment"),
+        (bundle_with("files/_/_/app.js", "https://cdn.example/static/../../app.js"), "'..' segment"),
+        (bundle_with("files/_/_/app.js", "/etc/passwd"), "absolute path"),
+        (bundle_with("../../app.js", "~/app.js"), "'..' segment"),
+        (bundle_with("/tmp/app.js", "~/app.js"), "absolute path"),
+        (bundle_with("files/_/_/app.js", "~/static/%2e%2e/app.js"), "'..' segment"),
+    ]
+    for data, reason in cases:
+        assert upload_chunks(client, auth, [data])[0] == 200
+        response = client.post(
+            f"{BASE}/artifactbundle/assemble/",
+            json={"checksum": sha1(data), "chunks": [sha1(data)], "projects": ["web"], "version": "web@1.2.0"},
+            headers=auth,
+        )
+        assert response.status_code == 400, response.text
+        assert reason in response.json()["detail"] and "artifact bundle refused" in response.json()["detail"]
+        assert counts(factory)[:2] == (0, 0)
+
+    fine = bundle_with("files/_/_/static/app.js", "~/static/app.js")  # the same bundle, named plainly
+    assert upload_chunks(client, auth, [fine])[0] == 200
+    assert assemble(client, auth, fine, [fine])["state"] == "ok"
+    assert counts(factory)[:2] == (1, 1)
