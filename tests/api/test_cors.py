@@ -79,7 +79,8 @@ def client_for(
             opened.append(client)
             return client
         env = {} if origins is None else {"DETECTOR_CORS_ALLOWED_ORIGINS": origins}
-        server = LiveServer(database_url, tmp_path, extra_env=env).start()
+        # no worker: the queue then holds exactly what intake kept, refused requests included or not
+        server = LiveServer(database_url, tmp_path, extra_env=env, extra_args=["--no-worker"]).start()
         opened.append(server)
         return Live(server)
 
