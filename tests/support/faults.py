@@ -37,6 +37,8 @@ class ThrowawayPostgres:
         self.data = self.directory / "data"
         self.log = self.directory / "server.log"
         self._as: list[str] = []
+        # util-linux puts runuser in sbin, which a CI job's PATH often leaves out
+        self._runuser = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
 
     @property
     def available(self) -> str | None:
@@ -44,7 +46,7 @@ class ThrowawayPostgres:
         if not self.initdb or not self.pg_ctl:
             return "initdb and pg_ctl are not on PATH"
         if os.geteuid() == 0:
-            if shutil.which("runuser") is None:
+            if self._runuser is None:
                 return "running as root without runuser to become the postgres user"
             try:
                 import pwd
@@ -60,7 +62,7 @@ class ThrowawayPostgres:
     def create(self) -> ThrowawayPostgres:
         if os.geteuid() == 0:
             shutil.chown(self.directory, "postgres")
-            self._as = ["runuser", "-u", "postgres", "--"]
+            self._as = [str(self._runuser), "-u", "postgres", "--"]
         assert self.initdb is not None
         self._run(self.initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
         self.start()
