@@ -492,7 +492,7 @@ def run_detection(
                 _note_release_error_rate(explained, finding)
                 changes.append(AnomalyChange(explained.id, "updated", explained.kind))
                 continue
-            earlier = _continued_anomaly(session, project_id, finding, config)
+            earlier = _continued_anomaly(session, project_id, finding)
             if earlier is not None:
                 continue_anomaly(
                     earlier,
@@ -555,17 +555,13 @@ def _note_release_error_rate(anomaly: Anomaly, finding: Finding) -> None:
 
 SPIKE_CONTINUES_WITHIN = timedelta(hours=1)
 """A spike finding continues a spike anomaly of its signature that a pass saw this recently."""
+SPIKE_JOINS_DEPLOY_ANOMALY_WITHIN = timedelta(hours=24)
+"""A spike of a signature whose deploy anomaly (a bug a release brought, still open) was detected this
+recently is that bug seen again (its spike baseline still holds the hours before it), not a new alert;
+an older open one no longer silences the signature."""
 
 
-def spike_joins_deploy_anomaly_within(config: DetectorConfig) -> timedelta:
-    """A spike of a signature whose deploy anomaly (a bug a release brought, still open) was detected this
-    recently is that bug seen again, not a new alert: its deploy's watch claims the signature, and for a
-    spike window after the watch the CUSUM's window still holds the bug's hours (the busy history's
-    bug reported as a spike two minutes past 24 h). An older open one no longer silences the signature."""
-    return timedelta(minutes=config.deploy_watch_minutes + config.spike_window_minutes)
-
-
-def _continued_anomaly(session: Session, project_id: int, finding: Finding, config: DetectorConfig) -> Anomaly | None:
+def _continued_anomaly(session: Session, project_id: int, finding: Finding) -> Anomaly | None:
     """The earlier open anomaly a finding continues (None: record it as is): a later deploy's signature
     finding continues the anomaly of the deploy that brought the signature, and a spike (an outage
     seen after two deploys, or first by a deploy test and then by the CUSUM) the running spike of
@@ -598,8 +594,7 @@ def _continued_anomaly(session: Session, project_id: int, finding: Finding, conf
                 signature_id=finding.signature_id,
                 environment=finding.environment,
                 excluding_key=finding.key,
-                detected_since=pd.Timestamp(finding.detected_at).to_pydatetime()
-                - spike_joins_deploy_anomaly_within(config),
+                detected_since=pd.Timestamp(finding.detected_at).to_pydatetime() - SPIKE_JOINS_DEPLOY_ANOMALY_WITHIN,
             )
         )
     return open_deploy_anomaly_for(
