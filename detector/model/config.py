@@ -44,8 +44,8 @@ class DetectorConfig:
     (at least 1)."""
 
     new_signature_streams_per_deploy: float = 20.0
-    """Assumed number of new signatures tested per deploy (the larger of this and the actual number is
-    used), so the new-signature threshold does not move as candidates trickle in."""
+    """Assumed number of new signatures tested per deploy by the segment tests (the larger of this and
+    the actual number is used); the overall tests rank them by appearance instead (MODEL.md)."""
 
     new_signature_floor_rate: float = 0.001
     """Null rate of a new signature: below this share of sessions a new error is not worth a page."""

@@ -864,9 +864,7 @@ def _new_signature_findings(
         new_stream.sessions[mask],
     )
     start = stream.start
-    tests = context.per_week * max(config.new_signature_streams_per_deploy, len(candidates))
-    threshold = eprocess_threshold(alarms_per_week=config.budget("new_signature"), tests_per_week=tests)
-    thresholds = threshold + context.noisy_extra(stream.sig)
+    thresholds = _ranked_new_signature_thresholds(context, stream, start) + context.noisy_extra(stream.sig)
     floor = config.new_signature_floor_rate
     log_e = _mixture_where_possible(
         grouped_cumsum(stream.sessions, start),
@@ -890,6 +888,25 @@ def _new_signature_findings(
         )
         for sig, row in crossed.items()
     ]
+
+
+def _ranked_new_signature_thresholds(context: _DeployContext, stream: _Stream, start: np.ndarray) -> np.ndarray:
+    """Per-row thresholds of a deploy's new signatures: the ``i``-th to appear since the deploy gets the
+    share ``1 / (i (i + 1))`` of the deploy's new-signature budget (the shares sum to 1 however many
+    appear, so the union bound holds without assuming a count). A bug a release brings is nearly always
+    among its first new signatures: the first pays ``log 2`` over one test per deploy where an equal
+    split over 20 streams paid ``log 20``, the fourth the same as before, later ones more."""
+    first_minute = stream.minute[start]
+    sigs = stream.sig[start]
+    order = np.lexsort((sigs, first_minute))
+    rank = np.empty(len(sigs), dtype=np.float64)
+    rank[order] = np.arange(1, len(sigs) + 1)
+    budget = context.config.budget("new_signature")
+    by_sig = {
+        int(sig): eprocess_threshold(alarms_per_week=budget, tests_per_week=context.per_week * r * (r + 1.0))
+        for sig, r in zip(sigs.tolist(), rank.tolist(), strict=True)
+    }
+    return np.array([by_sig[int(sig)] for sig in stream.sig.tolist()], dtype=np.float64)
 
 
 def _regression_findings(

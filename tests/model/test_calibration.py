@@ -103,3 +103,28 @@ def test_release_error_rate_eprocess_with_its_fine_grid_within_alpha():
     best = log_e.max(axis=1)
     assert int((best >= threshold).sum()) <= _upper(alpha * tests)
     assert int((best >= threshold - 2.0).sum()) > int((best >= threshold).sum())
+
+
+def test_new_signature_thresholds_ranked_by_appearance_keep_the_deploys_budget():
+    """Null deploys each bringing several harmless new signatures at exactly the floor rate: the i-th to
+    appear gets 1 / (i (i + 1)) of the deploy's alpha, so the deploys with any false alarm stay within
+    alpha however many appear; and the bound is not vacuous (half the evidence alarms far more often)."""
+    rng = np.random.default_rng(14)
+    deploys, streams, alpha, floor = 600, 6, 0.1, 0.001
+    minutes = pd.date_range("2026-11-02 09:00", periods=12 * 60, freq="min", tz="UTC")
+    exposure = diurnal_sessions(minutes, 60.0)
+    counts = rng.poisson(floor * exposure[None, None, :], size=(deploys, streams, len(minutes))).astype(float)
+    cum_counts = np.cumsum(counts, axis=2)
+    cum_expected = np.broadcast_to(floor * np.cumsum(exposure), counts.shape)
+    rows = counts > 0
+    log_e = np.full(counts.shape, -np.inf)
+    log_e[rows] = mixture_log_evidence(cum_counts[rows], cum_expected[rows], RATIOS)
+    best = log_e.max(axis=2)
+    seen = rows.any(axis=2)
+    first = np.where(seen, rows.argmax(axis=2), len(minutes))
+    rank = np.argsort(np.argsort(first + rng.random(first.shape) * 0.5, axis=1), axis=1) + 1.0
+    thresholds = np.log(rank * (rank + 1.0) / alpha)
+    alarmed = int(((best >= thresholds) & seen).any(axis=1).sum())
+    assert alarmed <= _upper(alpha * deploys), alarmed
+    halved = int(((best >= thresholds / 2) & seen).any(axis=1).sum())
+    assert halved > 3 * max(alarmed, 1), (halved, alarmed)
